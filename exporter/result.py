@@ -1,0 +1,89 @@
+"""The probe result: one immutable record per (target, protocol, port) and probe round."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from exporter.states import PortState, Reason
+
+Protocol = Literal["tcp", "udp"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What one probe of one port found.
+
+    Attributes:
+        target: the configured target name (``dc1``).
+        host: the configured host (name or address literal).
+        address: the address actually probed (IPv4 or IPv6 literal); ``""`` when the name did not resolve.
+        protocol: ``"tcp"`` or ``"udp"``.
+        port: 1-65535.
+        service: service label: the catalog's application protocol, our port table's name
+            (``epmap``), the system services file's name, or ``unknown service``.
+        state: the port state.
+        reason: why (a closed set).
+        duration_seconds: wall time of the whole probe, all tries and the protocol follow-up, in seconds.
+        tries: datagrams or connection attempts sent for the state probe.
+        timestamp: when the probe finished, Unix time in seconds.
+        details: protocol-aware findings keyed by protocol name (``"ldap"``, ``"rpc"``...); each value is a
+            frozen dataclass or a JSON-able mapping.
+        error: a one-line human description of a failure (resolver error, decode error...), or ``""``.
+    """
+
+    target: str
+    host: str
+    address: str
+    protocol: Protocol
+    port: int
+    service: str
+    state: PortState
+    reason: Reason
+    duration_seconds: float
+    tries: int
+    timestamp: float
+    details: Mapping[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        """The store key ``(target, protocol, port)``."""
+        return (self.target, self.protocol, self.port)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (the ``portqry --json`` line); dataclass details are expanded."""
+        out: dict[str, Any] = {
+            "target": self.target,
+            "host": self.host,
+            "address": self.address,
+            "protocol": self.protocol,
+            "port": self.port,
+            "service": self.service,
+            "state": str(self.state),
+            "reason": str(self.reason),
+            "duration_seconds": round(self.duration_seconds, 6),
+            "tries": self.tries,
+            "timestamp": self.timestamp,
+        }
+        if self.error:
+            out["error"] = self.error
+        if self.details:
+            out["details"] = {k: _jsonable(v) for k, v in self.details.items()}
+        return out
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | frozenset | set):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

@@ -1,0 +1,1 @@
+"""Wire formats: pure bytes <-> frozen dataclasses; no sockets, no clocks."""
