@@ -1,0 +1,258 @@
+"""``portqry-exporter``: the daemon.  Probes targets on a schedule and serves ``/metrics``.
+
+HTTP endpoints: ``GET /metrics``, ``GET /-/healthy``, ``GET /-/ready`` (200 once every target finished a
+round, else 503), ``POST /-/reload`` (same as SIGHUP).  A reload validates the new file first; a bad file is
+refused with a log line and the last good config keeps running.  SIGTERM/SIGINT stop it promptly.
+
+Exit codes: 0 clean stop (or ``--config.check`` passed), 1 bad config at start, 3 usage error,
+4 the listen address cannot be bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from exporter import __version__
+from exporter.config import Settings, find_config, load_config, parse_listen_address, plan
+from exporter.errors import ConfigError
+from exporter.logs import configure, get_logger
+
+log = get_logger(component="daemon")
+
+StartResponse = Callable[..., Any]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        """Access logs are not written (scrapes would flood the log)."""
+
+
+class Daemon:
+    """The running exporter: config, engine, scheduler, store and HTTP server.
+
+    Args:
+        config_path: the TOML file (re-read on reload).
+        settings: its already validated contents.
+    """
+
+    def __init__(self, config_path: str, settings: Settings) -> None:
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.process_collector import ProcessCollector
+
+        from exporter.collector import ExporterStatus, PortqryCollector
+        from exporter.engine import Engine
+        from exporter.resolve import Resolver
+        from exporter.scheduler import Scheduler
+        from exporter.store import ResultStore, duration_buckets
+
+        self.config_path = config_path
+        self.settings = settings
+        self.status = ExporterStatus()
+        longest = max(
+            [t.options.timeout_seconds * max(t.options.tcp_tries, t.options.udp_tries) * 2 for t in plan(settings)]
+            or [settings.defaults.timeout_seconds * settings.defaults.tcp_tries * 2]
+        )
+        self.store = ResultStore(duration_buckets(longest))
+        self.engine = Engine(
+            concurrency=settings.exporter.concurrency,
+            udp_pacing_seconds=settings.exporter.udp_pacing_seconds,
+            resolver=self._resolver(settings),
+        )
+        self.scheduler = Scheduler(self.engine, self.store)
+        self.status.ready = lambda: self.scheduler.ready
+        self.registry = CollectorRegistry()
+        self.registry.register(PortqryCollector(self.store, self.status))
+        ProcessCollector(registry=self.registry)
+        self._resolver_cls = Resolver
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping = asyncio.Event()
+
+    @staticmethod
+    def _resolver(settings: Settings) -> Any:
+        from exporter.resolve import Resolver
+
+        r = settings.resolver
+        return Resolver(r.nameservers, port=r.port, timeout=r.timeout_seconds, prefer=r.prefer)
+
+    def apply(self, settings: Settings) -> None:
+        """Make ``settings`` the running config (targets, resolver); listen address changes need a restart."""
+        if settings.resolver != self.settings.resolver:
+            self.engine.resolver = self._resolver(settings)
+        self.engine.udp_pacing_seconds = settings.exporter.udp_pacing_seconds
+        self.settings = settings
+        plans = plan(settings)
+        self.scheduler.apply(plans)
+        self.status.targets = len(plans)
+        self.status.reload_successful = True
+        self.status.reload_success_timestamp = time.time()
+
+    def reload(self) -> tuple[bool, str]:
+        """Re-read the config file; on error keep the running config.
+
+        Returns:
+            ``(ok, message)``.
+        """
+        try:
+            settings = load_config(self.config_path)
+        except ConfigError as exc:
+            self.status.reload_successful = False
+            log.error("reload refused, keeping the last good config", error=str(exc))
+            return False, str(exc)
+        if settings.exporter.listen_address != self.settings.exporter.listen_address:
+            log.warning("listen_address changes take effect at restart", listen_address=settings.exporter.listen_address)
+        self.apply(settings)
+        log.info("config reloaded", path=self.config_path, targets=self.status.targets)
+        return True, "config reloaded"
+
+    # -- HTTP ---------------------------------------------------------------------------------------
+
+    def wsgi(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """The WSGI app behind ``listen_address``."""
+        from prometheus_client import make_wsgi_app
+
+        path = environ.get("PATH_INFO", "/")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/metrics":
+            return make_wsgi_app(self.registry)(environ, start_response)  # type: ignore[no-any-return]
+        if path == "/-/healthy":
+            return _text(start_response, "200 OK", "Healthy\n")
+        if path == "/-/ready":
+            if self.scheduler.ready:
+                return _text(start_response, "200 OK", "Ready\n")
+            return _text(start_response, "503 Service Unavailable", "Not ready: first probe round running\n")
+        if path == "/-/reload":
+            if method not in ("POST", "PUT"):
+                return _text(start_response, "405 Method Not Allowed", "Use POST\n", [("Allow", "POST")])
+            assert self.loop is not None
+            fut = asyncio.run_coroutine_threadsafe(self._reload_async(), self.loop)
+            try:
+                ok, message = fut.result(timeout=30)
+            except TimeoutError:
+                return _text(start_response, "500 Internal Server Error", "reload timed out\n")
+            return _text(start_response, "200 OK" if ok else "500 Internal Server Error", message + "\n")
+        if path == "/":
+            body = (
+                "<html><head><title>portqry-exporter</title></head><body><h1>portqry-exporter</h1>"
+                '<p><a href="/metrics">Metrics</a> &middot; <a href="/-/healthy">Healthy</a> &middot; '
+                '<a href="/-/ready">Ready</a></p></body></html>\n'
+            )
+            return _text(start_response, "200 OK", body, [("Content-Type", "text/html; charset=utf-8")])
+        return _text(start_response, "404 Not Found", "Not found\n")
+
+    async def _reload_async(self) -> tuple[bool, str]:
+        return self.reload()
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT.  Returns the exit code."""
+        self.loop = asyncio.get_running_loop()
+        host, port = parse_listen_address(self.settings.exporter.listen_address)
+        server_cls = _server_class(host)
+        try:
+            server = make_server(host, port, self.wsgi, server_class=server_cls, handler_class=_QuietHandler)
+        except OSError as exc:
+            log.error("cannot listen", listen_address=self.settings.exporter.listen_address, error=exc.strerror)
+            return 4
+        thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+        thread.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.stopping.set)
+        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self.apply(self.settings)
+        log.info(
+            "portqry-exporter started",
+            version=__version__,
+            listen_address=f"{host}:{server.server_port}",
+            config=self.config_path,
+            targets=self.status.targets,
+        )
+        await self.stopping.wait()
+        log.info("stopping")
+        await self.scheduler.stop(timeout=3.0)
+        server.shutdown()
+        server.server_close()
+        log.info("stopped")
+        return 0
+
+
+def _server_class(host: str) -> type:
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    class _Server(ThreadingWSGIServer):
+        address_family = family
+        daemon_threads = True
+        allow_reuse_address = True
+
+    return _Server
+
+
+def _text(
+    start_response: StartResponse, status: str, body: str, headers: Sequence[tuple[str, str]] = ()
+) -> list[bytes]:
+    data = body.encode()
+    hdrs = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))]
+    hdrs = [h for h in hdrs if h[0] not in {k for k, _ in headers}] + list(headers)
+    if not any(k == "Content-Length" for k, _ in hdrs):
+        hdrs.append(("Content-Length", str(len(data))))
+    start_response(status, hdrs)
+    return [data]
+
+
+class _ArgParser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        self.print_usage(sys.stderr)
+        self.exit(3, f"{self.prog}: error: {message}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``portqry-exporter``; returns the exit code."""
+    parser = _ArgParser(prog="portqry-exporter", description="PortQry as a Prometheus exporter.")
+    parser.add_argument(
+        "--config", "--config.file", dest="config", help="TOML file (default: ./config.example.toml, then "
+        "/etc/portqry-exporter/config.toml)"
+    )
+    parser.add_argument("--config.check", dest="check", action="store_true", help="validate the config and exit")
+    parser.add_argument("--web.listen-address", dest="listen", help="override [exporter] listen_address")
+    parser.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log.format", dest="log_format", choices=["auto", "json", "console"])
+    parser.add_argument("--version", action="version", version=f"portqry-exporter {__version__}")
+    args = parser.parse_args(argv)
+
+    path = find_config(args.config)
+    try:
+        settings = load_config(path)
+    except ConfigError as exc:
+        print(f"portqry-exporter: config error: {exc}", file=sys.stderr)
+        return 1
+    if args.check:
+        print(f"{path}: OK ({len(settings.targets)} targets)")
+        return 0
+    if args.listen:
+        try:
+            parse_listen_address(args.listen)
+        except ValueError as exc:
+            print(f"portqry-exporter: --web.listen-address: {exc}", file=sys.stderr)
+            return 3
+        settings = settings.model_copy(
+            update={"exporter": settings.exporter.model_copy(update={"listen_address": args.listen})}
+        )
+    configure(args.log_level or settings.exporter.log_level, args.log_format or settings.exporter.log_format)
+    daemon = Daemon(path, settings)
+    try:
+        return asyncio.run(daemon.run())
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

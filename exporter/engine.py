@@ -1,0 +1,361 @@
+"""The probe engine: resolves a target once per round and probes its ports concurrently.
+
+One global concurrency limit (probes in flight) and per-address pacing of UDP datagrams (targets
+rate-limit their ICMP errors: Linux sends about one "port unreachable" per second per peer after a
+burst of 6; a fast UDP sweep reads silence as LISTENING or FILTERED).  The engine knows nothing about
+Prometheus; the daemon and the ``portqry`` CLI both drive it.
+
+Protocol-aware follow-ups (LDAP, RPC endpoint mapper, DNS, ...) are bound to ports by
+:data:`DEFAULT_BINDINGS` or by the target's config, and live one module each in ``exporter.probes``,
+imported only when first used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.errors import ResolveError
+from exporter.probes.sockets import Evidence, tcp_connect, udp_exchange
+from exporter.resolve import Resolved, Resolver
+from exporter.result import ProbeResult, Protocol
+from exporter.services import service_name
+from exporter.states import PortState, Reason
+
+#: (protocol, port) -> protocol-aware probe name, for the well-known ports PortQry speaks to.
+DEFAULT_BINDINGS: dict[tuple[str, int], str] = {}
+#: protocol-aware probe name -> module implementing ``async def probe(ctx) -> ProtocolOutcome``.
+PROTOCOL_MODULES: dict[str, str] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class PortSpec:
+    """One port of a target to probe.
+
+    Attributes:
+        protocol: ``"tcp"`` or ``"udp"``.
+        port: 1-65535.
+        service: the ``service`` label; empty means "look it up" (:func:`exporter.services.service_name`).
+        protocol_probe: the protocol-aware probe to run (a key of :data:`PROTOCOL_MODULES`); ``None`` means
+            the default binding for the port, ``""`` means none.
+    """
+
+    protocol: Protocol
+    port: int
+    service: str = ""
+    protocol_probe: str | None = None
+
+    @property
+    def service_label(self) -> str:
+        """The service label, looked up when not configured."""
+        return self.service or service_name(self.protocol, self.port)
+
+    @property
+    def probe_name(self) -> str:
+        """The protocol-aware probe bound to this port, or ``""``."""
+        if self.protocol_probe is not None:
+            return self.protocol_probe
+        return DEFAULT_BINDINGS.get((self.protocol, self.port), "")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeOptions:
+    """How to probe (per target).
+
+    Attributes:
+        timeout_seconds: wait per try, seconds.
+        tcp_tries: TCP connection attempts before FILTERED (PortQry: 3).
+        udp_tries: unformatted datagrams before LISTENING or FILTERED (PortQry: 1).
+        source_port: local source port of the state probe (PortQry ``-sp``), or ``None``.
+        slow_link: double the UDP wait (PortQry ``-sl``).
+        protocol_probes: run protocol-aware follow-ups at all.
+        udp_unformatted_first: on a UDP port with a protocol-aware probe, first send PortQry's unformatted
+            datagram (the CLI does, for parity); when false the protocol query is the first datagram.
+        params: protocol parameters (``domain``, ``snmp_community``, ``dns_query_name``, ...).
+    """
+
+    timeout_seconds: float = 2.0
+    tcp_tries: int = 3
+    udp_tries: int = 1
+    source_port: int | None = None
+    slow_link: bool = False
+    protocol_probes: bool = True
+    udp_unformatted_first: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def udp_timeout(self) -> float:
+        """Seconds to wait for a UDP reply (doubled on a slow link)."""
+        return self.timeout_seconds * (2 if self.slow_link else 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolOutcome:
+    """What a protocol-aware probe concluded: the port's final state, reason and parsed details."""
+
+    state: PortState
+    reason: Reason
+    details: Mapping[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass(slots=True)
+class ProbeContext:
+    """What a protocol-aware probe gets: where to go, the first evidence, the options and helpers.
+
+    ``deadline`` is an absolute ``loop.time()``; protocol probes must finish by then.
+    """
+
+    engine: Engine
+    target: str
+    address: str
+    family: int
+    protocol: Protocol
+    port: int
+    options: ProbeOptions
+    evidence: Evidence
+    deadline: float
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (never negative)."""
+        return max(0.0, self.deadline - asyncio.get_running_loop().time())
+
+    async def udp(self, payload: bytes, *, accept: Callable[[bytes], bool] | None = None) -> Evidence:
+        """Send ``payload`` to this port over UDP (paced, one try, waiting at most the UDP timeout)."""
+        await self.engine.pace_udp(self.address)
+        return await udp_exchange(
+            self.address,
+            self.port,
+            payload,
+            family=self.family,
+            timeout=min(self.options.udp_timeout, max(self.remaining(), 0.001)),
+            tries=1,
+            accept=accept,
+        )
+
+    async def tcp(self, port: int, *, tries: int = 1) -> Evidence:
+        """A TCP state probe of another port on the same address (e.g. an endpoint-mapper dynamic port)."""
+        return await tcp_connect(
+            self.address,
+            port,
+            family=self.family,
+            timeout=min(self.options.timeout_seconds, max(self.remaining(), 0.001)),
+            tries=tries,
+        )
+
+
+ProtocolProbe = Callable[[ProbeContext], Awaitable[ProtocolOutcome]]
+
+
+def protocol_probe(name: str) -> ProtocolProbe | None:
+    """The ``probe`` coroutine function of the protocol-aware probe ``name``, or ``None`` if unknown."""
+    module = PROTOCOL_MODULES.get(name)
+    if not module:
+        return None
+    fn: ProtocolProbe = importlib.import_module(module).probe
+    return fn
+
+
+class Engine:
+    """Runs probes with one concurrency limit and per-address UDP pacing.
+
+    Args:
+        concurrency: probes in flight at most (default 256).
+        udp_pacing_seconds: minimum gap between two UDP datagrams to the same address, seconds.
+        resolver: the :class:`~exporter.resolve.Resolver` (default: the system resolver).
+    """
+
+    def __init__(
+        self,
+        *,
+        concurrency: int = 256,
+        udp_pacing_seconds: float = 0.25,
+        resolver: Resolver | None = None,
+    ) -> None:
+        self.concurrency = concurrency
+        self.udp_pacing_seconds = udp_pacing_seconds
+        self.resolver = resolver or Resolver()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._udp_next: dict[str, float] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def pace_udp(self, address: str) -> None:
+        """Wait for this address's next UDP slot (slots are ``udp_pacing_seconds`` apart, FIFO)."""
+        if self.udp_pacing_seconds <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        slot = max(now, self._udp_next.get(address, now))
+        self._udp_next[address] = slot + self.udp_pacing_seconds
+        if len(self._udp_next) > 65536:  # bound the table: forget slots already past
+            self._udp_next = {a: t for a, t in self._udp_next.items() if t > now}
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    async def resolve(self, host: str) -> Resolved:
+        """Resolve ``host`` through the engine's resolver.
+
+        Raises:
+            ResolveError: the name does not resolve.
+        """
+        return await self.resolver.resolve(host)
+
+    async def probe_target(
+        self,
+        target: str,
+        host: str,
+        specs: Sequence[PortSpec],
+        options: ProbeOptions,
+        *,
+        resolved: Resolved | None = None,
+    ) -> list[ProbeResult]:
+        """Resolve ``host`` once and probe every port concurrently.
+
+        Returns:
+            One result per spec, in the order of ``specs``.  An unresolvable host gives every port a
+            FILTERED / ``resolve-failed`` result with ``address=""``; nothing is raised.
+        """
+        loop = asyncio.get_running_loop()
+        if resolved is None:
+            started = loop.time()
+            try:
+                resolved = await self.resolve(host)
+            except ResolveError as exc:
+                took = loop.time() - started
+                return [_resolve_failed(target, host, spec, took, str(exc)) for spec in specs]
+        return list(
+            await asyncio.gather(*(self.probe_port(target, host, resolved, spec, options) for spec in specs))
+        )
+
+    async def probe_port(
+        self, target: str, host: str, resolved: Resolved, spec: PortSpec, options: ProbeOptions
+    ) -> ProbeResult:
+        """Probe one port: the TCP/UDP state probe, then its protocol-aware follow-up if bound.
+
+        Returns:
+            The :class:`~exporter.result.ProbeResult`; network failures are results, never exceptions.
+        """
+        loop = asyncio.get_running_loop()
+        probe_name = spec.probe_name if options.protocol_probes else ""
+        if spec.protocol == "udp":
+            await self.pace_udp(resolved.address)
+        async with self._slots:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            started = loop.time()
+            try:
+                evidence = await self._state_probe(resolved, spec, options, bool(probe_name))
+                state, reason, details, error = evidence.state, evidence.reason, {}, evidence.error
+                if probe_name and _follow_up(spec.protocol, evidence.state):
+                    outcome = await self._protocol(target, resolved, spec, options, evidence, probe_name)
+                    if outcome is not None:
+                        state, reason, details = outcome.state, outcome.reason, outcome.details
+                        error = outcome.error or error
+            finally:
+                self.in_flight -= 1
+            return ProbeResult(
+                target=target,
+                host=host,
+                address=resolved.address,
+                protocol=spec.protocol,
+                port=spec.port,
+                service=spec.service_label,
+                state=state,
+                reason=reason,
+                duration_seconds=loop.time() - started,
+                tries=evidence.tries,
+                timestamp=time.time(),
+                details=details,
+                error=error,
+            )
+
+    async def _state_probe(
+        self, resolved: Resolved, spec: PortSpec, options: ProbeOptions, has_protocol: bool
+    ) -> Evidence:
+        if spec.protocol == "tcp":
+            return await tcp_connect(
+                resolved.address,
+                spec.port,
+                family=resolved.family,
+                timeout=options.timeout_seconds,
+                tries=options.tcp_tries,
+                source_port=options.source_port,
+            )
+        if has_protocol and not options.udp_unformatted_first:
+            # The protocol query is the first datagram; PortQry's "LISTENING or FILTERED" is the start state.
+            return Evidence(PortState.LISTENING_OR_FILTERED, Reason.NO_REPLY, 0)
+        return await udp_exchange(
+            resolved.address,
+            spec.port,
+            b"",
+            family=resolved.family,
+            timeout=options.udp_timeout,
+            tries=options.udp_tries,
+            source_port=options.source_port,
+        )
+
+    async def _protocol(
+        self,
+        target: str,
+        resolved: Resolved,
+        spec: PortSpec,
+        options: ProbeOptions,
+        evidence: Evidence,
+        name: str,
+    ) -> ProtocolOutcome | None:
+        probe = protocol_probe(name)
+        if probe is None:
+            return None
+        loop = asyncio.get_running_loop()
+        budget = options.timeout_seconds * max(options.tcp_tries, options.udp_tries, 1) * (2 if options.slow_link else 1)
+        ctx = ProbeContext(
+            engine=self,
+            target=target,
+            address=resolved.address,
+            family=resolved.family,
+            protocol=spec.protocol,
+            port=spec.port,
+            options=options,
+            evidence=evidence,
+            deadline=loop.time() + budget + options.timeout_seconds,
+        )
+        try:
+            return await asyncio.wait_for(probe(ctx), ctx.remaining() + 0.5)
+        except TimeoutError:
+            if spec.protocol == "udp":
+                return ProtocolOutcome(PortState.FILTERED, Reason.PROTOCOL_NO_REPLY, error=f"{name}: deadline")
+            return ProtocolOutcome(evidence.state, evidence.reason, error=f"{name}: no reply before deadline")
+
+
+def _follow_up(protocol: str, state: PortState) -> bool:
+    if protocol == "tcp":
+        return state is PortState.LISTENING
+    return state in (PortState.LISTENING, PortState.LISTENING_OR_FILTERED)
+
+
+def _resolve_failed(target: str, host: str, spec: PortSpec, took: float, error: str) -> ProbeResult:
+    return ProbeResult(
+        target=target,
+        host=host,
+        address="",
+        protocol=spec.protocol,
+        port=spec.port,
+        service=spec.service_label,
+        state=PortState.FILTERED,
+        reason=Reason.RESOLVE_FAILED,
+        duration_seconds=took,
+        tries=0,
+        timestamp=time.time(),
+        error=error,
+    )
+
+
+def family_name(family: int) -> str:
+    """``"ipv4"`` or ``"ipv6"`` for a socket family."""
+    return "ipv6" if family == socket.AF_INET6 else "ipv4"

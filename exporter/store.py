@@ -1,0 +1,144 @@
+"""The results store: the latest result per (target, protocol, port), duration histograms, counters.
+
+Written by the scheduler on the event loop, read by the collector on HTTP threads: one lock, and readers
+get copies.  Keys that a reload removes are dropped at once (:meth:`ResultStore.retain`), so their
+series vanish from the next scrape.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from exporter.result import ProbeResult
+from exporter.states import PortState
+
+Key = tuple[str, str, int]
+
+
+def duration_buckets(max_probe_seconds: float) -> tuple[float, ...]:
+    """Histogram bucket bounds in seconds: 1 ms up to past the longest probe (timeout x tries).
+
+    Args:
+        max_probe_seconds: the longest a probe can take (timeout per try x tries, plus a follow-up).
+
+    Returns:
+        Increasing upper bounds, the last one above ``max_probe_seconds``.
+    """
+    base = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0]
+    bounds = [b for b in base if b <= max_probe_seconds * 1.5] or [0.001]
+    top = bounds[-1]
+    while top <= max_probe_seconds:
+        top *= 2
+        bounds.append(top)
+    if bounds[-1] <= max_probe_seconds * 1.2:
+        bounds.append(round(max_probe_seconds * 1.5, 3))
+    return tuple(bounds)
+
+
+@dataclass(slots=True)
+class Histogram:
+    """Cumulative-free bucket counts (converted to cumulative on export), sum in seconds and count."""
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        """Add one observation in seconds."""
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``[(le, cumulative count), ..., ("+Inf", count)]`` as Prometheus expects."""
+        out: list[tuple[str, int]] = []
+        running = 0
+        counts = self.counts or [0] * (len(self.bounds) + 1)
+        for bound, n in zip(self.bounds, counts, strict=False):
+            running += n
+            out.append((repr(float(bound)), running))
+        out.append(("+Inf", self.count))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A consistent copy of the store for one scrape."""
+
+    results: tuple[ProbeResult, ...]
+    histograms: dict[Key, Histogram]
+    probes_total: dict[PortState, int]
+    resolve_ok: dict[str, bool]
+
+
+class ResultStore:
+    """Thread-safe latest results.
+
+    Args:
+        buckets: histogram bucket bounds, seconds (see :func:`duration_buckets`).
+    """
+
+    def __init__(self, buckets: Sequence[float]) -> None:
+        self.buckets = tuple(buckets)
+        self._lock = threading.Lock()
+        self._latest: dict[Key, ProbeResult] = {}
+        self._hist: dict[Key, Histogram] = {}
+        self._total: dict[PortState, int] = dict.fromkeys(PortState, 0)
+        self._resolve_ok: dict[str, bool] = {}
+
+    def record(self, target: str, results: Iterable[ProbeResult]) -> list[tuple[ProbeResult | None, ProbeResult]]:
+        """Store one round of a target's results.
+
+        Returns:
+            ``[(previous or None, new), ...]`` so that the caller can log state changes.
+        """
+        changes: list[tuple[ProbeResult | None, ProbeResult]] = []
+        with self._lock:
+            resolved = True
+            for result in results:
+                previous = self._latest.get(result.key)
+                self._latest[result.key] = result
+                hist = self._hist.get(result.key)
+                if hist is None:
+                    hist = self._hist[result.key] = Histogram(self.buckets)
+                hist.observe(result.duration_seconds)
+                self._total[result.state] += 1
+                resolved = resolved and bool(result.address)
+                changes.append((previous, result))
+            self._resolve_ok[target] = resolved
+        return changes
+
+    def retain(self, keys: Iterable[Key], targets: Iterable[str]) -> int:
+        """Drop every result and histogram whose key is not in ``keys`` (after a reload).
+
+        Returns:
+            How many keys were dropped.
+        """
+        keep = set(keys)
+        names = set(targets)
+        with self._lock:
+            gone = [k for k in self._latest if k not in keep] + [k for k in self._hist if k not in keep]
+            for k in gone:
+                self._latest.pop(k, None)
+                self._hist.pop(k, None)
+            for name in [n for n in self._resolve_ok if n not in names]:
+                del self._resolve_ok[name]
+        return len(set(gone))
+
+    def snapshot(self) -> Snapshot:
+        """A copy for a scrape, ordered by key."""
+        with self._lock:
+            return Snapshot(
+                results=tuple(self._latest[k] for k in sorted(self._latest)),
+                histograms={
+                    k: Histogram(h.bounds, list(h.counts), h.total, h.count) for k, h in self._hist.items()
+                },
+                probes_total=dict(self._total),
+                resolve_ok=dict(self._resolve_ok),
+            )
