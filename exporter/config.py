@@ -135,15 +135,6 @@ class Settings(BaseSettings):
     defaults: ProbeDefaults = Field(default_factory=ProbeDefaults)  # type: ignore[arg-type]
     targets: list[TargetConfig] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Settings:
-        seen: set[str] = set()
-        for target in self.targets:
-            if target.name in seen:
-                raise ValueError(f"duplicate target name {target.name!r}")
-            seen.add(target.name)
-        return self
-
     @classmethod
     def settings_customise_sources(
         cls,
@@ -297,11 +288,16 @@ def plan(settings: Settings) -> list[TargetPlan]:
     ``profiles`` in request order (the catalog's application protocol becomes the ``service`` label).
 
     Raises:
-        ConfigError: an unknown service or profile name (with suggestions), or too many ports (path ``""``).
+        ConfigError: a duplicate target name, an unknown service or profile name (with suggestions), or
+            too many ports (path ``""``).
     """
     plans: list[TargetPlan] = []
     d = settings.defaults
+    seen: set[str] = set()
     for index, target in enumerate(settings.targets):
+        if target.name in seen:
+            raise ConfigError("", f"targets[{index}].name", f"duplicate target name {target.name!r}")
+        seen.add(target.name)
         specs: dict[tuple[str, int], PortSpec] = {}
         bindings = {parse_port_spec(k)[0]: v for k, v in target.protocols.items()}
         for item in target.ports:

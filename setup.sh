@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Set up portqry-exporter on a fresh Debian 12 machine (idempotent; run as root for --test).
+#   ./setup.sh          install the exporter and its Python dependencies (pip, into the current python3)
+#   ./setup.sh --test   also the Debian packages and Python packages the test suite needs
+#                       (a real Samba AD DC, snmpd, dnsmasq, iptables, nmap, tshark, prometheus ...)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+PY=${PYTHON:-python3}
+
+if [ "$want_test" = 1 ]; then
+  debs=(
+    samba samba-ad-dc winbind krb5-user smbclient ldap-utils   # the test bed's domain controller
+    iproute2 iptables procps psmisc util-linux                  # namespaces, firewall states, unshare
+    bind9-dnsutils dnsmasq snmpd snmp                           # other real peers (DNS, SNMP)
+    nmap tshark                                                 # benchmark comparison; PDU dissection
+    prometheus prometheus-alertmanager                          # promtool, end-to-end alerting
+    systemd                                                     # systemd-analyze verify
+    curl ca-certificates
+  )
+  missing=()
+  for p in "${debs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup.sh: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections || true
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+  # Installing the packages must not leave daemons running on this machine: the tests start their own.
+  for svc in samba-ad-dc smbd nmbd winbind snmpd dnsmasq prometheus prometheus-alertmanager \
+             prometheus-node-exporter; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+      systemctl stop "$svc" || true
+    fi
+  done
+  "$PY" -m pip install -q --disable-pip-version-check -e '.[test]'
+else
+  "$PY" -m pip install -q --disable-pip-version-check -e .
+fi

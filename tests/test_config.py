@@ -1,0 +1,143 @@
+"""Config loading: the documented shape, environment overrides, and one clear line per bad file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exporter.config import load_config, parse_port_spec, plan
+from exporter.errors import ConfigError
+
+DATA = Path(__file__).parent / "data" / "config"
+ROOT = Path(__file__).parent.parent
+
+ISSUE_SHAPE = """
+[exporter]
+listen_address = "127.0.0.1:9727"
+concurrency = 256
+[resolver]
+nameservers = ["198.18.0.2"]
+[defaults]
+interval_seconds = 30
+timeout_seconds = 2.0
+tcp_tries = 3
+udp_tries = 1
+[[targets]]
+name = "dc1"
+host = "dc1.example.test"
+ports = ["tcp/389", "udp/389", "both/135", "tcp/49152-49160"]
+interval_seconds = 15
+"""
+
+
+def test_documented_shape_loads(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(ISSUE_SHAPE)
+    settings = load_config(path)
+    [target] = plan(settings)
+    assert settings.resolver.nameservers == ["198.18.0.2"]
+    assert target.interval_seconds == 15
+    assert [(s.protocol, s.port) for s in target.specs] == [
+        ("tcp", 389),
+        ("udp", 389),
+        ("tcp", 135),
+        ("udp", 135),
+        *[("tcp", p) for p in range(49152, 49161)],
+    ]
+    assert (target.options.timeout_seconds, target.options.tcp_tries, target.options.udp_tries) == (2.0, 3, 1)
+
+
+def test_shipped_example_config_is_valid() -> None:
+    settings = load_config(ROOT / "config.example.toml")
+    assert settings.exporter.listen_address == "127.0.0.1:9727"
+    [target] = plan(settings)
+    assert target.host == "127.0.0.1"
+    assert ("tcp", 9727) in {(s.protocol, s.port) for s in target.specs}
+
+
+def test_environment_overrides_nested_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(ISSUE_SHAPE)
+    monkeypatch.setenv("PORTQRY_EXPORTER__LISTEN_ADDRESS", "127.0.0.1:19727")
+    monkeypatch.setenv("PORTQRY_DEFAULTS__TCP_TRIES", "1")
+    monkeypatch.setenv("PORTQRY_RESOLVER__NAMESERVERS", '["127.0.0.53"]')
+    settings = load_config(path)
+    assert settings.exporter.listen_address == "127.0.0.1:19727"
+    assert settings.exporter.concurrency == 256  # untouched keys of the same table survive
+    assert settings.defaults.tcp_tries == 1
+    assert settings.resolver.nameservers == ["127.0.0.53"]
+    assert plan(settings)[0].options.tcp_tries == 1
+
+
+def test_environment_can_replace_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(ISSUE_SHAPE)
+    monkeypatch.setenv("PORTQRY_TARGETS", '[{"name": "web", "host": "127.0.0.1", "ports": ["tcp/80"]}]')
+    [target] = plan(load_config(path))
+    assert (target.name, [(s.protocol, s.port) for s in target.specs]) == ("web", [("tcp", 80)])
+
+
+def test_bad_environment_value_names_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(ISSUE_SHAPE)
+    monkeypatch.setenv("PORTQRY_DEFAULTS__TCP_TRIES", "many")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.key == "defaults.tcp_tries"
+
+
+EXPECTED = {
+    "invalid-unknown-key.toml": ("exporter.listen_adress", "unknown key"),
+    "invalid-port-range.toml": ("targets[0].ports[1]", "'tcp/70000': ports must be 1-65535"),
+    "invalid-port-no-protocol.toml": ("targets[0].ports[0]", "'389': write PROTOCOL/PORT"),
+    "invalid-port-range-reversed.toml": ("targets[0].ports[0]", "range end is below its start"),
+    "invalid-toml-syntax.toml": ("", "not valid TOML"),
+    "invalid-duplicate-target.toml": ("targets[1].name", "duplicate target name 'dc1'"),
+    "invalid-negative-timeout.toml": ("defaults.timeout_seconds", "greater than 0 (got -1)"),
+    "invalid-target-without-ports.toml": ("targets[0]", "a target needs ports, services or profiles"),
+    "invalid-nameserver-not-ip.toml": ("resolver.nameservers", "'dns.example.test' is not an IP address"),
+    "invalid-unknown-protocol.toml": ("targets[0].protocols", "unknown protocol 'ldapp'"),
+    "invalid-listen-address.toml": ("exporter.listen_address", "write HOST:PORT"),
+}
+
+
+def test_every_invalid_file_has_an_expectation() -> None:
+    assert {p.name for p in DATA.glob("invalid-*.toml")} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_invalid_config_message(name: str) -> None:
+    key, problem = EXPECTED[name]
+    path = DATA / name
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(str(path) + ": ")
+    assert err.value.key == key
+    assert problem in err.value.problem
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config("/nonexistent/portqry.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tcp/389", [("tcp", 389)]),
+        ("UDP/53", [("udp", 53)]),
+        ("both/135", [("tcp", 135), ("udp", 135)]),
+        ("tcp/1-3", [("tcp", 1), ("tcp", 2), ("tcp", 3)]),
+    ],
+)
+def test_parse_port_spec(text: str, expected: list[tuple[str, int]]) -> None:
+    assert parse_port_spec(text) == expected
+
+
+@pytest.mark.parametrize("text", ["tcp/0", "sctp/1", "tcp/", "tcp/a-b", "tcp/5-1", "/80"])
+def test_parse_port_spec_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match=repr(text).strip("'") if "/" in text else ""):
+        parse_port_spec(text)

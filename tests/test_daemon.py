@@ -1,0 +1,166 @@
+"""The daemon as a subprocess on loopback: /metrics, health, readiness, reload, bad config, prompt stop."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.daemon import ROOT, run_daemon
+from tests.peers import closed_port, tcp_listener, udp_peer
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def config(targets: str, *, interval: float = 1.0, timeout: float = 0.3) -> str:
+    return f"""
+[exporter]
+udp_pacing_seconds = 0.0
+[defaults]
+interval_seconds = {interval}
+timeout_seconds = {timeout}
+jitter_ratio = 0.0
+{targets}
+"""
+
+
+def test_metrics_show_real_states(tmp_path: Path) -> None:
+    closed_tcp = closed_port()
+    closed_udp = closed_port(socket.SOCK_DGRAM)
+    with tcp_listener() as open_port, udp_peer(echo=True) as (echo, _):
+        cfg = write(
+            tmp_path / "c.toml",
+            config(
+                f"""
+[[targets]]
+name = "lo"
+host = "127.0.0.1"
+ports = ["tcp/{open_port}", "tcp/{closed_tcp}", "udp/{closed_udp}", "udp/{echo}"]
+"""
+            ),
+        )
+        with run_daemon(cfg) as d:
+            d.wait_for(lambda d: d.get("/-/ready")[0] == 200)
+            assert d.states() == {
+                ("lo", "tcp", str(open_port)): "listening",
+                ("lo", "tcp", str(closed_tcp)): "not_listening",
+                ("lo", "udp", str(closed_udp)): "not_listening",
+                ("lo", "udp", str(echo)): "listening",
+            }
+            s = d.samples()
+            reasons = {(x["protocol"], x["port"]): x["reason"] for x, _ in s["portqry_probe_reason"]}
+            assert reasons[("tcp", str(closed_tcp))] == "refused"
+            assert reasons[("udp", str(closed_udp))] == "icmp-port-unreachable"
+            success = {(x["protocol"], x["port"]): v for x, v in s["portqry_probe_success"]}
+            assert success[("tcp", str(open_port))] == 1 and success[("tcp", str(closed_tcp))] == 0
+            counts = {x["port"]: v for x, v in s["portqry_probe_duration_seconds_count"] if x["protocol"] == "tcp"}
+            assert counts[str(open_port)] >= 1
+            assert s["portqry_exporter_config_last_reload_successful"][0][1] == 1
+            assert s["portqry_exporter_build_info"][0][0]["version"]
+            total = {x["state"]: v for x, v in s["portqry_probes_total"]}
+            assert set(total) == {"listening", "not_listening", "filtered", "listening_or_filtered"}
+            assert total["listening"] >= 2
+            # results come from the schedule: the timestamp advances between rounds
+            ts = lambda d: max(v for _, v in d.samples()["portqry_probe_last_timestamp_seconds"])  # noqa: E731
+            first = ts(d)
+            d.wait_for(lambda d: ts(d) > first, timeout=10)
+            assert d.get("/-/healthy")[0] == 200
+            # state changes are logged at info as JSON lines
+            changes = [json.loads(x) for x in d.log_lines if "port state changed" in x]
+            assert {c["port"] for c in changes} >= {open_port, closed_tcp}
+
+
+def test_ready_only_after_first_round(tmp_path: Path) -> None:
+    with udp_peer(echo=False) as (silent, _):
+        cfg = write(
+            tmp_path / "c.toml",
+            config(f'[[targets]]\nname = "slow"\nhost = "127.0.0.1"\nports = ["udp/{silent}"]\n', timeout=3.0),
+        )
+        with run_daemon(cfg) as d:
+            assert d.get("/-/ready")[0] == 503
+            d.wait_for(lambda d: d.get("/-/ready")[0] == 200, timeout=15)
+            assert d.states() == {("slow", "udp", str(silent)): "listening_or_filtered"}
+
+
+def test_reload_removes_series_and_bad_reload_keeps_old_config(tmp_path: Path) -> None:
+    with tcp_listener() as port:
+        two = config(
+            f"""
+[[targets]]
+name = "a"
+host = "127.0.0.1"
+ports = ["tcp/{port}"]
+[[targets]]
+name = "b"
+host = "127.0.0.1"
+ports = ["tcp/{port}", "tcp/1"]
+"""
+        )
+        cfg = write(tmp_path / "c.toml", two)
+        with run_daemon(cfg) as d:
+            d.wait_for(lambda d: len(d.states()) == 3)
+            # POST /-/reload with target b removed: its series vanish at once
+            write(cfg, config(f'[[targets]]\nname = "a"\nhost = "127.0.0.1"\nports = ["tcp/{port}"]\n'))
+            assert d.post("/-/reload")[0] == 200
+            assert set(d.states()) == {("a", "tcp", str(port))}
+            samples = d.samples()
+            assert all(x["target"] == "a" for x, _ in samples["portqry_probe_duration_seconds_count"])
+            assert all(x["target"] == "a" for x, _ in samples["portqry_probe_last_timestamp_seconds"])
+
+            # a broken file is refused; the old targets keep probing
+            write(cfg, "[[targets]]\nname = 'a'\nports = [\n")
+            status, body = d.post("/-/reload")
+            assert status == 500 and "not valid TOML" in body and str(cfg) in body
+            assert d.samples()["portqry_exporter_config_last_reload_successful"][0][1] == 0
+            before = max(v for _, v in d.samples()["portqry_probe_last_timestamp_seconds"])
+            d.wait_for(lambda d: max(v for _, v in d.samples()["portqry_probe_last_timestamp_seconds"]) > before)
+            assert set(d.states()) == {("a", "tcp", str(port))}
+
+            # SIGHUP reloads too
+            write(cfg, two)
+            d.proc.send_signal(signal.SIGHUP)
+            d.wait_for(lambda d: len(d.states()) == 3)
+            assert d.samples()["portqry_exporter_config_last_reload_successful"][0][1] == 1
+
+
+def test_bad_config_at_start_exits_with_one_line(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "bad.toml", '[[targets]]\nname = "dc1"\nhost = "x"\nports = ["tcp/99999"]\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "--config", str(cfg)], capture_output=True, text=True, timeout=30, cwd=ROOT
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert str(cfg) in lines[0] and "targets[0].ports[0]" in lines[0] and "1-65535" in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_config_check_flag(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "--config", str(ROOT / "config.example.toml"), "--config.check"],
+        capture_output=True, text=True, timeout=30, cwd=ROOT,
+    )
+    assert proc.returncode == 0 and "OK (1 targets)" in proc.stdout
+
+
+def test_sigterm_stops_promptly_while_probes_are_in_flight(tmp_path: Path) -> None:
+    with udp_peer(echo=False) as (silent, _):
+        cfg = write(
+            tmp_path / "c.toml",
+            config(f'[[targets]]\nname = "s"\nhost = "127.0.0.1"\nports = ["udp/{silent}"]\n', timeout=20.0),
+        )
+        with run_daemon(cfg) as d:
+            time.sleep(1.5)  # the first round is now waiting on a 20 s UDP timeout
+            started = time.monotonic()
+            d.proc.send_signal(signal.SIGTERM)
+            rc = d.proc.wait(10)
+            took = time.monotonic() - started
+    assert rc == 0
+    assert took < 3.0

@@ -1,0 +1,147 @@
+"""The probe engine against real loopback peers: states, reasons, tries, pacing, concurrency, resolution."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from exporter.engine import Engine, PortSpec, ProbeOptions
+from exporter.resolve import Resolver
+from exporter.states import PortState, Reason
+from tests.dnsserver import dns_server
+from tests.peers import closed_port, tcp_listener, udp_peer
+
+FAST = ProbeOptions(timeout_seconds=0.3, tcp_tries=3, udp_tries=1)
+
+
+def engine(**kw: object) -> Engine:
+    kw.setdefault("udp_pacing_seconds", 0.0)
+    return Engine(**kw)  # type: ignore[arg-type]
+
+
+async def test_tcp_listening_and_refused() -> None:
+    with tcp_listener() as open_port:
+        closed = closed_port()
+        results = await engine().probe_target(
+            "lo", "127.0.0.1", [PortSpec("tcp", open_port), PortSpec("tcp", closed)], FAST
+        )
+    assert [(r.port, r.state, r.reason, r.tries) for r in results] == [
+        (open_port, PortState.LISTENING, Reason.SYN_ACK, 1),
+        (closed, PortState.NOT_LISTENING, Reason.REFUSED, 1),
+    ]
+    assert all(r.address == "127.0.0.1" and r.target == "lo" for r in results)
+
+
+async def test_udp_reply_icmp_and_silence() -> None:
+    with udp_peer(echo=True) as (echo_port, echo_seen), udp_peer(echo=False) as (silent_port, silent_seen):
+        closed = closed_port(socket.SOCK_DGRAM)
+        results = await engine().probe_target(
+            "lo",
+            "127.0.0.1",
+            [PortSpec("udp", echo_port), PortSpec("udp", closed), PortSpec("udp", silent_port)],
+            FAST,
+        )
+    states = [(r.state, r.reason) for r in results]
+    assert states == [
+        (PortState.LISTENING, Reason.REPLY),
+        (PortState.NOT_LISTENING, Reason.ICMP_PORT_UNREACHABLE),
+        (PortState.LISTENING_OR_FILTERED, Reason.NO_REPLY),
+    ]
+    # the datagram we think we send is really sent: each peer saw exactly one
+    assert len(echo_seen) == 1
+    assert len(silent_seen) == 1
+    assert results[2].duration_seconds >= 0.3
+
+
+async def test_udp_tries_send_that_many_datagrams() -> None:
+    with udp_peer(echo=False) as (port, seen):
+        [result] = await engine().probe_target(
+            "lo", "127.0.0.1", [PortSpec("udp", port)], ProbeOptions(timeout_seconds=0.1, udp_tries=3)
+        )
+        await asyncio.sleep(0.05)
+    assert result.tries == 3
+    assert len(seen) == 3
+
+
+async def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        cm = tcp_listener("::1")
+        port = cm.__enter__()
+    except OSError as exc:
+        pytest.skip(f"::1 not usable: {exc}")
+    try:
+        [result] = await engine().probe_target("lo6", "::1", [PortSpec("tcp", port)], FAST)
+    finally:
+        cm.__exit__(None, None, None)
+    assert (result.address, result.state) == ("::1", PortState.LISTENING)
+
+
+async def test_concurrency_limit_bounds_probes_in_flight() -> None:
+    with udp_peer(echo=False) as (port, _seen):
+        eng = engine(concurrency=4)
+        specs = [PortSpec("udp", port)] * 12
+        results = await eng.probe_target("lo", "127.0.0.1", specs, ProbeOptions(timeout_seconds=0.2))
+    assert len(results) == 12
+    assert eng.max_in_flight == 4
+    assert all(r.state is PortState.LISTENING_OR_FILTERED for r in results)
+
+
+async def test_udp_pacing_spaces_datagrams_to_one_address() -> None:
+    with udp_peer(echo=True) as (port, seen):
+        eng = engine(udp_pacing_seconds=0.15)
+        await eng.probe_target("lo", "127.0.0.1", [PortSpec("udp", port)] * 4, FAST)
+    times = sorted(t for t, _ in seen)
+    assert len(times) == 4
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 0.14, gaps
+
+
+async def test_udp_pacing_is_per_address() -> None:
+    with udp_peer(echo=True, host="127.0.0.1") as (p1, seen1), udp_peer(echo=True, host="127.0.0.2") as (p2, seen2):
+        eng = engine(udp_pacing_seconds=0.5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.gather(
+            eng.probe_target("a", "127.0.0.1", [PortSpec("udp", p1)], FAST),
+            eng.probe_target("b", "127.0.0.2", [PortSpec("udp", p2)], FAST),
+        )
+        took = loop.time() - started
+    assert len(seen1) == len(seen2) == 1
+    assert took < 0.4  # the two addresses did not wait for each other
+
+
+async def test_resolution_through_configured_nameserver() -> None:
+    with tcp_listener() as port, dns_server({"dc1.portqry.test": "127.0.0.1"}) as (ns, ns_port):
+        eng = engine(resolver=Resolver([ns], port=ns_port, timeout=2.0))
+        [ok] = await eng.probe_target("dc1", "dc1.portqry.test", [PortSpec("tcp", port)], FAST)
+        missing = await eng.probe_target(
+            "ghost", "ghost.portqry.test", [PortSpec("tcp", port), PortSpec("udp", 53)], FAST
+        )
+    assert (ok.address, ok.state) == ("127.0.0.1", PortState.LISTENING)
+    assert [(r.state, r.reason, r.address) for r in missing] == [
+        (PortState.FILTERED, Reason.RESOLVE_FAILED, ""),
+        (PortState.FILTERED, Reason.RESOLVE_FAILED, ""),
+    ]
+    assert "ghost.portqry.test" in missing[0].error
+
+
+async def test_resolver_timeout_is_a_result_not_an_exception() -> None:
+    with udp_peer(echo=False) as (silent_dns, _):  # a "DNS server" that never answers
+        eng = engine(resolver=Resolver(["127.0.0.1"], port=silent_dns, timeout=0.3))
+        [result] = await eng.probe_target("slow", "slow.portqry.test", [PortSpec("tcp", 1)], FAST)
+    assert result.reason is Reason.RESOLVE_FAILED
+    assert result.duration_seconds < 2.0
+
+
+async def test_service_labels() -> None:
+    results = await engine().probe_target(
+        "lo",
+        "127.0.0.1",
+        [PortSpec("udp", 135), PortSpec("tcp", 389), PortSpec("tcp", 47999), PortSpec("tcp", 1, service="LDAP Server")],
+        ProbeOptions(timeout_seconds=0.2, protocol_probes=False),
+    )
+    assert [r.service for r in results] == ["epmap", "ldap", "unknown service", "LDAP Server"]
