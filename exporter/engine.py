@@ -20,17 +20,28 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.errors import ResolveError
+from exporter.errors import DecodeError, ResolveError
 from exporter.probes.sockets import Evidence, tcp_connect, udp_exchange
 from exporter.resolve import Resolved, Resolver
 from exporter.result import ProbeResult, Protocol
 from exporter.services import service_name
 from exporter.states import PortState, Reason
 
+#: The most bytes a protocol probe reads from one TCP stream (hostile servers cannot make us buffer more).
+MAX_STREAM_BYTES = 4 * 1024 * 1024
+
 #: (protocol, port) -> protocol-aware probe name, for the well-known ports PortQry speaks to.
-DEFAULT_BINDINGS: dict[tuple[str, int], str] = {}
+DEFAULT_BINDINGS: dict[tuple[str, int], str] = {
+    ("tcp", 53): "dns",
+    ("udp", 53): "dns",
+    ("tcp", 636): "tls",
+    ("tcp", 3269): "tls",
+}
 #: protocol-aware probe name -> module implementing ``async def probe(ctx) -> ProtocolOutcome``.
-PROTOCOL_MODULES: dict[str, str] = {}
+PROTOCOL_MODULES: dict[str, str] = {
+    "dns": "exporter.probes.dns",
+    "tls": "exporter.probes.tls",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +124,7 @@ class ProbeContext:
 
     engine: Engine
     target: str
+    host: str
     address: str
     family: int
     protocol: Protocol
@@ -120,6 +132,13 @@ class ProbeContext:
     options: ProbeOptions
     evidence: Evidence
     deadline: float
+
+    @property
+    def server_name(self) -> str | None:
+        """The host name for TLS SNI, or ``None`` when the target was given as an address."""
+        from exporter.resolve import literal
+
+        return None if literal(self.host) is not None else self.host
 
     def remaining(self) -> float:
         """Seconds left before the deadline (never negative)."""
@@ -137,6 +156,64 @@ class ProbeContext:
             tries=1,
             accept=accept,
         )
+
+    def unanswered(self, evidence: Evidence, what: str) -> ProtocolOutcome:
+        """The outcome of a UDP protocol query that got no accepted reply.
+
+        ICMP evidence keeps its state (NOT LISTENING / FILTERED); silence is FILTERED with
+        ``protocol-no-reply``: PortQry's rule once a protocol-aware query went unanswered.
+        """
+        if evidence.state is PortState.LISTENING_OR_FILTERED:
+            return ProtocolOutcome(PortState.FILTERED, Reason.PROTOCOL_NO_REPLY, error=f"no reply to the {what} query")
+        return ProtocolOutcome(evidence.state, evidence.reason, error=evidence.error)
+
+    async def open_tcp(
+        self, *, ssl: Any = None, server_hostname: str | None = None
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Open a TCP (optionally TLS) stream to this port, bounded by the deadline.
+
+        Raises:
+            OSError: connection failed.  TimeoutError: the deadline passed.  ssl.SSLError: handshake failed.
+        """
+        return await asyncio.wait_for(
+            asyncio.open_connection(
+                self.address,
+                self.port,
+                ssl=ssl,
+                server_hostname=server_hostname if ssl else None,
+                limit=MAX_STREAM_BYTES,
+            ),
+            max(self.remaining(), 0.001),
+        )
+
+    async def read_message(
+        self, reader: asyncio.StreamReader, complete: Callable[[bytes], int | None], *, limit: int = MAX_STREAM_BYTES
+    ) -> bytes:
+        """Read from ``reader`` until ``complete(buffer)`` returns the length of a whole message.
+
+        Args:
+            reader: the stream.
+            complete: returns the byte length of the first whole message in the buffer, or ``None`` when more
+                bytes are needed (it may raise ``DecodeError`` on garbage).
+            limit: the most bytes read, in bytes.
+
+        Returns:
+            The buffer, at least one whole message long.
+
+        Raises:
+            TimeoutError: the deadline passed.  EOFError: the peer closed first.  DecodeError: too big.
+        """
+        buf = b""
+        while True:
+            need = complete(buf) if buf else None
+            if need is not None and len(buf) >= need:
+                return buf
+            if len(buf) >= limit:
+                raise DecodeError(f"reply larger than {limit} bytes", len(buf))
+            chunk = await asyncio.wait_for(reader.read(min(65536, limit - len(buf))), max(self.remaining(), 0.001))
+            if not chunk:
+                raise EOFError(f"connection closed after {len(buf)} bytes")
+            buf += chunk
 
     async def tcp(self, port: int, *, tries: int = 1) -> Evidence:
         """A TCP state probe of another port on the same address (e.g. an endpoint-mapper dynamic port)."""
@@ -253,7 +330,7 @@ class Engine:
                 evidence = await self._state_probe(resolved, spec, options, bool(probe_name))
                 state, reason, details, error = evidence.state, evidence.reason, {}, evidence.error
                 if probe_name and _follow_up(spec.protocol, evidence.state):
-                    outcome = await self._protocol(target, resolved, spec, options, evidence, probe_name)
+                    outcome = await self._protocol(target, host, resolved, spec, options, evidence, probe_name)
                     if outcome is not None:
                         state, reason, details = outcome.state, outcome.reason, outcome.details
                         error = outcome.error or error
@@ -303,6 +380,7 @@ class Engine:
     async def _protocol(
         self,
         target: str,
+        host: str,
         resolved: Resolved,
         spec: PortSpec,
         options: ProbeOptions,
@@ -317,6 +395,7 @@ class Engine:
         ctx = ProbeContext(
             engine=self,
             target=target,
+            host=host,
             address=resolved.address,
             family=resolved.family,
             protocol=spec.protocol,

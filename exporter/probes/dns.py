@@ -1,0 +1,118 @@
+"""DNS (53 UDP/TCP): one query through dnspython; any well-formed reply means LISTENING.
+
+PortQry queries ``portqry.microsoft.com`` and treats any answer, positive or negative, as LISTENING
+(KB 832919, "DNS").  We ask for the target's own zone SOA when the target has a ``domain``, else
+PortQry's name; the query is non-recursive (RD clear), so a server never recurses on our behalf.
+The UDP query goes through the engine's connected socket, so ICMP evidence is kept.
+Configurable with the target params ``dns_query_name`` and ``dns_query_type``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from exporter.engine import ProbeContext, ProtocolOutcome
+from exporter.errors import DecodeError
+from exporter.states import PortState, Reason
+
+PORTQRY_NAME = "portqry.microsoft.com"
+
+
+@dataclass(frozen=True, slots=True)
+class DnsDetails:
+    """A DNS reply, summarised (RFC 1035 section 4.1.1).
+
+    Attributes:
+        query_name: the name asked.
+        query_type: the type asked (``SOA``, ``A``...).
+        rcode: the reply's RCODE (0 NOERROR, 3 NXDOMAIN, 5 REFUSED...).
+        rcode_text: its mnemonic.
+        authoritative: the AA flag.
+        answers: records in the answer section.
+    """
+
+    query_name: str
+    query_type: str
+    rcode: int
+    rcode_text: str
+    authoritative: bool
+    answers: int
+
+
+def build_query(name: str, rdtype: str, query_id: int) -> dns.message.Message:
+    """A non-recursive query for ``name``/``rdtype`` with the given 16-bit id."""
+    q = dns.message.make_query(name, rdtype)
+    q.id = query_id
+    q.flags &= ~dns.flags.RD
+    return q
+
+
+def summarise(query: dns.message.Message, reply_wire: bytes) -> DnsDetails:
+    """Parse a reply to ``query``.
+
+    Raises:
+        DecodeError: not a well-formed DNS message, or not a reply to our query.
+    """
+    try:
+        reply = dns.message.from_wire(reply_wire, ignore_trailing=True)
+    except (dns.exception.DNSException, ValueError, UnicodeError) as exc:
+        raise DecodeError(f"malformed DNS reply: {exc}") from None
+    if not query.is_response(reply):
+        raise DecodeError("the DNS message is not a reply to our query")
+    question = query.question[0]
+    return DnsDetails(
+        query_name=question.name.to_text(),
+        query_type=dns.rdatatype.to_text(question.rdtype),
+        rcode=int(reply.rcode()),
+        rcode_text=dns.rcode.to_text(reply.rcode()),
+        authoritative=bool(reply.flags & dns.flags.AA),
+        answers=sum(len(rrset) for rrset in reply.answer),
+    )
+
+
+async def probe(ctx: ProbeContext) -> ProtocolOutcome:
+    """Query the DNS server on ``ctx.address:ctx.port`` over ``ctx.protocol``.
+
+    Returns:
+        LISTENING/``protocol-reply`` with ``details["dns"]`` (:class:`DnsDetails`) for any well-formed reply;
+        UDP silence is FILTERED/``protocol-no-reply``; a malformed reply is LISTENING/``protocol-error``.
+    """
+    params = ctx.options.params
+    domain = str(params.get("domain") or "")
+    name = str(params.get("dns_query_name") or (domain or PORTQRY_NAME))
+    rdtype = str(params.get("dns_query_type") or ("SOA" if domain and not params.get("dns_query_name") else "A"))
+    query = build_query(name, rdtype, random.randrange(1 << 16))
+    wire = query.to_wire()
+    if ctx.protocol == "udp":
+        evidence = await ctx.udp(wire, accept=lambda d: d[:2] == wire[:2])
+        if evidence.state is not PortState.LISTENING:
+            return ctx.unanswered(evidence, "DNS")
+        data = evidence.data
+    else:
+        try:
+            reader, writer = await ctx.open_tcp()
+        except (OSError, TimeoutError) as exc:
+            return ProtocolOutcome(ctx.evidence.state, ctx.evidence.reason, error=f"DNS over TCP: {exc}")
+        try:
+            writer.write(len(wire).to_bytes(2, "big") + wire)
+            await writer.drain()
+            framed = await ctx.read_message(
+                reader, lambda b: 2 + int.from_bytes(b[:2], "big") if len(b) >= 2 else None, limit=65537
+            )
+            data = framed[2 : 2 + int.from_bytes(framed[:2], "big")]
+        except (OSError, TimeoutError, EOFError, DecodeError) as exc:
+            return ProtocolOutcome(PortState.LISTENING, ctx.evidence.reason, error=f"DNS over TCP: {exc}")
+        finally:
+            writer.close()
+    try:
+        details = summarise(query, data)
+    except DecodeError as exc:
+        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=str(exc))
+    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"dns": details})

@@ -1,0 +1,77 @@
+"""TLS (636 LDAPS, 3269 GC over TLS, and any port bound to ``tls``): handshake and certificate.
+
+We observe, we do not trust: no certificate or host name verification; a self-signed certificate is fine.
+Details: protocol version, cipher, and the server certificate's subject, issuer and notAfter
+(``portqry_tls_cert_not_after_timestamp_seconds``).  Bind another port with ``protocols = {"tcp/8443" = "tls"}``.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+from exporter.engine import ProbeContext, ProtocolOutcome
+from exporter.errors import DecodeError
+from exporter.states import PortState, Reason
+from exporter.wire.x509 import CertificateSummary, parse_certificate
+
+
+@dataclass(frozen=True, slots=True)
+class TlsDetails:
+    """What the TLS handshake showed.
+
+    Attributes:
+        version: negotiated protocol (``TLSv1.3``).
+        cipher: negotiated cipher suite name.
+        certificate: the server certificate, or ``None`` when it could not be parsed.
+    """
+
+    version: str
+    cipher: str
+    certificate: CertificateSummary | None
+
+
+def client_context() -> ssl.SSLContext:
+    """An observing TLS client context: no verification, old protocol versions allowed."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    return context
+
+
+def describe(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> tuple[TlsDetails | None, str]:
+    """Summarise an established TLS connection; returns ``(details, error)``."""
+    if ssl_object is None:
+        return None, "no TLS session"
+    der = ssl_object.getpeercert(binary_form=True) or b""
+    cipher = ssl_object.cipher()
+    error = ""
+    cert: CertificateSummary | None = None
+    try:
+        cert = parse_certificate(der)
+    except DecodeError as exc:
+        error = str(exc)
+    return TlsDetails(ssl_object.version() or "", cipher[0] if cipher else "", cert), error
+
+
+async def probe(ctx: ProbeContext) -> ProtocolOutcome:
+    """Complete a TLS handshake on the port and read the certificate.
+
+    Returns:
+        LISTENING/``protocol-reply`` with ``details["tls"]``; LISTENING/``protocol-error`` when the port
+        accepted TCP but the handshake failed.
+    """
+    try:
+        reader, writer = await ctx.open_tcp(ssl=client_context(), server_hostname=ctx.server_name)
+    except ssl.SSLError as exc:
+        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"TLS handshake: {exc.reason or exc}")
+    except (OSError, TimeoutError) as exc:
+        return ProtocolOutcome(ctx.evidence.state, ctx.evidence.reason, error=f"TLS: {exc or 'timeout'}")
+    try:
+        details, error = describe(writer.get_extra_info("ssl_object"))
+    finally:
+        writer.close()
+    if details is None:
+        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=error)
+    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"tls": details}, error=error)
