@@ -346,7 +346,10 @@ def _expand_catalog(index: int, target: TargetConfig) -> list[tuple[str, int, st
         raise ConfigError("", f"targets[{index}].services", "the service catalog is not installed") from None
     try:
         expansion = catalog.load_catalog().expand(target.services, target.profiles)
+    except catalog.CatalogLookupError as exc:
+        names = target.profiles if exc.kind == "profile" else target.services
+        where = f"{exc.kind}s[{names.index(exc.name)}]" if exc.name in names else f"{exc.kind}s"
+        raise ConfigError("", f"targets[{index}].{where}", str(exc)) from None
     except PortqryError as exc:
-        key = f"targets[{index}].{'profiles' if 'profile' in str(exc).lower() else 'services'}"
-        raise ConfigError("", key, str(exc)) from None
+        raise ConfigError("", f"targets[{index}].services", str(exc)) from None
     return [(p.protocol, p.port, p.service) for p in expansion.ports]

@@ -99,6 +99,8 @@ EXPECTED = {
     "invalid-nameserver-not-ip.toml": ("resolver.nameservers", "'dns.example.test' is not an IP address"),
     "invalid-unknown-protocol.toml": ("targets[0].protocols", "unknown protocol 'ldapp'"),
     "invalid-listen-address.toml": ("exporter.listen_address", "write HOST:PORT"),
+    "invalid-unknown-service.toml": ("targets[0].services[0]", "unknown service 'Kerberoz'; did you mean 'Kerberos'"),
+    "invalid-unknown-profile.toml": ("targets[0].profiles[1]", "did you mean 'domain-controller'"),
 }
 
 
@@ -141,3 +143,17 @@ def test_parse_port_spec(text: str, expected: list[tuple[str, int]]) -> None:
 def test_parse_port_spec_rejects(text: str) -> None:
     with pytest.raises(ValueError, match=repr(text).strip("'") if "/" in text else ""):
         parse_port_spec(text)
+
+
+def test_services_and_profiles_expand_with_catalog_labels(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[targets]]\nname = "dc1"\nhost = "198.18.0.2"\nports = ["tcp/389"]\n'
+        'services = ["kdc"]\nprofiles = ["dns"]\n'
+    )
+    [target] = plan(load_config(path))
+    labels = {(s.protocol, s.port): s.service for s in target.specs}
+    assert labels[("tcp", 389)] == ""  # an explicit port keeps the services-file name, and comes first
+    assert labels[("tcp", 88)] == labels[("udp", 88)] == "Kerberos"
+    assert ("tcp", 53) in labels and ("udp", 53) in labels
+    assert len(labels) == len(target.specs)  # de-duplicated
