@@ -260,6 +260,8 @@ def encode_pdu(pdu: ClPdu) -> bytes:
     """
     if len(pdu.drep) != 3 or pdu.drep[0] >> 4 not in (0, 1):
         raise ValueError(f"drep must be 3 bytes with integer representation 0 or 1, got {pdu.drep.hex()}")
+    if not 0 <= pdu.serial <= 0xFFFF:
+        raise ValueError(f"serial {pdu.serial} out of range 0-65535")
     le = pdu.little_endian
     try:
         head = struct.pack("BBBB3sB", RPC_VERS, pdu.ptype, pdu.flags1, pdu.flags2, pdu.drep, pdu.serial >> 8)
@@ -279,8 +281,6 @@ def encode_pdu(pdu: ClPdu) -> bytes:
         )
     except struct.error as err:
         raise ValueError(f"connectionless header field out of range: {err}") from err
-    if not 0 <= pdu.serial <= 0xFFFF:
-        raise ValueError(f"serial {pdu.serial} out of range 0-65535")
     return head + uuids + tail + pdu.body
 
 

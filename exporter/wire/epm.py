@@ -488,7 +488,11 @@ def encode_ept_lookup_request(
         raise ValueError(f"entry_handle must be 20 bytes, got {len(entry_handle)}")
     try:
         out = struct.pack("<I", inquiry_type)
-        out += struct.pack("<I", 1) + _uuid_to_ndr(object_uuid) if object_uuid is not None else bytes(4)
+        # [ptr] parameters: a non-zero referent id, then the referent inline; 0 for NULL.
+        if object_uuid is not None:
+            out += struct.pack("<I", 1) + _uuid_to_ndr(object_uuid)
+        else:
+            out += bytes(4)
         if interface is not None:
             if_uuid, major, minor = interface
             out += struct.pack("<I", 2) + _uuid_to_ndr(if_uuid) + struct.pack("<HH", major, minor)
