@@ -1,0 +1,336 @@
+"""grafana/portqry-exporter.json: structure, data source variable, and every panel query.
+
+No Grafana server can be installed here, so the dashboard is checked as data:
+
+- structure Grafana 10+ imports: uid, title, schemaVersion, panels with unique ids and non-overlapping gridPos
+  on the 24-column grid, the ``datasource`` variable (type datasource, Prometheus) used by every panel and
+  query, a ``target`` variable from ``label_values``;
+- every query: balanced brackets, only ``portqry_`` metrics from the README's metric reference (histogram
+  series map to their base name), only labels those metrics have, filtered by ``$target`` when the metric has
+  a target;
+- with promtool (skips outside CI when missing, fails in CI): every query parses (``promtool check rules``),
+  and evaluated over synthetic series of a healthy DC every panel has data except the ones that list failures,
+  which fill once a port is FILTERED and a dynamic RPC endpoint unreachable (``promtool test rules``).
+
+What this cannot show: how Grafana renders the panels (colours, the matrix transformation); the end-to-end
+test runs the same queries against a real Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dashboards import (
+    DASHBOARD,
+    EMPTY_WHEN_HEALTHY,
+    TARGET_LABELS,
+    all_panels,
+    balanced,
+    base_name,
+    dashboard_queries,
+    load_dashboard,
+    metric_names,
+    port_states,
+    readme_metrics,
+    runnable,
+    selectors,
+)
+
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+GRID_COLUMNS = 24
+# Core panel types of Grafana 10.
+PANEL_TYPES = frozenset(
+    {"row", "stat", "table", "timeseries", "state-timeline", "heatmap", "bargauge", "gauge", "status-history"}
+)
+
+# Sections issue 6 asks for, by row title.
+ROWS = ["DC connectivity", "Probe latency", "RPC endpoint mapper", "LDAP health", "TLS", "Exporter health"]
+
+# A healthy DC "dc1" as the exporter reports it, one sample per minute for 20 minutes.
+_DC = 'target="dc1",address="198.18.0.10"'
+_HEALTHY_SERIES: list[tuple[str, str]] = [
+    *[
+        (
+            f'portqry_port_state{{{_DC},protocol="{proto}",port="{port}",service="{svc}",portqry_port_state="{s}"}}',
+            "1x20" if s == "listening" else "0x20",
+        )
+        for proto, port, svc in [("tcp", "389", "ldap"), ("udp", "389", "ldap"), ("tcp", "135", "epmap")]
+        for s in ["listening", "not_listening", "filtered", "listening_or_filtered"]
+    ],
+    *[
+        (f'portqry_probe_success{{{_DC},protocol="{proto}",port="{port}",service="{svc}"}}', "1x20")
+        for proto, port, svc in [("tcp", "389", "ldap"), ("udp", "389", "ldap"), ("tcp", "135", "epmap")]
+    ],
+    *[
+        (
+            f'portqry_probe_reason{{{_DC},protocol="{proto}",port="{port}",service="{svc}",reason="{reason}"}}',
+            "1x20",
+        )
+        for proto, port, svc, reason in [
+            ("tcp", "389", "ldap", "syn-ack"),
+            ("udp", "389", "ldap", "protocol-reply"),
+            ("tcp", "135", "epmap", "syn-ack"),
+        ]
+    ],
+    *[
+        (
+            f'portqry_probe_duration_seconds_bucket{{target="dc1",protocol="tcp",port="389",le="{le}"}}',
+            f"0+{n}x20",
+        )
+        for le, n in [("0.001", 0), ("0.01", 1), ("0.1", 2), ("1.0", 2), ("+Inf", 2)]
+    ],
+    ('portqry_probe_duration_seconds_sum{target="dc1",protocol="tcp",port="389"}', "0+0.02x20"),
+    ('portqry_probe_duration_seconds_count{target="dc1",protocol="tcp",port="389"}', "0+2x20"),
+    ('portqry_probe_last_timestamp_seconds{target="dc1",protocol="tcp",port="389"}', "0+60x20"),
+    ('portqry_probe_tries{target="dc1",protocol="tcp",port="389"}', "1x20"),
+    ('portqry_probes_total{state="listening"}', "0+6x20"),
+    ('portqry_target_resolve_success{target="dc1"}', "1x20"),
+    ('portqry_exporter_build_info{version="0.1.0",python_version="3.11.2"}', "1x20"),
+    ("portqry_exporter_config_last_reload_successful", "1x20"),
+    ("portqry_exporter_config_last_reload_success_timestamp_seconds", "0x20"),
+    ("portqry_exporter_targets", "1x20"),
+    ("portqry_exporter_ready", "1x20"),
+    ('portqry_rpc_endpoints{target="dc1",via="tcp",protocol_sequence="ncacn_ip_tcp"}', "12x20"),
+    (
+        'portqry_rpc_endpoint_reachable{target="dc1",interface="e3514235-4b06-11d1-ab04-00c04fc2dcd2",port="49152"}',
+        "1x20",
+    ),
+    (
+        'portqry_ldap_root_dse_info{target="dc1",protocol="tcp",port="389",dns_host_name="dc1.example.test",'
+        'default_naming_context="DC=example,DC=test",server_name="CN=DC1",domain_functionality="7",'
+        'forest_functionality="7",domain_controller_functionality="7"}',
+        "1x20",
+    ),
+    ('portqry_ldap_highest_committed_usn{target="dc1",protocol="tcp",port="389"}', "4000+3x20"),
+    ('portqry_ldap_synchronized{target="dc1",protocol="tcp",port="389"}', "1x20"),
+    ('portqry_ldap_global_catalog_ready{target="dc1",protocol="tcp",port="389"}', "1x20"),
+    ('portqry_ldap_clock_offset_seconds{target="dc1",protocol="tcp",port="389"}', "0.2x20"),
+    ('portqry_netlogon_dc_flag{target="dc1",flag="pdc"}', "1x20"),
+    ('portqry_dns_rcode{target="dc1",protocol="udp",port="53"}', "0x20"),
+    (
+        'portqry_tls_cert_not_after_timestamp_seconds{target="dc1",port="636",subject="CN=dc1",issuer="CN=dc1"}',
+        "1e9x20",
+    ),
+    ('portqry_kerberos_error_code{target="dc1",protocol="udp",port="88"}', "6x20"),
+]
+
+
+def _failing_series() -> list[tuple[str, str]]:
+    """The healthy DC with tcp/389 FILTERED (reason timeout) and its dynamic RPC endpoint unreachable."""
+    changed = []
+    for healthy, healthy_values in _HEALTHY_SERIES:
+        series, values = healthy, healthy_values
+        if 'protocol="tcp",port="389",service="ldap"' in series and series.startswith("portqry_port_state"):
+            values = "1x20" if 'portqry_port_state="filtered"' in series else "0x20"
+        elif series.startswith("portqry_probe_success") and 'protocol="tcp",port="389"' in series:
+            values = "0x20"
+        elif series.startswith("portqry_probe_reason") and 'protocol="tcp",port="389"' in series:
+            series = series.replace('reason="syn-ack"', 'reason="timeout"')
+        elif series.startswith("portqry_rpc_endpoint_reachable"):
+            values = "0x20"
+        changed.append((series, values))
+    return changed
+
+
+def promtool() -> str:
+    """Path of promtool; skips the test when it is missing outside CI, fails in CI."""
+    path = shutil.which("promtool")
+    if path is None:
+        message = "promtool not installed (Debian package `prometheus`)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    return load_dashboard()
+
+
+def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    return [panel for panel in all_panels(dashboard) if panel["type"] != "row"]
+
+
+def test_top_level(dashboard: dict[str, Any]) -> None:
+    assert dashboard["uid"] == "portqry-exporter"
+    assert dashboard["title"]
+    assert 37 <= dashboard["schemaVersion"] <= 41  # Grafana 10.0 writes 37-38, 10.4 / 11.0 write 39
+    assert dashboard["id"] is None  # importable into any instance
+    assert "__inputs" not in dashboard  # no data source baked in at import: the variable chooses it
+
+
+def test_datasource_and_target_variables(dashboard: dict[str, Any]) -> None:
+    variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+    datasource = variables["datasource"]
+    assert datasource["type"] == "datasource"
+    assert datasource["query"] == "prometheus"
+    target = variables["target"]
+    assert target["type"] == "query"
+    assert target["datasource"] == DATASOURCE
+    assert target["query"]["query"] == target["definition"]
+    assert target["definition"].startswith("label_values(portqry_") and target["definition"].endswith(
+        ", target)"
+    )
+    assert target["includeAll"] and target["multi"] and target["allValue"] == ".*"
+
+
+def test_panels_have_unique_ids_and_fit_the_grid(dashboard: dict[str, Any]) -> None:
+    panels = all_panels(dashboard)
+    ids = [panel["id"] for panel in panels]
+    assert all(isinstance(panel_id, int) for panel_id in ids)
+    assert len(ids) == len(set(ids)), "duplicate panel ids"
+    boxes = []
+    for panel in panels:
+        assert panel["type"] in PANEL_TYPES, panel["type"]
+        assert panel.get("title"), panel["id"]
+        grid = panel["gridPos"]
+        assert {"h", "w", "x", "y"} <= set(grid)
+        assert all(isinstance(grid[key], int) and grid[key] >= 0 for key in "hwxy")
+        assert grid["w"] > 0 and grid["h"] > 0 and grid["x"] + grid["w"] <= GRID_COLUMNS, panel["title"]
+        boxes.append((panel["title"], grid["x"], grid["y"], grid["x"] + grid["w"], grid["y"] + grid["h"]))
+    for index, (title, x0, y0, x1, y1) in enumerate(boxes):
+        for other, u0, v0, u1, v1 in boxes[index + 1 :]:
+            assert x1 <= u0 or u1 <= x0 or y1 <= v0 or v1 <= y0, f"{title!r} overlaps {other!r}"
+
+
+def test_rows_cover_the_sections(dashboard: dict[str, Any]) -> None:
+    titles = [panel["title"] for panel in dashboard["panels"] if panel["type"] == "row"]
+    for section in ROWS:
+        assert any(title.startswith(section) for title in titles), section
+    kinds = {panel["type"] for panel in _panels(dashboard)}
+    assert {"state-timeline", "heatmap", "table", "timeseries", "stat"} <= kinds
+
+
+def test_every_panel_and_query_uses_the_datasource_variable(dashboard: dict[str, Any]) -> None:
+    for panel in _panels(dashboard):
+        assert panel["datasource"] == DATASOURCE, panel["title"]
+        targets = panel.get("targets", [])
+        assert targets, f"{panel['title']}: no query"
+        assert len({target["refId"] for target in targets}) == len(targets), panel["title"]
+        for target in targets:
+            assert target["datasource"] == DATASOURCE, panel["title"]
+            assert target["expr"].strip(), panel["title"]
+
+
+def test_state_panels_map_every_portqry_state(dashboard: dict[str, Any]) -> None:
+    words = {"LISTENING", "NOT LISTENING", "FILTERED", "LISTENING or FILTERED"}
+    for title in ("State matrix (target x port)", "Port state over time"):
+        (panel,) = [panel for panel in _panels(dashboard) if panel["title"] == title]
+        (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
+        assert {option["text"] for option in mapping["options"].values()} == words, title
+        assert len({option["color"] for option in mapping["options"].values()}) == len(words), title
+
+
+def test_queries_use_readme_metrics_and_labels() -> None:
+    metrics = readme_metrics()
+    states = port_states()
+    queries = dashboard_queries()
+    assert len(queries) >= 20
+    for title, expr in queries:
+        assert balanced(expr), f"{title}: unbalanced brackets in {expr!r}"
+        names = {base_name(name, metrics) for name in metric_names(runnable(expr))}
+        assert names, f"{title}: no metric in {expr!r}"
+        unknown = {name for name in names if name not in metrics}
+        assert not unknown, f"{title}: not in the README metric reference: {sorted(unknown)}"
+        for metric, labels in selectors(expr):
+            readme = metrics[base_name(metric, metrics)]
+            known = readme.labels | TARGET_LABELS | ({"le"} if metric.endswith("_bucket") else set())
+            assert set(labels) <= known, f"{title}: {metric} has no label {set(labels) - known}"
+            for value in labels.get("portqry_port_state", []):
+                assert set(value.split("|")) <= states, f"{title}: unknown state {value!r}"
+            if "target" in readme.labels:
+                assert labels.get("target") == ["$target"], f"{title}: {metric} is not filtered by $target"
+
+
+def test_queries_become_runnable() -> None:
+    for title, expr in dashboard_queries():
+        assert "$" not in runnable(expr), title
+        assert runnable(expr, {"target": "dc1"}) != runnable(expr) or "$target" not in expr
+
+
+def test_empty_when_healthy_names_real_panels() -> None:
+    titles = {title for title, _ in dashboard_queries()}
+    assert titles >= EMPTY_WHEN_HEALTHY
+
+
+def _query_rules(path: Path) -> Path:
+    rules = [
+        {"record": f"dashboard:query_{index}", "expr": runnable(expr)}
+        for index, (_, expr) in enumerate(dashboard_queries())
+    ]
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}), encoding="utf-8")
+    return path
+
+
+def test_promtool_parses_every_query(tmp_path: Path) -> None:
+    rules = _query_rules(tmp_path / "dashboard-queries.yml")
+    result = subprocess.run(
+        [promtool(), "check", "rules", str(rules)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _expression_test(name: str, series: list[tuple[str, str]], empty: frozenset[str]) -> dict[str, Any]:
+    tests = []
+    for title, expr in dashboard_queries():
+        # `count(q) > bool 0` is {} 1 when q has data and nothing when it is empty
+        samples = [] if title in empty else [{"labels": "{}", "value": 1}]
+        tests.append(
+            {"expr": f"count(\n{runnable(expr)}\n) > bool 0", "eval_time": "15m", "exp_samples": samples}
+        )
+    return {
+        "name": name,
+        "interval": "1m",
+        "input_series": [{"series": series_name, "values": values} for series_name, values in series],
+        "promql_expr_test": tests,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "series", "empty"),
+    [
+        ("healthy dc: every panel but the failure lists has data", _HEALTHY_SERIES, EMPTY_WHEN_HEALTHY),
+        (
+            "tcp/389 filtered, a dynamic endpoint unreachable: every panel has data",
+            _failing_series(),
+            frozenset(),
+        ),
+    ],
+    ids=["healthy", "failing"],
+)
+def test_panels_have_data_on_synthetic_series(
+    tmp_path: Path, name: str, series: list[tuple[str, str]], empty: frozenset[str]
+) -> None:
+    tests = tmp_path / "dashboard.test.yml"
+    tests.write_text(
+        yaml.safe_dump({"evaluation_interval": "1m", "tests": [_expression_test(name, series, empty)]}),
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [promtool(), "test", "rules", str(tests)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_synthetic_series_match_the_readme() -> None:
+    """The fixture above uses the README's label sets, so a renamed label fails here, not silently."""
+    metrics = readme_metrics()
+    for series, _ in _HEALTHY_SERIES:
+        ((metric, labels),) = selectors(series if "{" in series else series + "{}")
+        readme = metrics[base_name(metric, metrics)]
+        expected = readme.labels | ({"le"} if metric.endswith("_bucket") else set())
+        assert set(labels) == expected, f"{metric}: {sorted(labels)} != {sorted(expected)}"
+
+
+def test_dashboard_file_is_formatted() -> None:
+    """Two-space JSON with a final newline, so diffs stay readable."""
+    text = DASHBOARD.read_text(encoding="utf-8")
+    assert text == json.dumps(json.loads(text), indent=2, ensure_ascii=False) + "\n"
