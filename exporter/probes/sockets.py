@@ -161,7 +161,8 @@ async def tcp_connect(
         except OSError as exc:
             return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, attempt - 1, error=f"socket: {exc.strerror}")
         try:
-            await asyncio.wait_for(loop.sock_connect(sock, (address, port)), timeout)
+            async with asyncio.timeout(timeout):  # no extra task per try, unlike wait_for
+                await loop.sock_connect(sock, (address, port))
         except TimeoutError:
             continue
         except OSError as exc:
@@ -260,7 +261,8 @@ async def _wait_readable(loop: asyncio.AbstractEventLoop, sock: socket.socket, t
 
     loop.add_reader(fd, ready)
     try:
-        await asyncio.wait_for(fut, timeout)
+        async with asyncio.timeout(timeout):
+            await fut
     except TimeoutError:
         return False
     finally:
