@@ -35,6 +35,7 @@ from exporter.errors import DecodeError, ProtocolError
 __all__ = [
     "MAX_DEPTH",
     "MAX_ELEMENTS",
+    "MAX_MESSAGES",
     "MAX_MESSAGE_BYTES",
     "RESULT_CODE_NAMES",
     "RootDSE",
@@ -59,6 +60,8 @@ MAX_MESSAGE_BYTES = 256 * 1024
 MAX_DEPTH = 16
 #: Most TLVs accepted in one message. An AD rootDSE has about 300.
 MAX_ELEMENTS = 20_000
+#: Most LDAPMessages accepted in one search reply (a rootDSE search gets 2).
+MAX_MESSAGES = 256
 
 #: RFC 4511 4.1.9 resultCode -> name (``0`` success, ``49`` invalidCredentials, ...).
 RESULT_CODE_NAMES: Mapping[int, str] = MappingProxyType(
@@ -121,13 +124,16 @@ def read_tlv_header(buf: bytes, pos: int = 0) -> tuple[int, bool, int, int] | No
     return first, bool(first & 0x20), i - pos, length
 
 
-def tlv_length(buf: bytes, *, expected_first: int | None = None, limit: int = MAX_MESSAGE_BYTES) -> int | None:
+def tlv_length(
+    buf: bytes, pos: int = 0, *, expected_first: int | None = None, limit: int = MAX_MESSAGE_BYTES
+) -> int | None:
     """Total length (header + content) of the TLV at the start of ``buf``.
 
     For a TCP reader: call it on the bytes received so far; ``None`` means "read more".
 
     Args:
-        buf: received bytes, starting at a TLV.
+        buf: received bytes.
+        pos: offset of the TLV in ``buf`` (no copy is made).
         expected_first: the identifier octet required (e.g. ``0x30``), or ``None`` for any.
         limit: largest total length accepted, in bytes.
 
@@ -138,17 +144,15 @@ def tlv_length(buf: bytes, *, expected_first: int | None = None, limit: int = MA
     Raises:
         DecodeError: wrong identifier, bad length form, or total length above ``limit``.
     """
-    hdr = read_tlv_header(buf)
+    if pos < len(buf) and expected_first is not None and buf[pos] != expected_first:
+        raise DecodeError(f"expected BER tag 0x{expected_first:02x}, got 0x{buf[pos]:02x}", pos)
+    hdr = read_tlv_header(buf, pos)
     if hdr is None:
-        if buf and expected_first is not None and buf[0] != expected_first:
-            raise DecodeError(f"expected BER tag 0x{expected_first:02x}, got 0x{buf[0]:02x}", 0)
         return None
-    first, _constructed, hlen, clen = hdr
-    if expected_first is not None and first != expected_first:
-        raise DecodeError(f"expected BER tag 0x{expected_first:02x}, got 0x{first:02x}", 0)
+    _first, _constructed, hlen, clen = hdr
     total = hlen + clen
     if total > limit:
-        raise DecodeError(f"BER message of {total} bytes exceeds limit {limit}", 0)
+        raise DecodeError(f"BER message of {total} bytes exceeds limit {limit}", pos)
     return total
 
 
@@ -227,20 +231,24 @@ def parse_generalized_time(text: str) -> datetime:
             int(year), int(month), int(day), int(hour), int(minute or 0), int(second or 0), tzinfo=tz
         )
     except ValueError as exc:
-        raise DecodeError(f"impossible GeneralizedTime {text!r}: {exc}") from exc
-    if frac:
-        value += timedelta(microseconds=int(frac.ljust(6, "0")[:6]))
-    return value.astimezone(UTC)
+        raise DecodeError(f"impossible GeneralizedTime {text!r}: {str(exc)[:160]}") from exc
+    try:
+        if frac:
+            value += timedelta(microseconds=int(frac.ljust(6, "0")[:6]))
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # year 9999 with a negative offset, year 1 with a positive one
+        raise DecodeError(f"GeneralizedTime {text!r} out of range") from exc
 
 
 # --------------------------------------------------------------------------- framing
 
 
-def message_length(buf: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> int | None:
+def message_length(buf: bytes, pos: int = 0, *, limit: int = MAX_MESSAGE_BYTES) -> int | None:
     """Length of the LDAPMessage (a BER SEQUENCE) that ``buf`` starts with (RFC 4511 4.1.1).
 
     Args:
         buf: bytes received so far.
+        pos: offset of the message in ``buf``.
         limit: largest message accepted, in bytes.
 
     Returns:
@@ -249,7 +257,7 @@ def message_length(buf: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> int | None:
     Raises:
         DecodeError: not a SEQUENCE, a bad length, or longer than ``limit``.
     """
-    return tlv_length(buf, expected_first=_TAG_SEQUENCE, limit=limit)
+    return tlv_length(buf, pos, expected_first=_TAG_SEQUENCE, limit=limit)
 
 
 def split_messages(buf: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> tuple[list[bytes], bytes]:
@@ -268,10 +276,7 @@ def split_messages(buf: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> tuple[list[
     messages: list[bytes] = []
     pos = 0
     while pos < len(buf):
-        try:
-            total = message_length(buf[pos:], limit=limit)
-        except DecodeError as exc:
-            raise DecodeError(str(exc), pos) from exc
+        total = message_length(buf, pos, limit=limit)
         if total is None or pos + total > len(buf):
             break
         messages.append(buf[pos : pos + total])
@@ -527,7 +532,7 @@ def _decode_message(raw: bytes, offset: int) -> ldapasn1.LDAPMessage:
     try:
         msg, tail = ber_decoder.decode(raw, asn1Spec=ldapasn1.LDAPMessage())
     except PyAsn1Error as exc:
-        raise DecodeError(f"malformed LDAPMessage: {exc}", offset) from exc
+        raise DecodeError(f"malformed LDAPMessage: {str(exc)[:160]}", offset) from exc
     if tail:
         raise DecodeError("trailing bytes inside LDAPMessage", offset + len(raw) - len(tail))
     return msg
@@ -549,7 +554,8 @@ def decode_search_response(data: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> Se
         The :class:`SearchResult`; check ``result_code`` (``None`` = no Done in ``data``).
 
     Raises:
-        DecodeError: empty, truncated, not BER, not an LDAPMessage, too big or too deep, a
+        DecodeError: empty, truncated, not BER, not an LDAPMessage, too big or too deep, more
+            than :data:`MAX_MESSAGES` messages, a
             non-search operation, mixed message IDs, a message after the Done, or non-UTF-8
             names (attribute *values* stay bytes).
     """
@@ -558,6 +564,8 @@ def decode_search_response(data: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> Se
         raise DecodeError("truncated LDAPMessage", len(data) - len(rest))
     if not messages:
         raise DecodeError("no LDAPMessage", 0)
+    if len(messages) > MAX_MESSAGES:
+        raise DecodeError(f"more than {MAX_MESSAGES} LDAPMessages in one reply", 0)
     message_id: int | None = None
     entries: list[SearchEntry] = []
     references = 0
@@ -600,7 +608,7 @@ def decode_search_response(data: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> Se
             else:
                 raise DecodeError(f"unexpected LDAP operation {name} in a search reply", offset)
         except PyAsn1Error as exc:  # an absent mandatory component
-            raise DecodeError(f"incomplete LDAPMessage: {exc}", offset) from exc
+            raise DecodeError(f"incomplete LDAPMessage: {str(exc)[:160]}", offset) from exc
         offset += len(raw)
     if message_id is None:  # only a notice of disconnection
         message_id = 0
