@@ -1,0 +1,345 @@
+"""The test bed is real: each peer answers (or stays silent) exactly as the fixtures promise.
+
+Run: ``CI=true pytest tests/test_testbed.py -q`` as root. Every socket here talks only to addresses
+of namespaces the fixtures created (198.18.N.2).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import select
+import socket
+import subprocess
+import time
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.resolver
+import pytest
+import testbed
+
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+"""Linux ``IP_RECVERR`` (Python's socket module exports it only from 3.12)."""
+
+PROBE_TIMEOUT = 1.0
+"""Seconds a probe in these tests waits for an answer that should not come."""
+
+
+def _connect(address: str, port: int, timeout: float = PROBE_TIMEOUT) -> None:
+    with socket.create_connection((address, port), timeout=timeout):
+        pass
+
+
+def _udp_exchange(
+    address: str,
+    port: int,
+    payload: bytes = b"pq-probe",
+    timeout: float = PROBE_TIMEOUT,
+    *,
+    recverr: bool = False,
+) -> bytes:
+    """Send one datagram on a connected socket; return the reply or raise what the kernel reports.
+
+    Without ``IP_RECVERR`` Linux reports only "hard" ICMP errors on a UDP socket (port unreachable,
+    admin prohibited); host/net unreachable are reported only with ``recverr=True``.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        if recverr:
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        sock.connect((address, port))
+        sock.send(payload)
+        return sock.recv(65535)
+
+
+def _wait_count(fw: testbed.Firewall, spec: tuple[str, ...], minimum: int, timeout: float = 2.0) -> int:
+    deadline = time.monotonic() + timeout
+    count = fw.packet_count(*spec)
+    while count < minimum and time.monotonic() < deadline:
+        time.sleep(0.02)
+        count = fw.packet_count(*spec)
+    return count
+
+
+# -- require_netns (no root needed) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_require_netns_fails_in_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setattr(testbed, "_REASON_CACHE", {})
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(outcome, match="root"):
+        testbed.require_netns()
+
+
+# -- Samba AD DC ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("port", [389, 88, 135, 445, 53, 636])
+def test_dc_accepts_tcp(dc: testbed.SambaDC, port: int) -> None:
+    _connect(dc.address, port)
+
+
+def test_dc_identity(dc: testbed.SambaDC) -> None:
+    assert dc.realm == "PQTEST.TEST"
+    assert dc.domain == "PQTEST"
+    assert dc.fqdn == "dc1.pqtest.test"
+    assert dc.dns_domain == "pqtest.test"
+    assert dc.base_dn == "DC=pqtest,DC=test"
+    assert dc.address.startswith("198.18.")
+    assert dc.address.endswith(".2")
+
+
+def test_dc_dns_resolves_own_fqdn(dc: testbed.SambaDC) -> None:
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [dc.address]
+    answer = resolver.resolve(dc.fqdn, "A", lifetime=5.0)
+    assert [rr.to_text() for rr in answer] == [dc.address]
+    srv = resolver.resolve(f"_ldap._tcp.{dc.dns_domain}", "SRV", lifetime=5.0)
+    assert {(rr.port, rr.target.to_text()) for rr in srv} == {(389, f"{dc.fqdn}.")}
+
+
+def test_dc_has_no_dns_forwarder_and_no_default_route(dc: testbed.SambaDC) -> None:
+    assert "forwarder" not in dc.smb_conf.read_text().lower()
+    routes = dc.ns.run(["ip", "-4", "route", "show"]).stdout
+    assert "default" not in routes
+    assert routes.strip().startswith(f"{dc.address.rsplit('.', 1)[0]}.0/24")
+
+
+# -- firewall ports in the DC namespace ---------------------------------------------------------------
+
+
+def test_tcp_listen_accepts(dc_firewall: testbed.Firewall) -> None:
+    _connect(dc_firewall.address, dc_firewall.ports.tcp_listen)
+
+
+def test_tcp_drop_times_out(dc_firewall: testbed.Firewall) -> None:
+    spec = dc_firewall.drop_spec("tcp", dc_firewall.ports.tcp_drop)
+    before = dc_firewall.packet_count(*spec)
+    with pytest.raises(TimeoutError):
+        _connect(dc_firewall.address, dc_firewall.ports.tcp_drop)
+    assert dc_firewall.packet_count(*spec) > before  # the SYNs did arrive and were dropped
+
+
+@pytest.mark.parametrize("attr", ["tcp_reset", "tcp_closed"])
+def test_tcp_refused(dc_firewall: testbed.Firewall, attr: str) -> None:
+    start = time.monotonic()
+    with pytest.raises(ConnectionRefusedError):
+        _connect(dc_firewall.address, getattr(dc_firewall.ports, attr))
+    assert time.monotonic() - start < PROBE_TIMEOUT / 2
+
+
+@pytest.mark.parametrize("attr", ["tcp_admin_prohibited", "tcp_host_unreachable"])
+def test_tcp_icmp_unreachable(dc_firewall: testbed.Firewall, attr: str) -> None:
+    with pytest.raises(OSError) as info:
+        _connect(dc_firewall.address, getattr(dc_firewall.ports, attr))
+    assert info.value.errno == errno.EHOSTUNREACH
+
+
+def test_udp_echo_answers(dc_firewall: testbed.Firewall) -> None:
+    assert _udp_exchange(dc_firewall.address, dc_firewall.ports.udp_echo, b"hello") == b"hello"
+
+
+def test_udp_closed_refused(dc_firewall: testbed.Firewall) -> None:
+    with pytest.raises(ConnectionRefusedError):
+        _udp_exchange(dc_firewall.address, dc_firewall.ports.udp_closed)
+
+
+@pytest.mark.parametrize("recverr", [False, True])
+def test_udp_admin_prohibited(dc_firewall: testbed.Firewall, recverr: bool) -> None:
+    with pytest.raises(OSError) as info:
+        _udp_exchange(dc_firewall.address, dc_firewall.ports.udp_admin_prohibited, recverr=recverr)
+    assert info.value.errno == errno.EHOSTUNREACH
+
+
+def test_udp_host_unreachable_needs_ip_recverr(dc_firewall: testbed.Firewall) -> None:
+    """ICMP host unreachable is a "soft" error for UDP: silent unless the socket sets IP_RECVERR."""
+    with pytest.raises(TimeoutError):
+        _udp_exchange(dc_firewall.address, dc_firewall.ports.udp_host_unreachable, timeout=0.5)
+    with pytest.raises(OSError) as info:
+        _udp_exchange(dc_firewall.address, dc_firewall.ports.udp_host_unreachable, recverr=True)
+    assert info.value.errno == errno.EHOSTUNREACH
+
+
+def test_udp_drop_counts_exactly_one_datagram(dc_firewall: testbed.Firewall) -> None:
+    spec = dc_firewall.drop_spec("udp", dc_firewall.ports.udp_drop)
+    before = dc_firewall.packet_count(*spec)
+    with pytest.raises(TimeoutError):
+        _udp_exchange(dc_firewall.address, dc_firewall.ports.udp_drop, timeout=0.5)
+    assert _wait_count(dc_firewall, spec, before + 1) == before + 1
+
+
+def test_udp_closed_answers_every_probe(dc_firewall: testbed.Firewall) -> None:
+    """ICMP rate limits are lifted in the DC namespace: 100 fast probes, 100 port-unreachables."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(100)]
+    refused = 0
+    try:
+        for sock in socks:
+            sock.connect((dc_firewall.address, dc_firewall.ports.udp_closed))
+            sock.send(b"x")
+        for sock in socks:
+            sock.settimeout(PROBE_TIMEOUT)
+            try:
+                sock.recv(16)
+            except ConnectionRefusedError:
+                refused += 1
+            except TimeoutError:
+                pass
+    finally:
+        for sock in socks:
+            sock.close()
+    assert refused == 100
+
+
+def test_blocked_drops_then_restores(dc: testbed.SambaDC, dc_firewall: testbed.Firewall) -> None:
+    with dc_firewall.blocked("tcp", 389) as spec:
+        with pytest.raises(TimeoutError):
+            _connect(dc.address, 389, timeout=0.5)
+        assert dc_firewall.packet_count(*spec) >= 1
+    _connect(dc.address, 389)
+    assert "--dport 389" not in dc.ns.iptables("-S", "INPUT")
+
+
+# -- SNMP and DNS peers -------------------------------------------------------------------------------
+
+
+def test_snmp_right_community_returns_sysdescr(snmp_peer: testbed.SnmpPeer) -> None:
+    assert snmp_peer.get(snmp_peer.SYS_DESCR_OID) == snmp_peer.sys_descr
+
+
+def test_snmp_wrong_community_times_out(snmp_peer: testbed.SnmpPeer) -> None:
+    proc = subprocess.run(
+        ["snmpget", "-v2c", "-c", "public", "-t", "1", "-r", "0", f"udp:{snmp_peer.address}:161",
+         snmp_peer.SYS_DESCR_OID],
+        capture_output=True, text=True, timeout=15, check=False, env=snmp_peer.client_env(),
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "Timeout: No Response" in proc.stderr + proc.stdout
+
+
+def test_dns_peer_answers_authoritatively(dns_peer: testbed.DnsPeer) -> None:
+    query = dns.message.make_query(dns_peer.name, "A")
+    reply = dns.query.udp(query, dns_peer.address, port=dns_peer.port, timeout=2.0)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert reply.flags & dns.flags.AA
+    assert [rr.to_text() for rrset in reply.answer for rr in rrset] == [dns_peer.a_record]
+
+
+def test_dns_peer_never_forwards(dns_peer: testbed.DnsPeer) -> None:
+    query = dns.message.make_query("outside.invalid", "A")
+    reply = dns.query.udp(query, dns_peer.address, port=dns_peer.port, timeout=2.0)
+    assert reply.rcode() == dns.rcode.REFUSED
+    assert not reply.answer
+
+
+# -- Namespace lifecycle --------------------------------------------------------------------------------
+
+
+@pytest.mark.testbed
+def test_namespace_teardown_leaves_nothing() -> None:
+    testbed.require_netns()
+    ns = testbed.Namespace.create("t")
+    try:
+        ns.start_listeners(tcp=[7000], udp_echo=[7001])
+        _connect(ns.address, 7000)
+        assert ns.pids()
+    finally:
+        ns.teardown()
+    assert ns.name not in testbed.run(["ip", "netns", "list"]).stdout
+    assert ns.veth_host not in testbed.run(["ip", "-o", "link", "show"]).stdout
+
+
+# -- benchmark namespace -------------------------------------------------------------------------------
+
+
+def _observe_tcp(address: str, ports: list[int], timeout: float) -> dict[int, str]:
+    """Non-blocking connects to every port at once; pending at ``timeout`` seconds means filtered."""
+    seen: dict[int, str] = {}
+    pending: dict[socket.socket, int] = {}
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, len(ports) + 1024)), hard))
+    try:
+        for port in ports:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.connect_ex((address, port))
+            pending[sock] = port
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            _, writable, _ = select.select([], list(pending), [], max(deadline - time.monotonic(), 0))
+            for sock in writable:
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                seen[pending.pop(sock)] = {0: "listening", errno.ECONNREFUSED: "not_listening"}.get(
+                    err, str(err)
+                )
+                sock.close()
+        for sock, port in pending.items():
+            seen[port] = "filtered"
+            sock.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return seen
+
+
+def _observe_udp(address: str, ports: list[int], timeout: float) -> dict[int, str]:
+    """One datagram to every port at once; silence at ``timeout`` seconds means listening_or_filtered."""
+    seen: dict[int, str] = {}
+    pending: dict[socket.socket, int] = {}
+    try:
+        for port in ports:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.connect((address, port))
+            sock.send(b"bench")
+            pending[sock] = port
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            readable, _, _ = select.select(list(pending), [], [], max(deadline - time.monotonic(), 0))
+            for sock in readable:
+                port = pending.pop(sock)
+                try:
+                    sock.recv(64)
+                    seen[port] = "listening"
+                except ConnectionRefusedError:
+                    seen[port] = "not_listening"
+                sock.close()
+    finally:
+        for sock, port in pending.items():
+            seen.setdefault(port, "listening_or_filtered")
+            sock.close()
+    return seen
+
+
+@pytest.mark.testbed
+def test_bench_namespace_matches_truth() -> None:
+    testbed.require_netns()
+    from bench.fixture import bench_namespace  # noqa: PLC0415
+
+    with bench_namespace(icmp_deterministic=True) as (address, truth):
+        assert len(truth) == 1300
+        tcp = _observe_tcp(address, [port for proto, port in truth if proto == "tcp"], timeout=1.0)
+        udp = _observe_udp(address, [port for proto, port in truth if proto == "udp"], timeout=1.0)
+    observed = {("tcp", port): state for port, state in tcp.items()} | {
+        ("udp", port): state for port, state in udp.items()
+    }
+    assert observed == truth
+
+
+@pytest.mark.testbed
+def test_bench_namespace_default_icmp_limits_hide_closed_udp() -> None:
+    testbed.require_netns()
+    from bench.fixture import bench_namespace  # noqa: PLC0415
+
+    with bench_namespace(icmp_deterministic=False) as (address, truth):
+        closed = [
+            port for (proto, port), state in truth.items() if proto == "udp" and state == "not_listening"
+        ]
+        udp = _observe_udp(address, closed, timeout=1.0)
+    refused = sum(state == "not_listening" for state in udp.values())
+    assert 0 < refused < len(closed)  # the kernel's rate limit answered only a few
