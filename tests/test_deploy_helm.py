@@ -21,7 +21,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -314,6 +318,65 @@ def test_configmap_renders_config_toml() -> None:
     config = VALUES["config"]
     assert {"exporter", "defaults", "targets"} <= set(config)
     assert {"name", "host", "ports"} <= set(config["targets"][0])
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(value[k])}" for k in sorted(value)) + " }"
+    raise TypeError(value)
+
+
+def render_config_toml(values: dict[str, Any]) -> str:
+    """What the chart's ``portqry-exporter.configToml`` helper is written to produce, in Python.
+
+    A mirror, not the template: it shows that the values make a config the exporter accepts when rendered as
+    intended; that the Go template does render this is not verified (no helm).
+    """
+    config = values["config"]
+    exporter = {k: v for k, v in (config.get("exporter") or {}).items() if k != "listen_address"}
+    listen = f"{values['listenHost']}:{values['containerPort']}"
+    lines = ["[exporter]", f"listen_address = {json.dumps(listen)}"]
+    lines += [f"{_toml_key(k)} = {_toml_value(exporter[k])}" for k in sorted(exporter)]
+    for table in sorted(set(config) - {"exporter"}):
+        content = config[table]
+        chunks = [content] if isinstance(content, dict) else content
+        for chunk in chunks:
+            if isinstance(content, dict) and not content:
+                continue
+            header = f"[{_toml_key(table)}]" if isinstance(content, dict) else f"[[{_toml_key(table)}]]"
+            lines += ["", header, *(f"{_toml_key(k)} = {_toml_value(chunk[k])}" for k in sorted(chunk))]
+    return "\n".join(lines) + "\n"
+
+
+def test_default_values_make_a_config_the_exporter_accepts(tmp_path: Path) -> None:
+    """The default ``config`` values, rendered as the chart intends, pass ``--config.check``."""
+    text = render_config_toml(VALUES)
+    assert tomllib.loads(text)["exporter"]["listen_address"] == "0.0.0.0:9727"
+    config = tmp_path / "config.toml"
+    config.write_text(text, encoding="utf-8")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PORTQRY_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "--config", str(config), "--config.check"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"{text}\n{result.stdout}{result.stderr}"
 
 
 def test_service_monitor_sets_the_job_the_rules_select() -> None:

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -122,6 +123,31 @@ def test_exec_start_reload_restart(unit: dict[str, dict[str, list[str]]]) -> Non
     assert service["Restart"] == ["on-failure"]
     assert service["EnvironmentFile"] == ["-/etc/default/portqry-exporter"]
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+def test_exec_start_command_line_is_accepted(tmp_path: Path, unit: dict[str, dict[str, list[str]]]) -> None:
+    """The daemon accepts ExecStart's arguments: the same command line with ``--config.check`` exits 0.
+
+    The config path is swapped for a copy of the shipped config.example.toml, and $PORTQRY_EXPORTER_ARGS
+    expands to nothing, as with the shipped portqry-exporter.default.
+    """
+    (exec_start,) = unit["Service"]["ExecStart"]
+    args = exec_start.split()[1:]
+    assert args[-1] == "$PORTQRY_EXPORTER_ARGS"
+    config = tmp_path / "config.toml"
+    shutil.copy(REPO / "config.example.toml", config)
+    args = [str(config) if arg == "/etc/portqry-exporter/config.toml" else arg for arg in args[:-1]]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PORTQRY_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", *args, "--config.check"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_console_script_is_declared() -> None:
