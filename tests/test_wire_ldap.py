@@ -42,6 +42,7 @@ from exporter.wire.ldap import (
     split_messages,
 )
 from exporter.wire.netlogon import (
+    DS_FLAG_NAMES,
     DS_FLAGS,
     NetlogonSamLogonResponseEx,
     decode_netlogon,
@@ -673,6 +674,9 @@ def test_flag_names_cover_every_bit() -> None:
     assert len(DS_FLAGS) == 20
     assert flag_names(0xFFFFFFFF) == frozenset(DS_FLAGS.values())
     assert flag_names(0x00000002) == frozenset()  # bit 1 is unassigned
+    assert DS_FLAG_NAMES[:3] == ("pdc", "gc", "ldap")
+    assert DS_FLAG_NAMES[-1] == "dns_forest"
+    assert set(DS_FLAG_NAMES) == set(DS_FLAGS.values())
 
 
 def _netlogon(**overrides: object) -> NetlogonSamLogonResponseEx:

@@ -37,6 +37,7 @@ from exporter.errors import DecodeError
 
 __all__ = [
     "DS_FLAGS",
+    "DS_FLAG_NAMES",
     "OPCODE_NAMES",
     "NetlogonSamLogonResponseEx",
     "decode_netlogon",
@@ -70,6 +71,9 @@ DS_FLAGS: Mapping[int, str] = MappingProxyType(
         0x80000000: "dns_forest",
     }
 )
+
+#: Every DS_FLAG name in bit order (for a metric series per flag, 0 or 1).
+DS_FLAG_NAMES: tuple[str, ...] = tuple(DS_FLAGS[bit] for bit in sorted(DS_FLAGS))
 
 #: MS-ADTS 6.3.1.9 / 6.3.1.8 operation codes with this layout.
 OPCODE_NAMES: Mapping[int, str] = MappingProxyType(
