@@ -99,6 +99,9 @@ class TargetConfig(_Section):
     udp_tries: int | None = Field(None, ge=1, le=10)
     protocol_probes: bool | None = None
     snmp_community: str | None = None
+    snmp_version: Literal["v1", "v2c"] | None = None
+    dns_query_name: str | None = Field(None, description="DNS probe: name to ask (default: domain SOA, else PortQry's)")
+    dns_query_type: str | None = Field(None, description="DNS probe: record type to ask")
     domain: str | None = Field(None, description="AD DNS domain for the LDAP ping and Kerberos realm")
     protocols: dict[str, str] = Field(
         default_factory=dict, description='bind a protocol-aware probe to a port: {"tcp/1389" = "ldap"}'
@@ -310,7 +313,10 @@ def plan(settings: Settings) -> list[TargetPlan]:
             raise ConfigError("", f"targets[{index}].ports", f"{len(specs)} ports is more than {MAX_PORTS_PER_TARGET}")
         params: dict[str, Any] = {
             "snmp_community": target.snmp_community or d.snmp_community,
+            "snmp_version": target.snmp_version or d.snmp_version,
             "domain": target.domain or "",
+            "dns_query_name": target.dns_query_name or "",
+            "dns_query_type": target.dns_query_type or "",
         }
         options = ProbeOptions(
             timeout_seconds=target.timeout_seconds or d.timeout_seconds,

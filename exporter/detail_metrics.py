@@ -79,9 +79,10 @@ def detail_families(results: Iterable[ProbeResult]) -> Iterator[Metric]:
             for seq, count in sorted(getattr(rpc, "protocol_sequence_counts", {}).items()):
                 rpc_endpoints.add_metric([r.target, r.protocol, seq], float(count))
             for dyn in getattr(rpc, "dynamic_ports", ()):
-                rpc_reachable.add_metric(
-                    [r.target, dyn.interface, str(dyn.port)], 1.0 if dyn.state == "listening" else 0.0
-                )
+                for interface in dyn.interfaces:
+                    rpc_reachable.add_metric(
+                        [r.target, interface, str(dyn.port)], 1.0 if dyn.state == "listening" else 0.0
+                    )
         ldap: Any = d.get("ldap")
         dse: Any = getattr(ldap, "root_dse", None)
         if dse is not None:

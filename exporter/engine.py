@@ -34,12 +34,29 @@ MAX_STREAM_BYTES = 4 * 1024 * 1024
 DEFAULT_BINDINGS: dict[tuple[str, int], str] = {
     ("tcp", 53): "dns",
     ("udp", 53): "dns",
-    ("tcp", 636): "tls",
-    ("tcp", 3269): "tls",
+    ("tcp", 88): "kerberos",
+    ("udp", 88): "kerberos",
+    ("tcp", 135): "rpc",
+    ("udp", 135): "rpc",
+    ("udp", 137): "netbios",
+    ("udp", 161): "snmp",
+    ("tcp", 389): "ldap",
+    ("udp", 389): "ldap",
+    ("tcp", 636): "ldaps",
+    ("udp", 1434): "mssql",
+    ("tcp", 3268): "ldap",
+    ("tcp", 3269): "ldaps",
 }
 #: protocol-aware probe name -> module implementing ``async def probe(ctx) -> ProtocolOutcome``.
 PROTOCOL_MODULES: dict[str, str] = {
     "dns": "exporter.probes.dns",
+    "kerberos": "exporter.probes.kerberos",
+    "ldap": "exporter.probes.ldap",
+    "ldaps": "exporter.probes.ldap",
+    "mssql": "exporter.probes.mssql",
+    "netbios": "exporter.probes.netbios",
+    "rpc": "exporter.probes.rpc",
+    "snmp": "exporter.probes.snmp",
     "tls": "exporter.probes.tls",
 }
 
@@ -132,6 +149,7 @@ class ProbeContext:
     options: ProbeOptions
     evidence: Evidence
     deadline: float
+    binding: str = ""
 
     @property
     def server_name(self) -> str | None:
@@ -403,6 +421,7 @@ class Engine:
             options=options,
             evidence=evidence,
             deadline=loop.time() + budget + options.timeout_seconds,
+            binding=name,
         )
         try:
             return await asyncio.wait_for(probe(ctx), ctx.remaining() + 0.5)

@@ -1,0 +1,1 @@
+"""Adapters around third-party libraries whose errors must not leak into the engine."""

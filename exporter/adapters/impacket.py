@@ -1,0 +1,158 @@
+"""impacket at arm's length: the MS-RPC connection-oriented transport to the endpoint mapper (TCP 135).
+
+impacket connects, binds to the endpoint mapper interface (MS-RPCE 2.2.1.1, C706 appendix L) and sends
+``ept_lookup`` requests; the replies are read here with bounded reads (impacket's ``TCPTransport.recv``
+loops forever on a peer that closes mid-PDU) and decoded by :mod:`exporter.wire.epm`.  Paging follows the
+``entry_handle`` until the server returns a null handle, zero entries or ``ept_s_not_registered``
+(Samba's end of list), which never discards the entries already received.
+
+Everything here blocks: call it through :func:`exporter.probes.blocking.run_blocking`.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from dataclasses import dataclass
+
+from impacket.dcerpc.v5 import epm as impacket_epm
+from impacket.dcerpc.v5 import rpcrt, transport
+
+from exporter.errors import DecodeError, ProtocolError
+from exporter.wire import epm
+
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+MAX_PDUS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class EpmTcpDump:
+    """The pages of one endpoint-mapper dump.
+
+    Attributes:
+        pages: decoded pages, in order.
+        fault_status: status of a Fault PDU that ended the dump (e.g. 5 = access denied), else ``None``.
+    """
+
+    pages: tuple[epm.EptLookupPage, ...]
+    fault_status: int | None = None
+
+
+class EpmSession:
+    """One TCP connection to an endpoint mapper.
+
+    Args:
+        address: IPv4/IPv6 literal (never a name: impacket would resolve it, blocking).
+        port: usually 135.
+        timeout: seconds for the connect and for each read.
+    """
+
+    def __init__(self, address: str, port: int, timeout: float) -> None:
+        self.transport = transport.TCPTransport(address, port)
+        self.transport.set_connect_timeout(max(timeout, 0.001))
+        self.timeout = timeout
+        self._closed = False
+
+    def close(self) -> None:
+        """Close the connection (safe from another thread; unblocks a pending read)."""
+        self._closed = True
+        try:
+            sock = self.transport.get_socket()
+        except AttributeError:
+            return
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def lookup_all(self, *, deadline: float, max_pages: int = 64, max_ents: int = 500) -> EpmTcpDump:
+        """Bind and page through ``ept_lookup`` (all elements) until the end of the list.
+
+        Args:
+            deadline: ``time.monotonic()`` by which to stop.
+            max_pages: the most requests sent (a cap against servers that never end the list).
+            max_ents: entries asked per page.
+
+        Raises:
+            ProtocolError: the connection failed, the bind was rejected (bind_nak), or the server spoke garbage.
+            DecodeError: a reply could not be decoded.
+            TimeoutError: the deadline passed.
+        """
+        try:
+            dce = self.transport.get_dce_rpc()
+            dce.connect()
+            dce.bind(impacket_epm.MSRPC_UUID_PORTMAP)
+        except rpcrt.DCERPCException as exc:
+            raise ProtocolError(f"endpoint mapper refused the bind: {exc}") from None
+        except OSError as exc:
+            raise ProtocolError(f"endpoint mapper connection: {exc}") from None
+        except (struct.error, KeyError, IndexError, ValueError, TypeError) as exc:
+            raise ProtocolError(f"endpoint mapper bind reply malformed: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - impacket's structure.py raises bare Exception on bad bytes
+            raise ProtocolError(f"endpoint mapper bind reply malformed: {exc}") from None
+        sock = self.transport.get_socket()
+        pages: list[epm.EptLookupPage] = []
+        handle = epm.NULL_ENTRY_HANDLE
+        try:
+            for _ in range(max_pages):
+                # the stub is ours (byte-identical to impacket's ept_lookup NDR); impacket frames and sends it
+                dce.call(epm.EPT_LOOKUP_OPNUM, epm.encode_ept_lookup_request(max_ents=max_ents, entry_handle=handle))
+                pdus = _read_response(sock, deadline)
+                fault = next((p for p in pdus if p.status is not None), None)
+                if fault is not None:
+                    return EpmTcpDump(tuple(pages), fault.status)
+                page = epm.decode_ept_lookup_response(epm.co_response_stub(pdus), little_endian=pdus[0].little_endian)
+                pages.append(page)
+                handle = page.entry_handle
+                if page.status != 0 or page.num_ents == 0 or handle == epm.NULL_ENTRY_HANDLE:
+                    break
+        except OSError as exc:
+            if self._closed:
+                raise TimeoutError("endpoint mapper dump cancelled") from None
+            raise ProtocolError(f"endpoint mapper connection: {exc}") from None
+        finally:
+            self.close()
+        return EpmTcpDump(tuple(pages))
+
+
+def _read_response(sock: socket.socket, deadline: float) -> tuple[epm.CoPdu, ...]:
+    """Read connection-oriented PDUs until one carries PFC_LAST_FRAG (or is a fault); bounded."""
+    buf = b""
+    pdus: tuple[epm.CoPdu, ...] = ()
+    for _ in range(MAX_PDUS):
+        header = _read_exact(sock, epm.CO_HEADER_LEN, deadline)
+        little = header[4] & 0x10 != 0
+        (frag_len,) = struct.unpack_from("<H" if little else ">H", header, 8)
+        if frag_len < epm.CO_HEADER_LEN:
+            raise DecodeError(f"frag_length {frag_len} shorter than the header", len(buf) + 8)
+        buf += header + _read_exact(sock, frag_len - epm.CO_HEADER_LEN, deadline)
+        if len(buf) > MAX_RESPONSE_BYTES:
+            raise DecodeError(f"endpoint-mapper response larger than {MAX_RESPONSE_BYTES} bytes", len(buf))
+        pdus = epm.decode_co_pdus(buf)
+        last = pdus[-1]
+        if last.status is not None or last.pfc_flags & 0x02:
+            return pdus
+    raise DecodeError(f"more than {MAX_PDUS} fragments in one response", len(buf))
+
+
+def _read_exact(sock: socket.socket, count: int, deadline: float) -> bytes:
+    data = b""
+    while len(data) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("endpoint mapper read timed out")
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(count - len(data))
+        except TimeoutError:
+            raise TimeoutError("endpoint mapper read timed out") from None
+        if not chunk:
+            raise ProtocolError(f"endpoint mapper closed the connection after {len(data)} of {count} bytes")
+        data += chunk
+    return data

@@ -1,0 +1,60 @@
+"""Kerberos (88 UDP/TCP): an AS-REQ for a principal that does not exist; a KRB-ERROR means LISTENING.
+
+RFC 4120 section 5.4.1 (AS-REQ) and 5.9.1 (KRB-ERROR); over TCP each message has a 4-byte length prefix
+(section 7.2.2).  The realm is the target's domain in upper case, else the host name's domain; a KDC
+answers a wrong realm with a KRB-ERROR too (WRONG_REALM).  Windows KDCs omit optional fields.
+"""
+
+from __future__ import annotations
+
+import random
+
+from exporter.engine import ProbeContext, ProtocolOutcome
+from exporter.errors import DecodeError
+from exporter.resolve import literal
+from exporter.states import PortState, Reason
+from exporter.wire.kerberos import decode_kdc_reply, encode_as_req, frame_tcp, tcp_record_length
+
+#: The client principal asked for: it must not exist, so the KDC answers C_PRINCIPAL_UNKNOWN.
+PROBE_PRINCIPAL = "portqry-exporter-probe"
+
+
+def realm_for(domain: str, host: str) -> str:
+    """The realm to ask: the domain upper-cased, else the host name's parent domain, else ``PORTQRY.INVALID``."""
+    if domain:
+        return domain.upper()
+    if literal(host) is None and "." in host:
+        return host.split(".", 1)[1].upper()
+    return "PORTQRY.INVALID"
+
+
+async def probe(ctx: ProbeContext) -> ProtocolOutcome:
+    """Send the AS-REQ; details: ``details["kerberos"]`` (``KrbError`` or ``KdcRep``)."""
+    realm = realm_for(str(ctx.options.params.get("domain") or ""), ctx.host)
+    request = encode_as_req(realm, PROBE_PRINCIPAL, random.randrange(1, 1 << 31))
+    if ctx.protocol == "udp":
+        evidence = await ctx.udp(request)
+        if evidence.state is not PortState.LISTENING:
+            return ctx.unanswered(evidence, "Kerberos AS-REQ")
+        data = evidence.data
+    else:
+        try:
+            reader, writer = await ctx.open_tcp()
+        except (OSError, TimeoutError) as exc:
+            return ProtocolOutcome(ctx.evidence.state, ctx.evidence.reason, error=f"Kerberos connect: {exc or 'timeout'}")
+        try:
+            writer.write(frame_tcp(request))
+            await writer.drain()
+            framed = await ctx.read_message(reader, tcp_record_length)  # the length includes the 4-byte prefix
+            data = framed[4 : tcp_record_length(framed)]
+        except DecodeError as exc:
+            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"Kerberos reply: {exc}")
+        except (OSError, TimeoutError, EOFError) as exc:
+            return ProtocolOutcome(PortState.LISTENING, ctx.evidence.reason, error=f"Kerberos: {exc or type(exc).__name__}")
+        finally:
+            writer.close()
+    try:
+        reply = decode_kdc_reply(data)
+    except DecodeError as exc:
+        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"Kerberos reply: {exc}")
+    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"kerberos": reply})

@@ -1,0 +1,153 @@
+"""LDAP (389 UDP/TCP, 3268 TCP; 636 and 3269 over TLS): the rootDSE, and over UDP the LDAP ping.
+
+An anonymous base-object search of the rootDSE (RFC 4511 section 4.5.1; AD's attributes in MS-ADTS
+3.1.1.3.2), which PortQry prints.  Over UDP (CLDAP) we also send the MS-ADTS 6.3.3 "LDAP ping" (the
+``Netlogon`` attribute with a ``(&(DnsDomain=...)(NtVer=...))`` filter), parsed into the DC's DS_FLAG bits,
+domain, forest, DC name and site names.  The domain comes from the target's ``domain`` or else from the
+rootDSE just read.  The clock offset (DC ``currentTime`` minus our clock at the reply) is kept: Kerberos
+fails beyond five minutes.  Bindings: ``ldap`` (plain) and ``ldaps`` (TLS first; also records the TLS details).
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+import time
+from dataclasses import dataclass
+
+from exporter.engine import ProbeContext, ProtocolOutcome
+from exporter.errors import DecodeError, ProtocolError
+from exporter.probes.tls import client_context, describe
+from exporter.states import PortState, Reason
+from exporter.wire.ldap import (
+    RootDSE,
+    SearchResult,
+    decode_search_response,
+    encode_ldap_ping,
+    encode_root_dse_search,
+    parse_root_dse,
+    split_messages,
+)
+from exporter.wire.netlogon import NetlogonSamLogonResponseEx, decode_netlogon
+
+#: NtVer asked in the LDAP ping: V5 | V5EX | V5EX_WITH_IP (MS-ADTS 6.3.1.1), as Windows clients send.
+NT_VERSION = 0x16
+
+
+@dataclass(frozen=True, slots=True)
+class LdapDetails:
+    """What the LDAP server told us.
+
+    Attributes:
+        root_dse: the parsed rootDSE.
+        clock_offset_seconds: DC currentTime minus our clock at the reply, seconds (``None`` without currentTime).
+        netlogon: the LDAP ping's parsed Netlogon reply (UDP only), or ``None``.
+        ping_domain: the DnsDomain the ping asked about ("" when no ping was sent).
+        ping_error: why the LDAP ping gave no Netlogon reply, or "".
+    """
+
+    root_dse: RootDSE
+    clock_offset_seconds: float | None
+    netlogon: NetlogonSamLogonResponseEx | None = None
+    ping_domain: str = ""
+    ping_error: str = ""
+
+
+def domain_of(dse: RootDSE) -> str:
+    """The DNS domain of a rootDSE: from defaultNamingContext (``DC=a,DC=b`` -> ``a.b``), else dnsHostName."""
+    nc = dse.default_naming_context or ""
+    parts = [p.split("=", 1)[1] for p in nc.split(",") if p.strip().upper().startswith("DC=")]
+    if parts:
+        return ".".join(parts)
+    host = dse.dns_host_name or ""
+    return host.split(".", 1)[1] if "." in host else ""
+
+
+def _offset(dse: RootDSE, received: float) -> float | None:
+    return None if dse.current_time is None else round(dse.current_time.timestamp() - received, 3)
+
+
+def _root_dse(result: SearchResult) -> RootDSE:
+    """Raises ProtocolError (refused) or DecodeError (malformed)."""
+    return parse_root_dse(result)
+
+
+async def probe(ctx: ProbeContext) -> ProtocolOutcome:
+    """Read the rootDSE over ``ctx.protocol`` (and TLS for ``ldaps``); over UDP also send the LDAP ping."""
+    if ctx.protocol == "udp":
+        return await _probe_udp(ctx)
+    return await _probe_tcp(ctx, tls=ctx.binding == "ldaps")
+
+
+async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
+    msg_id = random.randrange(1, 1 << 31)
+    evidence = await ctx.udp(encode_root_dse_search(msg_id))
+    if evidence.state is not PortState.LISTENING:
+        return ctx.unanswered(evidence, "LDAP")
+    received = time.time()
+    try:
+        dse = _root_dse(decode_search_response(evidence.data))
+    except ProtocolError as exc:
+        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REFUSED, error=str(exc))
+    except DecodeError as exc:
+        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"LDAP reply: {exc}")
+    domain = str(ctx.options.params.get("domain") or "") or domain_of(dse)
+    netlogon = None
+    ping_error = ""
+    if domain:
+        ping = await ctx.udp(encode_ldap_ping(msg_id + 1, domain, NT_VERSION))
+        if ping.state is not PortState.LISTENING:
+            ping_error = f"no reply to the LDAP ping ({ping.reason.value})"
+        else:
+            try:
+                raw = decode_search_response(ping.data).netlogon
+                if raw is None:
+                    ping_error = "LDAP ping reply without a Netlogon attribute"
+                else:
+                    netlogon = decode_netlogon(raw)
+            except DecodeError as exc:
+                ping_error = f"LDAP ping reply: {exc}"
+    else:
+        ping_error = "no domain to ping (set the target's domain)"
+    details = LdapDetails(dse, _offset(dse, received), netlogon, domain, ping_error)
+    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"ldap": details}, error=ping_error)
+
+
+def _search_done(buf: bytes) -> int | None:
+    messages, _ = split_messages(buf)
+    if not messages:
+        return None
+    joined = b"".join(messages)
+    return len(joined) if decode_search_response(joined).done else None
+
+
+async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
+    details: dict[str, object] = {}
+    try:
+        context: ssl.SSLContext | None = client_context() if tls else None
+        reader, writer = await ctx.open_tcp(ssl=context, server_hostname=ctx.server_name)
+    except ssl.SSLError as exc:
+        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"TLS handshake: {exc.reason or exc}")
+    except (OSError, TimeoutError) as exc:
+        return ProtocolOutcome(ctx.evidence.state, ctx.evidence.reason, error=f"LDAP connect: {exc or 'timeout'}")
+    error = ""
+    try:
+        if tls:
+            tls_details, error = describe(writer.get_extra_info("ssl_object"))
+            if tls_details is not None:
+                details["tls"] = tls_details
+        writer.write(encode_root_dse_search(random.randrange(1, 1 << 31)))
+        await writer.drain()
+        data = await ctx.read_message(reader, _search_done)
+        received = time.time()
+        dse = _root_dse(decode_search_response(data))
+    except ProtocolError as exc:
+        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REFUSED, details, error=str(exc))
+    except DecodeError as exc:
+        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, details, error=f"LDAP reply: {exc}")
+    except (OSError, TimeoutError, EOFError) as exc:
+        return ProtocolOutcome(PortState.LISTENING, ctx.evidence.reason, details, error=f"LDAP: {exc or 'timeout'}")
+    finally:
+        writer.close()
+    details["ldap"] = LdapDetails(dse, _offset(dse, received))
+    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, details, error=error)

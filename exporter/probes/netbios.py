@@ -1,0 +1,30 @@
+"""NetBIOS name service (137 UDP): a node-status query, RFC 1002 sections 4.2.17 and 4.2.18.
+
+PortQry sends a NetBIOS adapter-status query and prints the MAC address.  We send it on the engine's
+connected UDP socket (impacket's ``NetBIOS`` would retry silently and lose the ICMP evidence) and parse
+the names, their suffixes and group flags, and the MAC with :mod:`exporter.wire.nbstat`.
+"""
+
+from __future__ import annotations
+
+import random
+
+from exporter.engine import ProbeContext, ProtocolOutcome
+from exporter.errors import DecodeError
+from exporter.states import PortState, Reason
+from exporter.wire.nbstat import decode_node_status_response, encode_node_status_request
+
+
+async def probe(ctx: ProbeContext) -> ProtocolOutcome:
+    """Ask the node status of ``*``; details: ``details["netbios"]`` (:class:`~exporter.wire.nbstat.NodeStatus`)."""
+    tid = random.randrange(1, 1 << 16)
+    evidence = await ctx.udp(
+        encode_node_status_request(tid), accept=lambda d: len(d) >= 2 and int.from_bytes(d[:2], "big") == tid
+    )
+    if evidence.state is not PortState.LISTENING:
+        return ctx.unanswered(evidence, "NetBIOS node status")
+    try:
+        status = decode_node_status_response(evidence.data)
+    except DecodeError as exc:
+        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"NetBIOS reply: {exc}")
+    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"netbios": status})

@@ -1,0 +1,188 @@
+"""RPC endpoint mapper (135 TCP and UDP): dump every registered endpoint, then probe the dynamic ports.
+
+TCP: impacket binds to the endpoint mapper and we page through ``ept_lookup`` (see
+:mod:`exporter.adapters.impacket`).  UDP: connectionless DCE/RPC (protocol version 4, C706 chapter 12),
+which impacket lacks, built by :mod:`exporter.wire.clrpc`.  Each entry keeps its interface UUID and
+version, annotation, known interface name and string binding.
+
+The follow-up probes every distinct ``ncacn_ip_tcp`` port the mapper returned, **on the address we
+queried**: a binding's own address may be 0.0.0.0, NATed, or one we must never contact.  "135 is open
+but the dynamic RPC port is filtered" is the classic AD failure this catches.  PortQry prints the dump; it
+does not check the ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from exporter.adapters.impacket import EpmSession
+from exporter.engine import ProbeContext, ProtocolOutcome
+from exporter.errors import DecodeError, ProtocolError
+from exporter.probes.blocking import run_blocking
+from exporter.states import PortState, Reason
+from exporter.wire import clrpc, epm
+
+#: The most distinct dynamic ports probed after one dump.
+MAX_DYNAMIC_PORTS = 256
+#: Entries asked per connectionless page: small enough for one unfragmented datagram.
+CL_MAX_ENTS = 8
+CL_MAX_PAGES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicPort:
+    """A dynamic ``ncacn_ip_tcp`` port from the dump and what a TCP probe of it found.
+
+    Attributes:
+        port: the TCP port.
+        interfaces: names (or UUIDs) of the interfaces registered on it.
+        state: the port state (``listening``...).
+        reason: the reason.
+    """
+
+    port: int
+    interfaces: tuple[str, ...]
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RpcDetails:
+    """An endpoint-mapper dump.
+
+    Attributes:
+        via: ``tcp`` or ``udp``: the transport of the dump.
+        entries: every entry, in server order.
+        protocol_sequence_counts: entries per protocol sequence (``ncacn_ip_tcp``: 36, ...).
+        dynamic_ports: the probed ``ncacn_ip_tcp`` ports (TCP dumps only).
+        pages: ``ept_lookup`` calls answered.
+        status: a Fault / reject status that ended the dump, or ``None``.
+        status_name: its name (``nca_s_fault_access_denied``...).
+    """
+
+    via: str
+    entries: tuple[epm.EpmEntry, ...]
+    protocol_sequence_counts: Mapping[str, int]
+    dynamic_ports: tuple[DynamicPort, ...] = ()
+    pages: int = 0
+    status: int | None = None
+    status_name: str = ""
+
+    @property
+    def total(self) -> int:
+        """Endpoints found."""
+        return len(self.entries)
+
+
+def interface_label(entry: epm.EpmEntry) -> str:
+    """A short human name for an entry's interface: its known name, else annotation, else UUID vX.Y."""
+    return entry.interface_name or entry.annotation or f"{entry.interface_uuid} v{entry.interface_version}"
+
+
+async def probe(ctx: ProbeContext) -> ProtocolOutcome:
+    """Dump the endpoint mapper over ``ctx.protocol`` and probe the dynamic TCP ports it lists."""
+    if ctx.protocol == "udp":
+        return await _probe_udp(ctx)
+    return await _probe_tcp(ctx)
+
+
+async def _probe_tcp(ctx: ProbeContext) -> ProtocolOutcome:
+    budget = max(ctx.remaining() - ctx.options.timeout_seconds, ctx.remaining() / 2, 0.001)
+    session = EpmSession(ctx.address, ctx.port, timeout=ctx.options.timeout_seconds)
+    deadline = time.monotonic() + budget
+    try:
+        dump = await run_blocking(lambda: session.lookup_all(deadline=deadline), timeout=budget + 0.2, cancel=session.close)
+    except ProtocolError as exc:
+        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REFUSED, error=str(exc))
+    except DecodeError as exc:
+        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"endpoint mapper reply: {exc}")
+    except TimeoutError:
+        return ProtocolOutcome(ctx.evidence.state, ctx.evidence.reason, error="endpoint mapper: no reply in time")
+    entries = tuple(e for page in dump.pages for e in page.entries)
+    dynamic = await _probe_dynamic(ctx, entries)
+    details = RpcDetails(
+        via="tcp",
+        entries=entries,
+        protocol_sequence_counts=epm.protocol_sequence_counts(entries),
+        dynamic_ports=dynamic,
+        pages=len(dump.pages),
+        status=dump.fault_status,
+        status_name=clrpc.status_name(dump.fault_status) if dump.fault_status is not None else "",
+    )
+    if dump.fault_status is not None and not entries:
+        return ProtocolOutcome(
+            PortState.LISTENING, Reason.PROTOCOL_REFUSED, {"rpc": details}, error=f"endpoint mapper fault {details.status_name}"
+        )
+    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"rpc": details})
+
+
+async def _probe_dynamic(ctx: ProbeContext, entries: Iterable[epm.EpmEntry]) -> tuple[DynamicPort, ...]:
+    by_port: dict[int, list[str]] = {}
+    for e in entries:
+        # the mapper's own port (it registers itself on ncacn_ip_tcp:[135]) is not a dynamic endpoint
+        if e.protocol_sequence == "ncacn_ip_tcp" and e.port and e.port != ctx.port:
+            names = by_port.setdefault(e.port, [])
+            label = interface_label(e)
+            if label not in names:
+                names.append(label)
+    ports = sorted(by_port)[:MAX_DYNAMIC_PORTS]
+    evidence = await asyncio.gather(*(ctx.tcp(p) for p in ports))
+    return tuple(
+        DynamicPort(p, tuple(by_port[p]), ev.state.value, ev.reason.value) for p, ev in zip(ports, evidence, strict=True)
+    )
+
+
+def _ours(act_id: uuid.UUID, seqnum: int):  # type: ignore[no-untyped-def]
+    want = str(act_id)
+
+    def accept(data: bytes) -> bool:
+        try:
+            pdu = clrpc.decode_pdu(data)
+        except DecodeError:
+            return False
+        return pdu.act_id == want and pdu.seqnum == seqnum
+
+    return accept
+
+
+async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
+    act_id = uuid.uuid4()
+    handle = epm.NULL_ENTRY_HANDLE
+    server_boot = 0
+    entries: list[epm.EpmEntry] = []
+    pages = 0
+    for seqnum in range(CL_MAX_PAGES):
+        payload = clrpc.encode_ept_lookup_request(
+            act_id, seqnum=seqnum, max_ents=CL_MAX_ENTS, entry_handle=handle, server_boot=server_boot
+        )
+        evidence = await ctx.udp(payload, accept=_ours(act_id, seqnum))
+        if evidence.state is not PortState.LISTENING:
+            if seqnum == 0:
+                return ctx.unanswered(evidence, "RPC endpoint mapper")
+            break
+        pdu = clrpc.decode_pdu(evidence.data)
+        if pdu.ptype in (clrpc.PTYPE_REJECT, clrpc.PTYPE_FAULT):
+            details = RpcDetails("udp", tuple(entries), epm.protocol_sequence_counts(entries), (), pages, pdu.status, pdu.status_name)
+            reason = Reason.PROTOCOL_REFUSED if not entries else Reason.PROTOCOL_REPLY
+            return ProtocolOutcome(
+                PortState.LISTENING, reason, {"rpc": details}, error=f"endpoint mapper {pdu.ptype_name}: {pdu.status_name}"
+            )
+        if pdu.ptype != clrpc.PTYPE_RESPONSE:
+            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"unexpected {pdu.ptype_name} PDU")
+        if pdu.flags1 & clrpc.PF_FRAG:
+            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error="fragmented response not reassembled")
+        try:
+            page = epm.decode_ept_lookup_response(pdu.body, little_endian=pdu.little_endian)
+        except DecodeError as exc:
+            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"endpoint mapper reply: {exc}")
+        pages += 1
+        entries.extend(page.entries)
+        handle, server_boot = page.entry_handle, pdu.server_boot
+        if page.status != 0 or page.num_ents == 0 or handle == epm.NULL_ENTRY_HANDLE:
+            break
+    details = RpcDetails("udp", tuple(entries), epm.protocol_sequence_counts(entries), (), pages)
+    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"rpc": details})
