@@ -1,0 +1,673 @@
+"""PortQry-style text for the ``portqry`` command: the query header, port lines, protocol blocks, log file.
+
+Everything here is pure: functions take results (or the protocol details inside them) and return lists of
+lines without newlines; :mod:`exporter.cli` writes them.  The layout follows PortQry 2.0's documented sample
+outputs (KB 310099, KB 832919, and "Using the PortQry command-line tool", 2023), e.g.::
+
+    Querying target system called:
+
+     dc1.example.com
+
+    Attempting to resolve name to IP address...
+
+    Name resolved to 198.18.1.2
+
+    querying...
+
+    UDP port 389 (ldap service): LISTENING or FILTERED
+
+    Sending LDAP query to UDP port 389...
+
+    LDAP query response:
+
+    currentdate: 10/11/2001 23:10:21 (unadjusted GMT)
+    ...
+
+    ======== End of LDAP query response ========
+
+    UDP port 389 is LISTENING
+
+Protocol blocks take the object a protocol-aware probe left in ``ProbeResult.details[<name>]`` (``ldap``,
+``rpc``, ``dns``, ``netbios``, ``snmp``, ``kerberos``, ``tls``, ``mssql``).  They read it through
+:func:`field` - attribute or mapping key, with a default - so a probe that carries a different or partial
+shape (or a JSON mapping) prints what is there and never crashes the command.  The golden files in
+``tests/golden/cli_*.txt`` pin each layout; check one by hand with e.g.
+``portqry -n dc1 -p udp -e 389 --dns-server 10.0.0.1``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from exporter.result import ProbeResult
+from exporter.services import UNKNOWN_SERVICE
+from exporter.states import PortState, Reason
+
+#: Reasons that say a protocol-aware follow-up ran (whatever it concluded).
+PROTOCOL_REASONS = frozenset(
+    {Reason.PROTOCOL_REPLY, Reason.PROTOCOL_ERROR, Reason.PROTOCOL_REFUSED, Reason.PROTOCOL_NO_REPLY}
+)
+
+#: Probes that PortQry runs from an ephemeral source port even with ``-sp`` (it prints
+#: "Using ephemeral source port"): RPC TCP/UDP 135, LDAP UDP 389, NetBIOS UDP 137.
+EPHEMERAL_SOURCE_PROBES = frozenset({("tcp", "rpc"), ("udp", "rpc"), ("udp", "ldap"), ("udp", "netbios")})
+
+#: rootDSE attributes in the order PortQry prints them (KB 832919 sample), then the rest as received.
+LDAP_ATTRIBUTE_ORDER = (
+    "currentTime",
+    "subschemaSubentry",
+    "dsServiceName",
+    "namingContexts",
+    "defaultNamingContext",
+    "schemaNamingContext",
+    "configurationNamingContext",
+    "rootDomainNamingContext",
+    "supportedControl",
+    "supportedLDAPVersion",
+    "supportedLDAPPolicies",
+    "highestCommittedUSN",
+    "supportedSASLMechanisms",
+    "dnsHostName",
+    "ldapServiceName",
+    "serverName",
+    "supportedCapabilities",
+    "isSynchronized",
+    "isGlobalCatalogReady",
+    "domainFunctionality",
+    "forestFunctionality",
+    "domainControllerFunctionality",
+)
+
+#: rootDSE attribute -> the :class:`exporter.wire.ldap.RootDSE` field holding it (for shapes without
+#: the raw ``attributes`` mapping).
+_LDAP_TYPED_FIELDS = {
+    "currentTime": "current_time",
+    "subschemaSubentry": "subschema_subentry",
+    "dsServiceName": "ds_service_name",
+    "namingContexts": "naming_contexts",
+    "defaultNamingContext": "default_naming_context",
+    "schemaNamingContext": "schema_naming_context",
+    "configurationNamingContext": "configuration_naming_context",
+    "rootDomainNamingContext": "root_domain_naming_context",
+    "supportedControl": "supported_control",
+    "supportedLDAPVersion": "supported_ldap_version",
+    "supportedLDAPPolicies": "supported_ldap_policies",
+    "highestCommittedUSN": "highest_committed_usn",
+    "supportedSASLMechanisms": "supported_sasl_mechanisms",
+    "dnsHostName": "dns_host_name",
+    "ldapServiceName": "ldap_service_name",
+    "serverName": "server_name",
+    "supportedCapabilities": "supported_capabilities",
+    "isSynchronized": "is_synchronized",
+    "isGlobalCatalogReady": "is_global_catalog_ready",
+    "domainFunctionality": "domain_functionality",
+    "forestFunctionality": "forest_functionality",
+    "domainControllerFunctionality": "domain_controller_functionality",
+}
+
+#: Protocol-aware probe name -> the name in PortQry's "Sending <X> query to ..." line.
+QUERY_NAMES = {
+    "ldap": "LDAP",
+    "dns": "DNS",
+    "snmp": "SNMP",
+    "kerberos": "Kerberos",
+    "mssql": "SQL Server",
+    "tls": "TLS",
+}
+
+LOG_TITLE = "PortQry Version 2.0 Log File"
+LOG_END = "========= end of log file ========="
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def field(obj: Any, *names: str, default: Any = None) -> Any:
+    """The first of ``names`` present on ``obj`` as an attribute or a mapping key, else ``default``.
+
+    ``None`` values count as absent, so a partially filled object falls through to ``default``.
+    """
+    if obj is None:
+        return default
+    for name in names:
+        value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+        if value is not None:
+            return value
+    return default
+
+
+def _seq(value: Any) -> tuple[Any, ...]:
+    """``value`` as a tuple: sequences as they are, a lone scalar as a 1-tuple, ``None`` as ``()``."""
+    if value is None:
+        return ()
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable) or isinstance(value, Mapping):
+        return (value,)
+    return tuple(value)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, datetime):
+        return value.strftime("%m/%d/%Y %H:%M:%S")
+    return str(value)
+
+
+def service_text(service: str) -> str:
+    """PortQry's parenthesised service: ``ldap service``, ``unknown service``."""
+    return service if service == UNKNOWN_SERVICE or service.endswith(" service") else f"{service} service"
+
+
+def state_line(protocol: str, port: int, service: str, state: PortState) -> str:
+    """``TCP port 389 (ldap service): LISTENING``."""
+    return f"{protocol.upper()} port {port} ({service_text(service)}): {state.portqry_text}"
+
+
+def verdict_line(protocol: str, port: int, state: PortState) -> str:
+    """PortQry's final line after a UDP follow-up: ``UDP port 389 is LISTENING``."""
+    return f"{protocol.upper()} port {port} is {state.portqry_text}"
+
+
+# --------------------------------------------------------------------------------------------- header
+
+
+def target_lines(target: str) -> list[str]:
+    """``Querying target system called:`` and the target, as PortQry prints them."""
+    return ["Querying target system called:", "", f" {target}", ""]
+
+
+def name_resolution_lines(address: str | None) -> list[str]:
+    """Forward resolution of a name; ``address`` ``None`` means it failed."""
+    lines = ["Attempting to resolve name to IP address...", ""]
+    if address is None:
+        return [*lines, "Failed to resolve name to IP address", ""]
+    return [*lines, f"Name resolved to {address}", ""]
+
+
+def reverse_resolution_lines(name: str | None) -> list[str]:
+    """Reverse resolution of an address literal; ``name`` ``None`` means it failed (PortQry continues)."""
+    lines = ["Attempting to resolve IP address to a name...", ""]
+    if name is None:
+        return [*lines, "Failed to resolve IP address to name", ""]
+    return [*lines, f"IP address resolved to {name}", ""]
+
+
+QUERYING_LINES = ("querying...", "")
+
+
+# --------------------------------------------------------------------------------------------- ports
+
+
+def followed_up(result: ProbeResult, probe_name: str) -> bool:
+    """Whether the protocol-aware follow-up ``probe_name`` ran for ``result``.
+
+    UDP: it ran when the result carries a protocol reason or details (the engine only follows up a
+    datagram that was not refused).  TCP: it ran on every LISTENING port bound to a probe.
+    """
+    if not probe_name:
+        return False
+    if result.reason in PROTOCOL_REASONS or result.details:
+        return True
+    return result.protocol == "tcp" and result.state is PortState.LISTENING
+
+
+def port_lines(
+    result: ProbeResult,
+    *,
+    probe_name: str = "",
+    source_port: int | None = None,
+    community: str = "public",
+) -> list[str]:
+    """Every line PortQry prints for one port: state line, protocol block, final verdict.
+
+    Args:
+        result: the engine's result for the port.
+        probe_name: the protocol-aware probe bound to the port (``""`` for none).
+        source_port: the ``-sp`` port, if any (prints "Using ephemeral source port" where PortQry does).
+        community: the SNMP community (PortQry prints it before the SNMP query).
+
+    Returns:
+        Lines without newlines, each block followed by a blank line.  On a UDP port whose follow-up
+        ran, the first line shows the unformatted datagram's outcome ("LISTENING or FILTERED", the
+        engine's starting state) and the last line the verdict ("UDP port 389 is LISTENING"); a TCP
+        port's state line is already the verdict, as in PortQry.
+    """
+    proto, port = result.protocol, result.port
+    ran = followed_up(result, probe_name)
+    if not ran:
+        lines = [state_line(proto, port, result.service, result.state), ""]
+        if result.reason is Reason.LOCAL_ERROR and result.error:
+            lines += [f"local error: {result.error}", ""]
+        return lines
+    first = result.state if proto == "tcp" else PortState.LISTENING_OR_FILTERED
+    lines = [state_line(proto, port, result.service, first), ""]
+    if source_port and (proto, probe_name) in EPHEMERAL_SOURCE_PROBES:
+        lines.append("Using ephemeral source port")
+    lines += protocol_block(probe_name, result, community=community)
+    if result.error and result.reason is not Reason.PROTOCOL_REPLY:
+        lines += [f"{QUERY_NAMES.get(probe_name, probe_name.upper())} query: {result.error}", ""]
+    if proto == "udp":
+        lines += [verdict_line(proto, port, result.state), ""]
+    return lines
+
+
+def protocol_block(name: str, result: ProbeResult, *, community: str = "public") -> list[str]:
+    """The protocol block of the follow-up ``name`` for ``result`` (details may be missing)."""
+    details = result.details.get(name) if result.details else None
+    proto, port = result.protocol, result.port
+    if name == "ldap":
+        return ldap_block(
+            details, proto, port, netlogon=result.details.get("netlogon") if result.details else None
+        )
+    if name == "rpc":
+        return rpc_block(details)
+    if name == "netbios":
+        return netbios_block(details, port)
+    if name == "snmp":
+        return snmp_block(details, port, community)
+    if name == "dns":
+        return dns_block(details, proto, port)
+    if name == "kerberos":
+        return kerberos_block(details, proto, port)
+    if name == "tls":
+        return tls_block(details, port)
+    if name == "ldaps":  # LDAP over TLS (636, 3269): the handshake, then the rootDSE read through it
+        tls = result.details.get("tls") if result.details else None
+        ldap = result.details.get("ldap") if result.details else None
+        return tls_block(tls, port) + ldap_block(ldap, "tcp", port, over_tls=True)
+    if name == "mssql":
+        return mssql_block(details, port)
+    return generic_block(name, details, proto, port)
+
+
+# --------------------------------------------------------------------------------------------- LDAP
+
+
+def _root_dse(details: Any) -> Any:
+    """The rootDSE inside LDAP details: the details themselves, or their ``root_dse``."""
+    if details is None:
+        return None
+    if field(details, "attributes", "naming_contexts", "dns_host_name") is not None and not field(
+        details, "root_dse", "rootdse", "root_dse_entry"
+    ):
+        return details
+    return field(details, "root_dse", "rootdse", "root_dse_entry")
+
+
+def root_dse_lines(root: Any) -> list[str]:
+    """``attribute: value`` lines of a rootDSE, one per value, in PortQry's order then the rest.
+
+    ``currentTime`` prints as PortQry's ``currentdate: MM/DD/YYYY HH:MM:SS (unadjusted GMT)``.
+    """
+    raw = field(root, "attributes", default={})
+    if not isinstance(raw, Mapping):
+        raw = {}
+    by_folded: dict[str, tuple[str, tuple[Any, ...]]] = {}
+    for name, values in raw.items():
+        by_folded.setdefault(str(name).casefold(), (str(name), _seq(values)))
+    lines: list[str] = []
+    for attr in LDAP_ATTRIBUTE_ORDER:
+        name, values = by_folded.pop(attr.casefold(), (attr, ()))
+        typed = field(root, _LDAP_TYPED_FIELDS[attr])
+        if attr == "currentTime":
+            when = typed if isinstance(typed, datetime) else _parse_generalized(values)
+            if when is not None:
+                lines.append(f"currentdate: {_ldap_date(when)} (unadjusted GMT)")
+            elif values:
+                lines.append(f"currentdate: {_text(values[0])} (unadjusted GMT)")
+            continue
+        if not values:
+            values = _seq(typed)
+        lines += [f"{name}: {_text(v)}" for v in values]
+    for name, values in by_folded.values():
+        lines += [f"{name}: {_text(v)}" for v in values]
+    return lines
+
+
+def _ldap_date(when: datetime) -> str:
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%m/%d/%Y %H:%M:%S")
+
+
+def _parse_generalized(values: Sequence[Any]) -> datetime | None:
+    if not values:
+        return None
+    text = _text(values[0])
+    try:
+        return datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def netlogon_lines(ping: Any) -> list[str]:
+    """The MS-ADTS LDAP ping reply (NETLOGON_SAM_LOGON_RESPONSE_EX), beyond PortQry's output."""
+    flags = field(ping, "flags", default=())
+    flag_text = " ".join(sorted(str(f).upper() for f in _seq(flags))) if flags else ""
+    rows = [
+        ("DC flags", flag_text or None),
+        ("Domain GUID", field(ping, "domain_guid")),
+        ("DNS forest name", field(ping, "dns_forest_name")),
+        ("DNS domain name", field(ping, "dns_domain_name")),
+        ("DNS host name", field(ping, "dns_host_name")),
+        ("NetBIOS domain name", field(ping, "netbios_domain_name")),
+        ("NetBIOS computer name", field(ping, "netbios_computer_name")),
+        ("DC site name", field(ping, "dc_site_name")),
+        ("Client site name", field(ping, "client_site_name")),
+        ("DC address", field(ping, "dc_address")),
+    ]
+    return [f"{label}: {_text(value)}" for label, value in rows if value not in (None, "")]
+
+
+def ldap_block(
+    details: Any, protocol: str, port: int, *, netlogon: Any = None, over_tls: bool = False
+) -> list[str]:
+    """``Sending LDAP query to UDP port 389...`` / ``LDAP query response:`` / rootDSE / end line.
+
+    ``details`` is a :class:`exporter.wire.ldap.RootDSE`, or an object (or mapping) with ``root_dse``
+    and optionally ``netlogon`` (:class:`exporter.wire.netlogon.NetlogonSamLogonResponseEx`); ``None``
+    (no reply) prints only the query line, as PortQry does before its FILTERED verdict.  ``netlogon``
+    is an LDAP ping reply carried beside the rootDSE (``details["netlogon"]``); ``over_tls`` is LDAPS.
+    """
+    via = " over TLS" if over_tls else ""
+    lines = [f"Sending LDAP query{via} to {protocol.upper()} port {port}...", ""]
+    root = _root_dse(details)
+    if root is not None:
+        lines += ["LDAP query response:", "", *root_dse_lines(root), ""]
+        lines += ["======== End of LDAP query response ========", ""]
+    ping = netlogon if details is root else field(details, "netlogon", "ldap_ping", "ping", default=netlogon)
+    if ping is not None:
+        lines += ["LDAP ping (Netlogon) response:", "", *netlogon_lines(ping), ""]
+        lines += ["======== End of LDAP ping response ========", ""]
+    elif details is not root and field(details, "ping_error"):
+        lines += [f"LDAP ping: {field(details, 'ping_error')}", ""]
+    return lines
+
+
+# --------------------------------------------------------------------------------------------- RPC
+
+
+def _epm_entries(details: Any) -> tuple[Any, ...]:
+    if details is None:
+        return ()
+    if isinstance(details, list | tuple):
+        return tuple(details)
+    return _seq(field(details, "entries", "endpoints", default=()))
+
+
+def epm_entry_lines(entry: Any) -> list[str]:
+    """``UUID: <uuid> <annotation>`` and the string binding of one endpoint-mapper entry."""
+    uuid = _text(field(entry, "interface_uuid", "uuid", default=""))
+    annotation = _text(field(entry, "annotation", default="")).strip()
+    binding = _text(field(entry, "string_binding", "binding", default=""))
+    head = f"UUID: {uuid} {annotation}" if annotation else f"UUID: {uuid}"
+    return [head, binding] if binding else [head]
+
+
+def _dynamic_ports(details: Any) -> list[tuple[int, str, str]]:
+    """(port, PortQry state text, interfaces) of the dynamic TCP ports the RPC follow-up probed, if any."""
+    found = field(details, "dynamic_ports", "reachability", "endpoint_ports", default=None)
+    out: list[tuple[int, str, str]] = []
+    if found is None or isinstance(details, list | tuple):
+        return out
+    items: Iterable[Any] = found.items() if isinstance(found, Mapping) else found
+    for item in items:
+        interfaces = ""
+        if isinstance(item, tuple) and len(item) == 2:
+            port, state = item
+        else:
+            port, state = field(item, "port"), field(item, "state")
+            interfaces = ", ".join(str(i) for i in _seq(field(item, "interfaces", default=())))
+        if port is None:
+            continue
+        if isinstance(state, PortState):
+            text = state.portqry_text
+        elif isinstance(state, bool):
+            text = "LISTENING" if state else "NOT REACHABLE"
+        else:
+            try:
+                text = PortState(str(state)).portqry_text
+            except ValueError:
+                text = str(state)
+        out.append((int(port), text, interfaces))
+    return sorted(out)
+
+
+def rpc_block(details: Any) -> list[str]:
+    """PortQry's endpoint-mapper dump.
+
+    ``details`` is a sequence of :class:`exporter.wire.epm.EpmEntry`, or an object (or mapping) with
+    ``entries`` and optionally ``dynamic_ports`` (port -> state, or items with ``port``/``state``):
+    the reachability of each ``ncacn_ip_tcp`` port on the queried address, which PortQry lacks and
+    is printed after PortQry's end line.
+    """
+    lines = ["Querying Endpoint Mapper Database..."]
+    if details is None:
+        return [*lines, ""]
+    entries = _epm_entries(details)
+    lines += ["Server's response:", ""]
+    for entry in entries:
+        lines += [*epm_entry_lines(entry), ""]
+    lines += [f"Total endpoints found: {len(entries)}", ""]
+    lines += ["==== End of RPC Endpoint Mapper query response ====", ""]
+    dynamic = _dynamic_ports(details)
+    if dynamic:
+        lines += ["Dynamic RPC endpoints (TCP, on the queried address):", ""]
+        lines += [
+            f"TCP port {port}: {text}" + (f" ({names})" if names else "") for port, text, names in dynamic
+        ]
+        lines.append("")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------- NetBIOS
+
+
+def _mac_text(mac: Any) -> str:
+    if isinstance(mac, bytes):
+        return mac.hex()
+    return str(mac).replace(":", "").replace("-", "").lower()
+
+
+def netbios_block(details: Any, port: int) -> list[str]:
+    """``Attempting NETBIOS adapter status query to UDP port 137...`` / MAC / names.
+
+    ``details`` is a :class:`exporter.wire.nbstat.NodeStatus` (or has ``node_status``).  PortQry prints
+    only the MAC address; the name table (nbtstat -A style) is ours.
+    """
+    lines = [f"Attempting NETBIOS adapter status query to UDP port {port}...", ""]
+    status = field(details, "node_status", default=details)
+    if status is None:
+        return lines
+    mac = field(status, "mac")
+    if mac is not None:
+        lines += [f"Server's response: MAC address {_mac_text(mac)}", ""]
+    names = _seq(field(status, "names", default=()))
+    if names:
+        lines += ["NetBIOS names:", ""]
+        for entry in names:
+            name = str(field(entry, "name", default="")).rstrip()
+            suffix = field(entry, "suffix", default=0)
+            flags = int(field(entry, "flags", default=0) or 0)
+            kind = "GROUP" if flags & 0x8000 else "UNIQUE"
+            lines.append(f" {name:<15} <{int(suffix):02X}>  {kind}")
+        lines.append("")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------- SNMP
+
+
+def snmp_block(details: Any, port: int, community: str) -> list[str]:
+    """``community name for query:`` / the community / ``Sending SNMP query to UDP port 161...``.
+
+    PortQry prints no varbinds; we add ``sysDescr`` when the agent sent it.
+    """
+    lines = ["community name for query:", "", community, "", f"Sending SNMP query to UDP port {port}...", ""]
+    response = field(details, "response", default=details)
+    descr = field(response, "sys_descr")
+    if descr is not None:
+        lines += [f"sysDescr: {_text(descr)}", ""]
+    status = field(response, "error_status_name")
+    if status not in (None, "", "noError"):
+        lines += [f"SNMP error status: {status}", ""]
+    return lines
+
+
+# --------------------------------------------------------------------------------------------- DNS
+
+
+def dns_block(details: Any, protocol: str, port: int) -> list[str]:
+    """``Sending DNS query to UDP port 53...`` and, beyond PortQry, the reply's rcode and AA flag."""
+    lines = [f"Sending DNS query to {protocol.upper()} port {port}...", ""]
+    if details is None:
+        return lines
+    qname = field(details, "query_name", "qname")
+    qtype = field(details, "query_type", "qtype")
+    rcode = field(details, "rcode_text", "rcode_name", "rcode")
+    aa = field(details, "authoritative", "aa")
+    parts = []
+    if qname is not None:
+        parts.append(f"query {qname} {qtype}" if qtype else f"query {qname}")
+    if rcode is not None:
+        parts.append(f"rcode {rcode}")
+    if aa is not None:
+        parts.append("authoritative" if aa else "not authoritative")
+    if parts:
+        lines += [f"DNS response: {', '.join(parts)}", ""]
+    return lines
+
+
+# --------------------------------------------------------------------------------------------- Kerberos
+
+
+def kerberos_block(details: Any, protocol: str, port: int) -> list[str]:
+    """Our Kerberos block (PortQry has none): the KDC's KRB-ERROR (or AS-REP) for a made-up principal."""
+    lines = [f"Sending Kerberos AS-REQ to {protocol.upper()} port {port}...", ""]
+    reply = field(details, "error", "krb_error", "reply", default=details)
+    if reply is None:
+        return lines
+    lines += ["Kerberos response:", ""]
+    code = field(reply, "error_code")
+    if code is not None:
+        name = field(reply, "error_name", default="")
+        lines.append(f"KRB-ERROR {code} {name}".rstrip())
+    elif field(reply, "msg_type") is not None:
+        lines.append(f"KDC reply (msg-type {field(reply, 'msg_type')})")
+    realm = field(reply, "realm", "crealm")
+    if realm:
+        lines.append(f"realm: {realm}")
+    sname = field(reply, "sname", "ticket_sname")
+    if sname:
+        lines.append(f"server: {sname}")
+    stime = field(reply, "stime")
+    if isinstance(stime, datetime):
+        lines.append(f"server time: {stime.astimezone(UTC).strftime('%m/%d/%Y %H:%M:%S')} (GMT)")
+    lines += ["", "======== End of Kerberos response ========", ""]
+    return lines
+
+
+# --------------------------------------------------------------------------------------------- TLS
+
+
+def tls_block(details: Any, port: int) -> list[str]:
+    """Our TLS block (PortQry has none): protocol version and the server certificate's names and dates."""
+    lines = [f"Starting TLS handshake on TCP port {port}...", ""]
+    if details is None:
+        return lines
+    cert = field(details, "certificate", "cert", default=details)
+    rows = [
+        ("TLS version", field(details, "version", "tls_version", "protocol_version")),
+        ("Cipher", field(details, "cipher", "cipher_suite")),
+        ("Subject", field(cert, "subject")),
+        ("Issuer", field(cert, "issuer")),
+        ("Not before", field(cert, "not_before")),
+        ("Not after", field(cert, "not_after")),
+    ]
+    body = []
+    for label, value in rows:
+        if value is None:
+            continue
+        text = (
+            value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S GMT")
+            if isinstance(value, datetime)
+            else _text(value)
+        )
+        body.append(f"{label}: {text}")
+    if body:
+        lines += [
+            "TLS handshake response:",
+            "",
+            *body,
+            "",
+            "======== End of TLS handshake response ========",
+            "",
+        ]
+    return lines
+
+
+# --------------------------------------------------------------------------------------------- SQL Server
+
+
+def mssql_block(details: Any, port: int) -> list[str]:
+    """``Sending SQL Server query to UDP port 1434...`` / ``Server's response:`` / key-value pairs / end.
+
+    ``details`` is a sequence of :class:`exporter.wire.mssqlr.SqlInstance` (or has ``instances``).
+    """
+    lines = [f"Sending SQL Server query to UDP port {port}...", ""]
+    if details is None:
+        return lines
+    instances = (
+        details if isinstance(details, list | tuple) else _seq(field(details, "instances", default=()))
+    )
+    lines += ["Server's response:", ""]
+    for inst in instances:
+        pairs = inst.items() if hasattr(inst, "items") else field(inst, "fields", default=())
+        lines += [f"{key} {value}" for key, value in pairs]
+        lines.append("")
+    lines += ["==== End of SQL Server query response ====", ""]
+    return lines
+
+
+def generic_block(name: str, details: Any, protocol: str, port: int) -> list[str]:
+    """A probe without a dedicated layout: the query line and ``key: value`` of its details."""
+    lines = [f"Sending {QUERY_NAMES.get(name, name.upper())} query to {protocol.upper()} port {port}...", ""]
+    if isinstance(details, Mapping) and details:
+        lines += [f"{k}: {_text(v)}" for k, v in details.items()]
+        lines.append("")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------- log file
+
+
+def system_date(now: float | None = None) -> str:
+    """PortQry's ``System Date:`` text (``Thu Sep 16 10:35:03 2021``), local time."""
+    return time.ctime(now)
+
+
+def log_header(command: str, computer: str, now: float | None = None) -> list[str]:
+    """The log file's first lines: title, system date, command run, local computer name."""
+    return [
+        LOG_TITLE,
+        "",
+        f"System Date: {system_date(now)}",
+        "",
+        "Command run:",
+        f" {command}",
+        "",
+        "Local computer name:",
+        "",
+        f" {computer}",
+        "",
+    ]
+
+
+def log_footer() -> list[str]:
+    """The log file's last lines."""
+    return ["", LOG_END]
