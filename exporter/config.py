@@ -78,6 +78,7 @@ class ProbeDefaults(_Section):
     jitter_ratio: float = Field(0.1, ge=0, le=0.5, description="interval jitter, as a fraction")
     protocol_probes: bool = True
     snmp_community: str = "public"
+    snmp_version: Literal["v1", "v2c"] = "v2c"
 
 
 def _check_port_spec(value: str) -> str:
