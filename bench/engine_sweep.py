@@ -21,7 +21,10 @@ async def sweep(args: argparse.Namespace) -> dict[str, object]:
     engine = Engine(concurrency=args.concurrency, udp_pacing_seconds=args.udp_pacing)
     resolved = literal(args.address)
     assert resolved is not None, "ADDRESS must be an IP literal"
-    specs = [PortSpec(args.proto, port, service="-", protocol_probe="") for port in range(args.first, args.last + 1)]
+    specs = [
+        PortSpec(args.proto, port, service="-", protocol_probe="")
+        for port in range(args.first, args.last + 1)
+    ]
     options = ProbeOptions(
         timeout_seconds=args.timeout, tcp_tries=args.tries, udp_tries=args.udp_tries, protocol_probes=False
     )

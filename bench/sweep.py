@@ -27,7 +27,12 @@ from pathlib import Path
 from bench.fixture import TCP_BASE, TCP_COUNTS, UDP_BASE, UDP_COUNTS, bench_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
-NMAP_STATES = {"open": "listening", "closed": "not_listening", "filtered": "filtered", "open|filtered": "listening_or_filtered"}
+NMAP_STATES = {
+    "open": "listening",
+    "closed": "not_listening",
+    "filtered": "filtered",
+    "open|filtered": "listening_or_filtered",
+}
 
 
 @dataclass
@@ -72,11 +77,32 @@ def measure(argv: list[str]) -> tuple[float, float, float, bytes]:
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, data
 
 
-def engine_run(address: str, proto: str, first: int, last: int, truth: dict[tuple[str, int], str], args: argparse.Namespace) -> Run:
+def engine_run(
+    address: str,
+    proto: str,
+    first: int,
+    last: int,
+    truth: dict[tuple[str, int], str],
+    args: argparse.Namespace,
+) -> Run:
     """Sweep with the engine in a child process."""
-    argv = [sys.executable, "-m", "bench.engine_sweep", address, proto, str(first), str(last),
-            "--timeout", str(args.timeout), "--tries", str(args.tries), "--concurrency", str(args.concurrency),
-            "--udp-pacing", str(args.udp_pacing if proto == "udp" else 0.0)]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.engine_sweep",
+        address,
+        proto,
+        str(first),
+        str(last),
+        "--timeout",
+        str(args.timeout),
+        "--tries",
+        str(args.tries),
+        "--concurrency",
+        str(args.concurrency),
+        "--udp-pacing",
+        str(args.udp_pacing if proto == "udp" else 0.0),
+    ]
     wall, cpu, rss, out = measure(argv)
     doc = json.loads(out)
     states = doc["states"]
@@ -87,15 +113,33 @@ def engine_run(address: str, proto: str, first: int, last: int, truth: dict[tupl
     return Run(f"engine {proto}", wall, cpu, rss, len(states), correct, note)
 
 
-def nmap_run(address: str, proto: str, first: int, last: int, truth: dict[tuple[str, int], str], args: argparse.Namespace) -> Run | None:
+def nmap_run(
+    address: str,
+    proto: str,
+    first: int,
+    last: int,
+    truth: dict[tuple[str, int], str],
+    args: argparse.Namespace,
+) -> Run | None:
     """The same sweep with nmap -sT / -sU."""
     nmap = shutil.which("nmap")
     if nmap is None:
         return None
     scan = "-sT" if proto == "tcp" else "-sU"
     with tempfile.NamedTemporaryFile(suffix=".xml") as xml:
-        argv = [nmap, scan, "-Pn", "-n", "--max-retries", str(args.tries - 1 if proto == "tcp" else 0),
-                "-p", f"{first}-{last}", "-oX", xml.name, address]
+        argv = [
+            nmap,
+            scan,
+            "-Pn",
+            "-n",
+            "--max-retries",
+            str(args.tries - 1 if proto == "tcp" else 0),
+            "-p",
+            f"{first}-{last}",
+            "-oX",
+            xml.name,
+            address,
+        ]
         wall, cpu, rss, _ = measure(argv)
         root = ET.parse(xml.name).getroot()
     found: dict[int, str] = {}
@@ -119,7 +163,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1.0)
     parser.add_argument("--tries", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=256)
-    parser.add_argument("--udp-pacing", type=float, default=0.0, help="seconds between UDP datagrams to the address")
+    parser.add_argument(
+        "--udp-pacing", type=float, default=0.0, help="seconds between UDP datagrams to the address"
+    )
     parser.add_argument("--no-nmap", action="store_true")
     args = parser.parse_args()
     tcp_last = TCP_BASE + sum(TCP_COUNTS.values()) - 1
@@ -133,7 +179,9 @@ def main() -> int:
                 run = nmap_run(address, proto, first, last, truth, args)
                 if run is not None:
                     runs.append(run)
-    print(f"ICMP limits in the namespace: {'kernel defaults' if args.icmp_default else 'lifted (deterministic)'}")
+    print(
+        f"ICMP limits in the namespace: {'kernel defaults' if args.icmp_default else 'lifted (deterministic)'}"
+    )
     print("| sweep | ports | wall s | CPU s | peak RSS MB | probes/s | accuracy | settings |")
     print("|---|---|---|---|---|---|---|---|")
     for run in runs:

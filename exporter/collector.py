@@ -25,7 +25,9 @@ from exporter.detail_metrics import detail_families
 from exporter.states import PortState
 from exporter.store import ResultStore
 
-_SCHEDULE = "Results come from the exporter's probe schedule (each target at its interval), not from the scrape."
+_SCHEDULE = (
+    "Results come from the exporter's probe schedule (each target at its interval), not from the scrape."
+)
 PORT_LABELS = ["target", "address", "protocol", "port", "service"]
 
 
@@ -55,7 +57,9 @@ class PortqryCollector(Collector):
         """Yield the families for one scrape (see the README's metric reference)."""
         snap = self.store.snapshot()
         state = StateSetMetricFamily(
-            "portqry_port_state", f"Port state, PortQry's words as a StateSet. {_SCHEDULE}", labels=PORT_LABELS
+            "portqry_port_state",
+            f"Port state, PortQry's words as a StateSet. {_SCHEDULE}",
+            labels=PORT_LABELS,
         )
         success = GaugeMetricFamily(
             "portqry_probe_success", f"1 when the port is LISTENING, else 0. {_SCHEDULE}", labels=PORT_LABELS
@@ -95,7 +99,9 @@ class PortqryCollector(Collector):
         yield from (duration, last, tries)
 
         total = CounterMetricFamily(
-            "portqry_probes", "Probes finished since the exporter started, by resulting state.", labels=["state"]
+            "portqry_probes",
+            "Probes finished since the exporter started, by resulting state.",
+            labels=["state"],
         )
         for s in PortState:
             total.add_metric([s.value], float(snap.probes_total.get(s, 0)))
@@ -125,7 +131,9 @@ class PortqryCollector(Collector):
             "Unix time of the last successful configuration load or reload.",
             value=self.status.reload_success_timestamp,
         )
-        yield GaugeMetricFamily("portqry_exporter_targets", "Targets configured.", value=float(self.status.targets))
+        yield GaugeMetricFamily(
+            "portqry_exporter_targets", "Targets configured.", value=float(self.status.targets)
+        )
         yield GaugeMetricFamily(
             "portqry_exporter_ready",
             "1 once every configured target has finished one probe round.",

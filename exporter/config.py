@@ -19,8 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from exporter.engine import PROTOCOL_MODULES, PortSpec, ProbeOptions
 from exporter.errors import ConfigError, PortqryError
@@ -38,7 +51,9 @@ class ExporterSection(_Section):
 
     listen_address: str = "127.0.0.1:9727"
     concurrency: int = Field(256, ge=1, le=65536, description="global probes in flight")
-    udp_pacing_seconds: float = Field(0.25, ge=0, le=10, description="gap between UDP datagrams to one address")
+    udp_pacing_seconds: float = Field(
+        0.25, ge=0, le=10, description="gap between UDP datagrams to one address"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 
@@ -101,7 +116,9 @@ class TargetConfig(_Section):
     protocol_probes: bool | None = None
     snmp_community: str | None = None
     snmp_version: Literal["v1", "v2c"] | None = None
-    dns_query_name: str | None = Field(None, description="DNS probe: name to ask (default: domain SOA, else PortQry's)")
+    dns_query_name: str | None = Field(
+        None, description="DNS probe: name to ask (default: domain SOA, else PortQry's)"
+    )
     dns_query_type: str | None = Field(None, description="DNS probe: record type to ask")
     domain: str | None = Field(None, description="AD DNS domain for the LDAP ping and Kerberos realm")
     protocols: dict[str, str] = Field(
@@ -262,7 +279,11 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
         problem = str(first["msg"]).removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             problem = "unknown key"
-        elif "input" in first and first["type"] not in ("missing",) and not isinstance(first["input"], dict | list):
+        elif (
+            "input" in first
+            and first["type"] not in ("missing",)
+            and not isinstance(first["input"], dict | list)
+        ):
             if repr(first["input"]) not in problem:
                 problem += f" (got {first['input']!r})"
         if len(errors) > 1:
@@ -311,7 +332,9 @@ def plan(settings: Settings) -> list[TargetPlan]:
             for proto, port, label in _expand_catalog(index, target):
                 specs.setdefault((proto, port), PortSpec(proto, port, label, bindings.get((proto, port))))  # type: ignore[arg-type]
         if len(specs) > MAX_PORTS_PER_TARGET:
-            raise ConfigError("", f"targets[{index}].ports", f"{len(specs)} ports is more than {MAX_PORTS_PER_TARGET}")
+            raise ConfigError(
+                "", f"targets[{index}].ports", f"{len(specs)} ports is more than {MAX_PORTS_PER_TARGET}"
+            )
         params: dict[str, Any] = {
             "snmp_community": target.snmp_community or d.snmp_community,
             "snmp_version": target.snmp_version or d.snmp_version,

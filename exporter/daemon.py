@@ -32,7 +32,7 @@ StartResponse = Callable[..., Any]
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         """Access logs are not written (scrapes would flood the log)."""
 
 
@@ -58,7 +58,10 @@ class Daemon:
         self.settings = settings
         self.status = ExporterStatus()
         longest = max(
-            [t.options.timeout_seconds * max(t.options.tcp_tries, t.options.udp_tries) * 2 for t in plan(settings)]
+            [
+                t.options.timeout_seconds * max(t.options.tcp_tries, t.options.udp_tries) * 2
+                for t in plan(settings)
+            ]
             or [settings.defaults.timeout_seconds * settings.defaults.tcp_tries * 2]
         )
         self.store = ResultStore(duration_buckets(longest))
@@ -108,7 +111,10 @@ class Daemon:
             log.error("reload refused, keeping the last good config", error=str(exc))
             return False, str(exc)
         if settings.exporter.listen_address != self.settings.exporter.listen_address:
-            log.warning("listen_address changes take effect at restart", listen_address=settings.exporter.listen_address)
+            log.warning(
+                "listen_address changes take effect at restart",
+                listen_address=settings.exporter.listen_address,
+            )
         self.apply(settings)
         log.info("config reloaded", path=self.config_path, targets=self.status.targets)
         return True, "config reloaded"
@@ -157,9 +163,11 @@ class Daemon:
         host, port = parse_listen_address(self.settings.exporter.listen_address)
         server_cls = _server_class(host)
         try:
-            server = make_server(host, port, self.wsgi, server_class=server_cls, handler_class=_QuietHandler)
+            server: Any = make_server(host, port, self.wsgi, server_class=server_cls, handler_class=_QuietHandler)
         except OSError as exc:
-            log.error("cannot listen", listen_address=self.settings.exporter.listen_address, error=exc.strerror)
+            log.error(
+                "cannot listen", listen_address=self.settings.exporter.listen_address, error=exc.strerror
+            )
             return 4
         thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
         thread.start()
@@ -218,10 +226,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``portqry-exporter``; returns the exit code."""
     parser = _ArgParser(prog="portqry-exporter", description="PortQry as a Prometheus exporter.")
     parser.add_argument(
-        "--config", "--config.file", dest="config", help="TOML file (default: ./config.example.toml, then "
-        "/etc/portqry-exporter/config.toml)"
+        "--config",
+        "--config.file",
+        dest="config",
+        help="TOML file (default: ./config.example.toml, then /etc/portqry-exporter/config.toml)",
     )
-    parser.add_argument("--config.check", dest="check", action="store_true", help="validate the config and exit")
+    parser.add_argument(
+        "--config.check", dest="check", action="store_true", help="validate the config and exit"
+    )
     parser.add_argument("--web.listen-address", dest="listen", help="override [exporter] listen_address")
     parser.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log.format", dest="log_format", choices=["auto", "json", "console"])

@@ -36,10 +36,14 @@ def detail_families(results: Iterable[ProbeResult]) -> Iterator[Metric]:
         labels=["target", "protocol", "port"],
     )
     usn = GaugeMetricFamily(
-        "portqry_ldap_highest_committed_usn", f"rootDSE highestCommittedUSN. {_SCHEDULE}", labels=["target", "protocol", "port"]
+        "portqry_ldap_highest_committed_usn",
+        f"rootDSE highestCommittedUSN. {_SCHEDULE}",
+        labels=["target", "protocol", "port"],
     )
     synced = GaugeMetricFamily(
-        "portqry_ldap_synchronized", f"rootDSE isSynchronized (1 TRUE, 0 FALSE). {_SCHEDULE}", labels=["target", "protocol", "port"]
+        "portqry_ldap_synchronized",
+        f"rootDSE isSynchronized (1 TRUE, 0 FALSE). {_SCHEDULE}",
+        labels=["target", "protocol", "port"],
     )
     gc_ready = GaugeMetricFamily(
         "portqry_ldap_global_catalog_ready",
@@ -57,7 +61,8 @@ def detail_families(results: Iterable[ProbeResult]) -> Iterator[Metric]:
         labels=["target", "flag"],
     )
     rcode = GaugeMetricFamily(
-        "portqry_dns_rcode", f"RCODE of the DNS reply (0 NOERROR, 3 NXDOMAIN, 5 REFUSED). {_SCHEDULE}",
+        "portqry_dns_rcode",
+        f"RCODE of the DNS reply (0 NOERROR, 3 NXDOMAIN, 5 REFUSED). {_SCHEDULE}",
         labels=["target", "protocol", "port"],
     )
     not_after = GaugeMetricFamily(
@@ -119,11 +124,25 @@ def detail_families(results: Iterable[ProbeResult]) -> Iterator[Metric]:
         tls: Any = d.get("tls")
         cert: Any = getattr(tls, "certificate", None)
         if cert is not None:
-            not_after.add_metric([r.target, str(r.port), cert.subject, cert.issuer], cert.not_after.timestamp())
+            not_after.add_metric(
+                [r.target, str(r.port), cert.subject, cert.issuer], cert.not_after.timestamp()
+            )
         kerberos: Any = d.get("kerberos")
         if kerberos is not None and getattr(kerberos, "error_code", None) is not None:
             krb.add_metric(where, float(kerberos.error_code))
-    yield from (rpc_endpoints, rpc_reachable, root_dse, usn, synced, gc_ready, clock, dc_flag, rcode, not_after, krb)
+    yield from (
+        rpc_endpoints,
+        rpc_reachable,
+        root_dse,
+        usn,
+        synced,
+        gc_ready,
+        clock,
+        dc_flag,
+        rcode,
+        not_after,
+        krb,
+    )
 
 
 def _text(value: object) -> str:

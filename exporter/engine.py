@@ -182,7 +182,9 @@ class ProbeContext:
         ``protocol-no-reply``: PortQry's rule once a protocol-aware query went unanswered.
         """
         if evidence.state is PortState.LISTENING_OR_FILTERED:
-            return ProtocolOutcome(PortState.FILTERED, Reason.PROTOCOL_NO_REPLY, error=f"no reply to the {what} query")
+            return ProtocolOutcome(
+                PortState.FILTERED, Reason.PROTOCOL_NO_REPLY, error=f"no reply to the {what} query"
+            )
         return ProtocolOutcome(evidence.state, evidence.reason, error=evidence.error)
 
     async def open_tcp(
@@ -205,7 +207,11 @@ class ProbeContext:
         )
 
     async def read_message(
-        self, reader: asyncio.StreamReader, complete: Callable[[bytes], int | None], *, limit: int = MAX_STREAM_BYTES
+        self,
+        reader: asyncio.StreamReader,
+        complete: Callable[[bytes], int | None],
+        *,
+        limit: int = MAX_STREAM_BYTES,
     ) -> bytes:
         """Read from ``reader`` until ``complete(buffer)`` returns the length of a whole message.
 
@@ -228,7 +234,9 @@ class ProbeContext:
                 return buf
             if len(buf) >= limit:
                 raise DecodeError(f"reply larger than {limit} bytes", len(buf))
-            chunk = await asyncio.wait_for(reader.read(min(65536, limit - len(buf))), max(self.remaining(), 0.001))
+            chunk = await asyncio.wait_for(
+                reader.read(min(65536, limit - len(buf))), max(self.remaining(), 0.001)
+            )
             if not chunk:
                 raise EOFError(f"connection closed after {len(buf)} bytes")
             buf += chunk
@@ -346,9 +354,12 @@ class Engine:
             started = loop.time()
             try:
                 evidence = await self._state_probe(resolved, spec, options, bool(probe_name))
-                state, reason, details, error = evidence.state, evidence.reason, {}, evidence.error
+                state, reason, error = evidence.state, evidence.reason, evidence.error
+                details: Mapping[str, Any] = {}
                 if probe_name and _follow_up(spec.protocol, evidence.state):
-                    outcome = await self._protocol(target, host, resolved, spec, options, evidence, probe_name)
+                    outcome = await self._protocol(
+                        target, host, resolved, spec, options, evidence, probe_name
+                    )
                     if outcome is not None:
                         state, reason, details = outcome.state, outcome.reason, outcome.details
                         error = outcome.error or error
@@ -409,7 +420,11 @@ class Engine:
         if probe is None:
             return None
         loop = asyncio.get_running_loop()
-        budget = options.timeout_seconds * max(options.tcp_tries, options.udp_tries, 1) * (2 if options.slow_link else 1)
+        budget = (
+            options.timeout_seconds
+            * max(options.tcp_tries, options.udp_tries, 1)
+            * (2 if options.slow_link else 1)
+        )
         ctx = ProbeContext(
             engine=self,
             target=target,
@@ -427,7 +442,9 @@ class Engine:
             return await asyncio.wait_for(probe(ctx), ctx.remaining() + 0.5)
         except TimeoutError:
             if spec.protocol == "udp":
-                return ProtocolOutcome(PortState.FILTERED, Reason.PROTOCOL_NO_REPLY, error=f"{name}: deadline")
+                return ProtocolOutcome(
+                    PortState.FILTERED, Reason.PROTOCOL_NO_REPLY, error=f"{name}: deadline"
+                )
             return ProtocolOutcome(evidence.state, evidence.reason, error=f"{name}: no reply before deadline")
 
 

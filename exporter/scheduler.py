@@ -29,7 +29,9 @@ class Scheduler:
             so that many targets do not fire at once), capped by each target's interval.
     """
 
-    def __init__(self, engine: Engine, store: ResultStore, *, first_round_spread_seconds: float = 1.0) -> None:
+    def __init__(
+        self, engine: Engine, store: ResultStore, *, first_round_spread_seconds: float = 1.0
+    ) -> None:
         self.engine = engine
         self.store = store
         self.first_round_spread_seconds = first_round_spread_seconds

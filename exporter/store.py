@@ -27,7 +27,28 @@ def duration_buckets(max_probe_seconds: float) -> tuple[float, ...]:
     Returns:
         Increasing upper bounds, the last one above ``max_probe_seconds``.
     """
-    base = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0]
+    base = [
+        0.001,
+        0.0025,
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1.0,
+        2.0,
+        3.0,
+        4.0,
+        5.0,
+        7.5,
+        10.0,
+        15.0,
+        20.0,
+        30.0,
+        60.0,
+    ]
     bounds = [b for b in base if b <= max_probe_seconds * 1.5] or [0.001]
     top = bounds[-1]
     while top <= max_probe_seconds:
@@ -92,7 +113,9 @@ class ResultStore:
         self._total: dict[PortState, int] = dict.fromkeys(PortState, 0)
         self._resolve_ok: dict[str, bool] = {}
 
-    def record(self, target: str, results: Iterable[ProbeResult]) -> list[tuple[ProbeResult | None, ProbeResult]]:
+    def record(
+        self, target: str, results: Iterable[ProbeResult]
+    ) -> list[tuple[ProbeResult | None, ProbeResult]]:
         """Store one round of a target's results.
 
         Returns:

@@ -74,11 +74,15 @@ class RunningDaemon:
             if last:
                 return last
             time.sleep(interval)
-        raise AssertionError(f"condition not met in {timeout}s; last={last!r}; log tail={self.log_lines[-5:]}")
+        raise AssertionError(
+            f"condition not met in {timeout}s; last={last!r}; log tail={self.log_lines[-5:]}"
+        )
 
 
 @contextmanager
-def run_daemon(config: Path, *, extra_env: dict[str, str] | None = None, timeout: float = 20.0) -> Iterator[RunningDaemon]:
+def run_daemon(
+    config: Path, *, extra_env: dict[str, str] | None = None, timeout: float = 20.0
+) -> Iterator[RunningDaemon]:
     """Start ``python -m exporter --config CONFIG --web.listen-address 127.0.0.1:0`` and wait until it serves.
 
     The actual port comes from the JSON "portqry-exporter started" log line.
@@ -86,8 +90,19 @@ def run_daemon(config: Path, *, extra_env: dict[str, str] | None = None, timeout
     env = dict(os.environ, **(extra_env or {}))
     env.pop("PORTQRY_EXPORTER__LISTEN_ADDRESS", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--config", str(config), "--web.listen-address", "127.0.0.1:0",
-         "--log.format", "json", "--log.level", "debug"],
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config",
+            str(config),
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--log.format",
+            "json",
+            "--log.level",
+            "debug",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -43,7 +43,9 @@ ports = ["tcp/389"]
 
 
 @pytest.fixture(scope="module")
-def daemon(dc: testbed.SambaDC, dc_firewall: testbed.Firewall, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
+def daemon(
+    dc: testbed.SambaDC, dc_firewall: testbed.Firewall, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningDaemon]:
     cfg = tmp_path_factory.mktemp("acceptance") / "config.toml"
     cfg.write_text(dc_config(dc, dc_firewall))
     with run_daemon(cfg) as d:
@@ -51,7 +53,9 @@ def daemon(dc: testbed.SambaDC, dc_firewall: testbed.Firewall, tmp_path_factory:
         yield d
 
 
-def test_states_of_the_dc_ports(daemon: RunningDaemon, dc: testbed.SambaDC, dc_firewall: testbed.Firewall) -> None:
+def test_states_of_the_dc_ports(
+    daemon: RunningDaemon, dc: testbed.SambaDC, dc_firewall: testbed.Firewall
+) -> None:
     p = dc_firewall.ports
     states = daemon.states()
     expected = {
@@ -71,7 +75,11 @@ def test_states_of_the_dc_ports(daemon: RunningDaemon, dc: testbed.SambaDC, dc_f
     }
     assert {k: states.get(("dc1", k[0], str(k[1]))) for k in expected} == expected
     samples = daemon.samples()
-    reasons = {(x["protocol"], int(x["port"])): x["reason"] for x, _ in samples["portqry_probe_reason"] if x["target"] == "dc1"}
+    reasons = {
+        (x["protocol"], int(x["port"])): x["reason"]
+        for x, _ in samples["portqry_probe_reason"]
+        if x["target"] == "dc1"
+    }
     assert reasons[("tcp", p.tcp_drop)] == "timeout"
     assert reasons[("tcp", p.tcp_reset)] == "refused"
     assert reasons[("tcp", p.tcp_admin_prohibited)] == "icmp-admin-prohibited"
@@ -80,7 +88,9 @@ def test_states_of_the_dc_ports(daemon: RunningDaemon, dc: testbed.SambaDC, dc_f
     assert reasons[("udp", p.udp_admin_prohibited)] == "icmp-admin-prohibited"
     assert reasons[("udp", p.udp_drop)] == "no-reply"
     assert reasons[("tcp", 389)] == "protocol-reply"  # the rootDSE was read
-    tries = {(x["protocol"], int(x["port"])): v for x, v in samples["portqry_probe_tries"] if x["target"] == "dc1"}
+    tries = {
+        (x["protocol"], int(x["port"])): v for x, v in samples["portqry_probe_tries"] if x["target"] == "dc1"
+    }
     assert tries[("tcp", p.tcp_drop)] == 3
     addresses = {x["address"] for x, _ in samples["portqry_probe_success"] if x["target"] == "dc1"}
     assert addresses == {dc.address}
@@ -88,7 +98,9 @@ def test_states_of_the_dc_ports(daemon: RunningDaemon, dc: testbed.SambaDC, dc_f
 
 def test_protocol_details_reach_metrics(daemon: RunningDaemon, dc: testbed.SambaDC) -> None:
     samples = daemon.samples()
-    endpoints = sum(v for x, v in samples["portqry_rpc_endpoints"] if x["target"] == "dc1" and x["via"] == "tcp")
+    endpoints = sum(
+        v for x, v in samples["portqry_rpc_endpoints"] if x["target"] == "dc1" and x["via"] == "tcp"
+    )
     assert endpoints > 20
     reachable = [v for x, _ in samples["portqry_rpc_endpoint_reachable"] if x["target"] == "dc1" for v in [_]]
     assert reachable and all(v == 1 for v in reachable)
@@ -140,26 +152,55 @@ profiles = ["domain-controller"]
     with run_daemon(cfg) as d:
         d.wait_for(lambda d: d.get("/-/ready")[0] == 200, timeout=60)
         samples = d.samples()
-    rows = {(x["protocol"], int(x["port"])): (x["service"], x["portqry_port_state"])
-            for x, v in samples["portqry_port_state"] if v == 1}
-    for key in [("tcp", 389), ("tcp", 88), ("tcp", 135), ("tcp", 445), ("tcp", 636), ("tcp", 3268), ("tcp", 3269),
-                ("tcp", 53), ("udp", 53), ("udp", 389), ("udp", 88), ("tcp", 464)]:
+    rows = {
+        (x["protocol"], int(x["port"])): (x["service"], x["portqry_port_state"])
+        for x, v in samples["portqry_port_state"]
+        if v == 1
+    }
+    for key in [
+        ("tcp", 389),
+        ("tcp", 88),
+        ("tcp", 135),
+        ("tcp", 445),
+        ("tcp", 636),
+        ("tcp", 3268),
+        ("tcp", 3269),
+        ("tcp", 53),
+        ("udp", 53),
+        ("udp", 389),
+        ("udp", 88),
+        ("tcp", 464),
+    ]:
         assert rows[key][1] == "listening", (key, rows[key])
     assert rows[("tcp", 389)][0] == "LDAP Server"
     assert rows[("tcp", 88)][0] == "Kerberos"
     assert rows[("tcp", 9389)][1] == "not_listening"  # ADWS: Samba does not serve it
 
 
-def test_reload_with_broken_file_keeps_dc_probing(dc: testbed.SambaDC, dc_firewall: testbed.Firewall, tmp_path: Path) -> None:
+def test_reload_with_broken_file_keeps_dc_probing(
+    dc: testbed.SambaDC, dc_firewall: testbed.Firewall, tmp_path: Path
+) -> None:
     cfg = tmp_path / "config.toml"
     cfg.write_text(dc_config(dc, dc_firewall))
     with run_daemon(cfg) as d:
         d.wait_for(lambda d: d.get("/-/ready")[0] == 200, timeout=60)
-        cfg.write_text(dc_config(dc, dc_firewall).replace('[[targets]]\nname = "ghost"', '[[targets]]\nname = "ghost"\nbogus = 1'))
+        cfg.write_text(
+            dc_config(dc, dc_firewall).replace(
+                '[[targets]]\nname = "ghost"', '[[targets]]\nname = "ghost"\nbogus = 1'
+            )
+        )
         status, body = d.post("/-/reload")
         assert status == 500 and "unknown key" in body
-        before = max(v for x, v in d.samples()["portqry_probe_last_timestamp_seconds"] if x["target"] == "dc1")
-        d.wait_for(lambda d: max(v for x, v in d.samples()["portqry_probe_last_timestamp_seconds"] if x["target"] == "dc1") > before, timeout=30)
+        before = max(
+            v for x, v in d.samples()["portqry_probe_last_timestamp_seconds"] if x["target"] == "dc1"
+        )
+        d.wait_for(
+            lambda d: (
+                max(v for x, v in d.samples()["portqry_probe_last_timestamp_seconds"] if x["target"] == "dc1")
+                > before
+            ),
+            timeout=30,
+        )
         cfg.write_text(dc_config(dc, dc_firewall).split('[[targets]]\nname = "ghost"')[0])
         assert d.post("/-/reload")[0] == 200
         assert {k[0] for k in d.states()} == {"dc1"}

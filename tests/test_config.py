@@ -99,7 +99,10 @@ EXPECTED = {
     "invalid-nameserver-not-ip.toml": ("resolver.nameservers", "'dns.example.test' is not an IP address"),
     "invalid-unknown-protocol.toml": ("targets[0].protocols", "unknown protocol 'ldapp'"),
     "invalid-listen-address.toml": ("exporter.listen_address", "write HOST:PORT"),
-    "invalid-unknown-service.toml": ("targets[0].services[0]", "unknown service 'Kerberoz'; did you mean 'Kerberos'"),
+    "invalid-unknown-service.toml": (
+        "targets[0].services[0]",
+        "unknown service 'Kerberoz'; did you mean 'Kerberos'",
+    ),
     "invalid-unknown-profile.toml": ("targets[0].profiles[1]", "did you mean 'domain-controller'"),
 }
 

@@ -101,7 +101,10 @@ async def test_udp_pacing_spaces_datagrams_to_one_address() -> None:
 
 
 async def test_udp_pacing_is_per_address() -> None:
-    with udp_peer(echo=True, host="127.0.0.1") as (p1, seen1), udp_peer(echo=True, host="127.0.0.2") as (p2, seen2):
+    with (
+        udp_peer(echo=True, host="127.0.0.1") as (p1, seen1),
+        udp_peer(echo=True, host="127.0.0.2") as (p2, seen2),
+    ):
         eng = engine(udp_pacing_seconds=0.5)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -141,7 +144,12 @@ async def test_service_labels() -> None:
     results = await engine().probe_target(
         "lo",
         "127.0.0.1",
-        [PortSpec("udp", 135), PortSpec("tcp", 389), PortSpec("tcp", 47999), PortSpec("tcp", 1, service="LDAP Server")],
+        [
+            PortSpec("udp", 135),
+            PortSpec("tcp", 389),
+            PortSpec("tcp", 47999),
+            PortSpec("tcp", 1, service="LDAP Server"),
+        ],
         ProbeOptions(timeout_seconds=0.2, protocol_probes=False),
     )
     assert [r.service for r in results] == ["epmap", "ldap", "unknown service", "LDAP Server"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
-
 from exporter.engine import Engine, PortSpec, ProbeOptions
 from exporter.resolve import Resolver
 from exporter.states import PortState, Reason
@@ -26,7 +24,9 @@ def rpcclient_epm_count(dc: testbed.SambaDC) -> int:
     """Endpoint count from an independent source: Samba's own rpcclient epmlookup over ncacn_ip_tcp."""
     out = subprocess.run(
         ["rpcclient", "-U%", "-N", f"ncacn_ip_tcp:{dc.address}", "-c", "epmlookup"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     lines = [line for line in out.stdout.splitlines() if line.strip()]
     assert lines, out.stderr
@@ -45,11 +45,16 @@ async def test_rpc_tcp_dump_and_dynamic_ports(dc: testbed.SambaDC) -> None:
     assert ports and {d.port for d in rpc.dynamic_ports} == ports
     assert min(ports) >= 1024
     assert all(d.state == "listening" for d in rpc.dynamic_ports)
-    assert any("DRS" in " ".join(d.interfaces) or "drsuapi" in " ".join(d.interfaces).lower() for d in rpc.dynamic_ports)
+    assert any(
+        "DRS" in " ".join(d.interfaces) or "drsuapi" in " ".join(d.interfaces).lower()
+        for d in rpc.dynamic_ports
+    )
 
 
 async def test_ldap_udp_moves_from_listening_or_filtered_to_listening(dc: testbed.SambaDC) -> None:
-    [raw] = await probe(dc, PortSpec("udp", 389, protocol_probe=""))  # no protocol query: PortQry's first step
+    [raw] = await probe(
+        dc, PortSpec("udp", 389, protocol_probe="")
+    )  # no protocol query: PortQry's first step
     assert raw.state is PortState.LISTENING_OR_FILTERED
     [result] = await probe(dc, PortSpec("udp", 389))
     assert (result.state, result.reason) == (PortState.LISTENING, Reason.PROTOCOL_REPLY), result.error
@@ -128,13 +133,19 @@ async def test_snmp_right_and_wrong_community(snmp_peer: testbed.SnmpPeer) -> No
     eng = Engine(udp_pacing_seconds=0.0)
     for version in ("v1", "v2c"):
         [ok] = await eng.probe_target(
-            "snmp", snmp_peer.address, [PortSpec("udp", 161)],
-            ProbeOptions(timeout_seconds=2.0, params={"snmp_community": snmp_peer.community, "snmp_version": version}),
+            "snmp",
+            snmp_peer.address,
+            [PortSpec("udp", 161)],
+            ProbeOptions(
+                timeout_seconds=2.0, params={"snmp_community": snmp_peer.community, "snmp_version": version}
+            ),
         )
         assert (ok.state, ok.reason) == (PortState.LISTENING, Reason.PROTOCOL_REPLY), ok.error
         assert ok.details["snmp"].sys_descr == snmp_peer.sys_descr
     [bad] = await eng.probe_target(
-        "snmp", snmp_peer.address, [PortSpec("udp", 161)],
+        "snmp",
+        snmp_peer.address,
+        [PortSpec("udp", 161)],
         ProbeOptions(timeout_seconds=1.0, params={"snmp_community": "wrong-community"}),
     )
     assert (bad.state, bad.reason) == (PortState.FILTERED, Reason.PROTOCOL_NO_REPLY)
@@ -144,7 +155,9 @@ async def test_snmp_right_and_wrong_community(snmp_peer: testbed.SnmpPeer) -> No
 async def test_dns_peer_dnsmasq(dns_peer: testbed.DnsPeer) -> None:
     eng = Engine(udp_pacing_seconds=0.0)
     [r] = await eng.probe_target(
-        "dns", dns_peer.address, [PortSpec("udp", 53)],
+        "dns",
+        dns_peer.address,
+        [PortSpec("udp", 53)],
         ProbeOptions(timeout_seconds=2.0, params={"dns_query_name": "www.peer.test", "dns_query_type": "A"}),
     )
     assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_REPLY), r.error

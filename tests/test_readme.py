@@ -37,7 +37,11 @@ def test_readme_run_command_serves_real_states() -> None:
         if probe.connect_ex(("127.0.0.1", 9727)) == 0:
             raise AssertionError("127.0.0.1:9727 is already in use; the README's run command needs it")
     proc = subprocess.Popen(
-        ["bash", "-c", run], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        ["bash", "-c", run],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 120

@@ -102,12 +102,17 @@ class EpmSession:
         try:
             for _ in range(max_pages):
                 # the stub is ours (byte-identical to impacket's ept_lookup NDR); impacket frames and sends it
-                dce.call(epm.EPT_LOOKUP_OPNUM, epm.encode_ept_lookup_request(max_ents=max_ents, entry_handle=handle))
+                dce.call(
+                    epm.EPT_LOOKUP_OPNUM,
+                    epm.encode_ept_lookup_request(max_ents=max_ents, entry_handle=handle),
+                )
                 pdus = _read_response(sock, deadline)
                 fault = next((p for p in pdus if p.status is not None), None)
                 if fault is not None:
                     return EpmTcpDump(tuple(pages), fault.status)
-                page = epm.decode_ept_lookup_response(epm.co_response_stub(pdus), little_endian=pdus[0].little_endian)
+                page = epm.decode_ept_lookup_response(
+                    epm.co_response_stub(pdus), little_endian=pdus[0].little_endian
+                )
                 pages.append(page)
                 handle = page.entry_handle
                 if page.status != 0 or page.num_ents == 0 or handle == epm.NULL_ENTRY_HANDLE:

@@ -41,16 +41,22 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
         try:
             reader, writer = await ctx.open_tcp()
         except (OSError, TimeoutError) as exc:
-            return ProtocolOutcome(ctx.evidence.state, ctx.evidence.reason, error=f"Kerberos connect: {exc or 'timeout'}")
+            return ProtocolOutcome(
+                ctx.evidence.state, ctx.evidence.reason, error=f"Kerberos connect: {exc or 'timeout'}"
+            )
         try:
             writer.write(frame_tcp(request))
             await writer.drain()
-            framed = await ctx.read_message(reader, tcp_record_length)  # the length includes the 4-byte prefix
+            framed = await ctx.read_message(
+                reader, tcp_record_length
+            )  # the length includes the 4-byte prefix
             data = framed[4 : tcp_record_length(framed)]
         except DecodeError as exc:
             return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"Kerberos reply: {exc}")
         except (OSError, TimeoutError, EOFError) as exc:
-            return ProtocolOutcome(PortState.LISTENING, ctx.evidence.reason, error=f"Kerberos: {exc or type(exc).__name__}")
+            return ProtocolOutcome(
+                PortState.LISTENING, ctx.evidence.reason, error=f"Kerberos: {exc or type(exc).__name__}"
+            )
         finally:
             writer.close()
     try:

@@ -127,9 +127,13 @@ async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
         context: ssl.SSLContext | None = client_context() if tls else None
         reader, writer = await ctx.open_tcp(ssl=context, server_hostname=ctx.server_name)
     except ssl.SSLError as exc:
-        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"TLS handshake: {exc.reason or exc}")
+        return ProtocolOutcome(
+            PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"TLS handshake: {exc.reason or exc}"
+        )
     except (OSError, TimeoutError) as exc:
-        return ProtocolOutcome(ctx.evidence.state, ctx.evidence.reason, error=f"LDAP connect: {exc or 'timeout'}")
+        return ProtocolOutcome(
+            ctx.evidence.state, ctx.evidence.reason, error=f"LDAP connect: {exc or 'timeout'}"
+        )
     error = ""
     try:
         if tls:
@@ -144,9 +148,13 @@ async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
     except ProtocolError as exc:
         return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REFUSED, details, error=str(exc))
     except DecodeError as exc:
-        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, details, error=f"LDAP reply: {exc}")
+        return ProtocolOutcome(
+            PortState.LISTENING, Reason.PROTOCOL_ERROR, details, error=f"LDAP reply: {exc}"
+        )
     except (OSError, TimeoutError, EOFError) as exc:
-        return ProtocolOutcome(PortState.LISTENING, ctx.evidence.reason, details, error=f"LDAP: {exc or 'timeout'}")
+        return ProtocolOutcome(
+            PortState.LISTENING, ctx.evidence.reason, details, error=f"LDAP: {exc or 'timeout'}"
+        )
     finally:
         writer.close()
     details["ldap"] = LdapDetails(dse, _offset(dse, received))

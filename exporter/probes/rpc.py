@@ -95,13 +95,19 @@ async def _probe_tcp(ctx: ProbeContext) -> ProtocolOutcome:
     session = EpmSession(ctx.address, ctx.port, timeout=ctx.options.timeout_seconds)
     deadline = time.monotonic() + budget
     try:
-        dump = await run_blocking(lambda: session.lookup_all(deadline=deadline), timeout=budget + 0.2, cancel=session.close)
+        dump = await run_blocking(
+            lambda: session.lookup_all(deadline=deadline), timeout=budget + 0.2, cancel=session.close
+        )
     except ProtocolError as exc:
         return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REFUSED, error=str(exc))
     except DecodeError as exc:
-        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"endpoint mapper reply: {exc}")
+        return ProtocolOutcome(
+            PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"endpoint mapper reply: {exc}"
+        )
     except TimeoutError:
-        return ProtocolOutcome(ctx.evidence.state, ctx.evidence.reason, error="endpoint mapper: no reply in time")
+        return ProtocolOutcome(
+            ctx.evidence.state, ctx.evidence.reason, error="endpoint mapper: no reply in time"
+        )
     entries = tuple(e for page in dump.pages for e in page.entries)
     dynamic = await _probe_dynamic(ctx, entries)
     details = RpcDetails(
@@ -115,7 +121,10 @@ async def _probe_tcp(ctx: ProbeContext) -> ProtocolOutcome:
     )
     if dump.fault_status is not None and not entries:
         return ProtocolOutcome(
-            PortState.LISTENING, Reason.PROTOCOL_REFUSED, {"rpc": details}, error=f"endpoint mapper fault {details.status_name}"
+            PortState.LISTENING,
+            Reason.PROTOCOL_REFUSED,
+            {"rpc": details},
+            error=f"endpoint mapper fault {details.status_name}",
         )
     return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"rpc": details})
 
@@ -132,7 +141,8 @@ async def _probe_dynamic(ctx: ProbeContext, entries: Iterable[epm.EpmEntry]) -> 
     ports = sorted(by_port)[:MAX_DYNAMIC_PORTS]
     evidence = await asyncio.gather(*(ctx.tcp(p) for p in ports))
     return tuple(
-        DynamicPort(p, tuple(by_port[p]), ev.state.value, ev.reason.value) for p, ev in zip(ports, evidence, strict=True)
+        DynamicPort(p, tuple(by_port[p]), ev.state.value, ev.reason.value)
+        for p, ev in zip(ports, evidence, strict=True)
     )
 
 
@@ -166,19 +176,36 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
             break
         pdu = clrpc.decode_pdu(evidence.data)
         if pdu.ptype in (clrpc.PTYPE_REJECT, clrpc.PTYPE_FAULT):
-            details = RpcDetails("udp", tuple(entries), epm.protocol_sequence_counts(entries), (), pages, pdu.status, pdu.status_name)
+            details = RpcDetails(
+                "udp",
+                tuple(entries),
+                epm.protocol_sequence_counts(entries),
+                (),
+                pages,
+                pdu.status,
+                pdu.status_name,
+            )
             reason = Reason.PROTOCOL_REFUSED if not entries else Reason.PROTOCOL_REPLY
             return ProtocolOutcome(
-                PortState.LISTENING, reason, {"rpc": details}, error=f"endpoint mapper {pdu.ptype_name}: {pdu.status_name}"
+                PortState.LISTENING,
+                reason,
+                {"rpc": details},
+                error=f"endpoint mapper {pdu.ptype_name}: {pdu.status_name}",
             )
         if pdu.ptype != clrpc.PTYPE_RESPONSE:
-            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"unexpected {pdu.ptype_name} PDU")
+            return ProtocolOutcome(
+                PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"unexpected {pdu.ptype_name} PDU"
+            )
         if pdu.flags1 & clrpc.PF_FRAG:
-            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error="fragmented response not reassembled")
+            return ProtocolOutcome(
+                PortState.LISTENING, Reason.PROTOCOL_ERROR, error="fragmented response not reassembled"
+            )
         try:
             page = epm.decode_ept_lookup_response(pdu.body, little_endian=pdu.little_endian)
         except DecodeError as exc:
-            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"endpoint mapper reply: {exc}")
+            return ProtocolOutcome(
+                PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"endpoint mapper reply: {exc}"
+            )
         pages += 1
         entries.extend(page.entries)
         handle, server_boot = page.entry_handle, pdu.server_boot

@@ -36,4 +36,6 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
                 outcome.state, outcome.reason, error=f"no reply to SNMP {version}: the community may be wrong"
             )
         return outcome
-    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"snmp": decode_response(evidence.data)})
+    return ProtocolOutcome(
+        PortState.LISTENING, Reason.PROTOCOL_REPLY, {"snmp": decode_response(evidence.data)}
+    )

@@ -66,7 +66,7 @@ def _name(name: rfc5280.Name) -> str:
 
 def _time(t: rfc5280.Time) -> datetime:
     value = t.getComponent()
-    dt = value.asDateTime
+    dt: datetime = value.asDateTime
     return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
@@ -82,7 +82,7 @@ def parse_certificate(der: bytes) -> CertificateSummary:
     if not der or len(der) > MAX_CERT_BYTES:
         raise DecodeError(f"certificate of {len(der)} bytes", 0)
     try:
-        cert, rest = der_decoder.decode(der, asn1Spec=rfc5280.Certificate())
+        cert, _rest = der_decoder.decode(der, asn1Spec=rfc5280.Certificate())
         tbs = cert["tbsCertificate"]
         subject = _name(tbs["subject"])
         issuer = _name(tbs["issuer"])
