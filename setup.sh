@@ -19,7 +19,7 @@ if [ "$want_test" = 1 ]; then
     nmap tshark                                                 # benchmark comparison; PDU dissection
     prometheus prometheus-alertmanager                          # promtool, end-to-end alerting
     systemd                                                     # systemd-analyze verify
-    curl ca-certificates
+    curl ca-certificates openssl
   )
   missing=()
   for p in "${debs[@]}"; do

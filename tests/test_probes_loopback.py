@@ -1,0 +1,166 @@
+"""Protocol probes against loopback peers: binding to non-standard ports, hostile and slow servers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from exporter.engine import Engine, PortSpec, ProbeOptions
+from exporter.states import PortState, Reason
+from tests.daemon import run_daemon
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("tls")
+    key, cert = d / "key.pem", d / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "20", "-subj", "/O=portqry test/CN=tls.portqry.test"],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(certificate: tuple[Path, Path]) -> Iterator[int]:
+    """A TLS server on 127.0.0.1 in a thread; yields its port."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*map(str, certificate))
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                conn.settimeout(2)
+                with context.wrap_socket(conn, server_side=True):
+                    pass
+            except (OSError, ssl.SSLError):
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    srv.close()
+
+
+def test_protocol_bound_to_a_nonstandard_port_by_config(tls_server: int, certificate: tuple[Path, Path], tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f"""
+[defaults]
+interval_seconds = 2
+timeout_seconds = 1.0
+[[targets]]
+name = "web"
+host = "127.0.0.1"
+ports = ["tcp/{tls_server}"]
+protocols = {{ "tcp/{tls_server}" = "tls" }}
+"""
+    )
+    not_after = subprocess.run(
+        ["openssl", "x509", "-noout", "-enddate", "-in", str(certificate[0])], capture_output=True, text=True, check=True
+    ).stdout.strip().split("=", 1)[1]
+    expected = datetime.strptime(not_after, "%b %d %H:%M:%S %Y %Z").replace(tzinfo=UTC).timestamp()
+    with run_daemon(cfg) as d:
+        d.wait_for(lambda d: d.get("/-/ready")[0] == 200)
+        samples = d.samples()
+    [(labels, value)] = samples["portqry_tls_cert_not_after_timestamp_seconds"]
+    assert labels["port"] == str(tls_server)
+    assert "CN=tls.portqry.test" in labels["subject"]
+    assert value == expected
+    reasons = {x["port"]: x["reason"] for x, _ in samples["portqry_probe_reason"]}
+    assert reasons[str(tls_server)] == "protocol-reply"
+
+
+async def test_binding_can_be_switched_off(tls_server: int) -> None:
+    [r] = await Engine().probe_target(
+        "web", "127.0.0.1", [PortSpec("tcp", tls_server, protocol_probe="")], ProbeOptions(timeout_seconds=1.0)
+    )
+    assert (r.state, r.reason, dict(r.details)) == (PortState.LISTENING, Reason.SYN_ACK, {})
+
+
+async def test_garbage_dns_reply_is_a_protocol_error_not_a_crash() -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(3)
+
+    def answer() -> None:
+        data, peer = sock.recvfrom(4096)
+        sock.sendto(data[:2] + b"\xff" * 40, peer)  # our id, then nonsense
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    [r] = await Engine(udp_pacing_seconds=0).probe_target(
+        "dns", "127.0.0.1", [PortSpec("udp", sock.getsockname()[1], protocol_probe="dns")], ProbeOptions(timeout_seconds=1.0)
+    )
+    thread.join(2)
+    sock.close()
+    assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_ERROR)
+    assert "DNS" in r.error
+
+
+async def test_endless_ldap_stream_is_bounded() -> None:
+    """A server that answers the rootDSE search with an endless BER length: the read stops at a bound."""
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        try:
+            writer.write(b"\x30\x84\x7f\xff\xff\xff")  # a SEQUENCE claiming 2 GiB
+            for _ in range(2000):
+                writer.write(b"\x00" * 8192)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(endless, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    [r] = await Engine().probe_target(
+        "ldap", "127.0.0.1", [PortSpec("tcp", port, protocol_probe="ldap")], ProbeOptions(timeout_seconds=1.0)
+    )
+    server.close()
+    assert r.state is PortState.LISTENING
+    assert r.reason is Reason.PROTOCOL_ERROR
+    assert loop.time() - started < 5
+
+
+async def test_silent_ldap_server_gives_a_result_by_the_deadline() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    [r] = await Engine().probe_target(
+        "ldap", "127.0.0.1", [PortSpec("tcp", port, protocol_probe="ldap")], ProbeOptions(timeout_seconds=0.5)
+    )
+    took = loop.time() - started
+    server.close()
+    assert (r.state, r.reason) == (PortState.LISTENING, Reason.SYN_ACK)
+    assert "LDAP" in r.error
+    assert took < 3.5  # timeout x tries + one more timeout, with a margin
