@@ -39,11 +39,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
 import json
 import os
 import shlex
 import socket
 import sys
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
@@ -83,6 +85,9 @@ DEFAULT_CONCURRENCY = 256
 DEFAULT_UDP_PACING = 0.25
 #: Seconds to wait for a reverse lookup (PortQry "reports an error and continues").
 REVERSE_TIMEOUT = 3.0
+#: Tasks created ahead of the output, per probe slot (``--concurrency``), and at least this many.
+TASK_WINDOW_PER_SLOT = 4
+MIN_TASK_WINDOW = 1024
 #: Most commands read in one interactive session (a bound on the loop).
 MAX_INTERACTIVE_COMMANDS = 100_000
 
@@ -126,7 +131,8 @@ Command-line mode:
   --json             one JSON object per port result instead of PortQry's text
   --timeout S        seconds to wait per try (default 2; TCP tries 3 times, UDP once)
   --concurrency N    probes in flight at most (default 256)
-  --udp-pacing S     minimum gap between UDP datagrams to the target, seconds (default 0.25)
+  --udp-pacing S     minimum gap between UDP datagrams to the target, seconds (default 0.25; 1 keeps
+                     closed UDP ports exact against Linux's one-ICMP-error-per-second limit)
   --dns-server ADDR  resolve through this DNS server (repeatable) instead of the system resolver
   --dns-port PORT    port of the --dns-server servers (default 53)
   --domain NAME      AD domain for the LDAP ping and the DNS SOA query (default: from the rootDSE)
@@ -702,14 +708,25 @@ async def run_query(
         for spec in specs:
             show(spec, await engine.probe_port(host, host, resolved, spec, options))
         return results
-    tasks = [asyncio.create_task(engine.probe_port(host, host, resolved, spec, options)) for spec in specs]
+    # A sliding window of tasks, in output order: the engine's semaphore bounds what is in flight, the window
+    # bounds memory (a 131,070-port "-p both -r 1:65535" never holds more than `window` pending tasks).
+    window = max(TASK_WINDOW_PER_SLOT * settings.concurrency, MIN_TASK_WINDOW)
+    pending: deque[tuple[PortSpec, asyncio.Task[ProbeResult]]] = deque()
+    queue = iter(specs)
     try:
-        for spec, task in zip(specs, tasks, strict=True):
+        while True:
+            for spec in itertools.islice(queue, window - len(pending)):
+                pending.append(
+                    (spec, asyncio.create_task(engine.probe_port(host, host, resolved, spec, options)))
+                )
+            if not pending:
+                break
+            spec, task = pending.popleft()
             show(spec, await task)
     finally:
-        for task in tasks:
+        for _, task in pending:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(task for _, task in pending), return_exceptions=True)
     return results
 
 

@@ -1383,3 +1383,18 @@ def test_testbed_range_concurrency(dc: testbed.SambaDC, dc_firewall: testbed.Fir
     assert rows[fw.tcp_drop] == "filtered" and rows[fw.tcp_listen] == "listening"
     assert rows[fw.tcp_closed] == "not_listening"
     assert r.seconds < 3 * 0.5 * 2 + 1.0
+
+
+def test_testbed_snmp_community(snmp_peer: testbed.SnmpPeer) -> None:
+    """``-cn !community!`` reaches the SNMP probe: the right one answers, a wrong one is FILTERED."""
+    if "snmp" not in engine.PROTOCOL_MODULES:
+        pytest.skip("the SNMP protocol probe has not landed yet (engine.PROTOCOL_MODULES)")
+    base = ["-n", snmp_peer.address, "-nr", "-p", "udp", "-e", str(snmp_peer.port), "--timeout", "1"]
+    right = run(*base, "-cn", f"!{snmp_peer.community}!")
+    wrong = run(*base, "-cn", "!not-the-community!")
+    assert right.code == 0, right.out
+    assert f"community name for query:\n\n{snmp_peer.community}\n" in right.out
+    assert f"sysDescr: {snmp_peer.sys_descr}" in right.out
+    assert right.lines[-2] == "UDP port 161 is LISTENING"
+    assert wrong.code == 2
+    assert wrong.lines[-2] == "UDP port 161 is FILTERED"
