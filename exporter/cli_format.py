@@ -233,8 +233,8 @@ def port_lines(
 
     Returns:
         Lines without newlines, each block followed by a blank line.  On a UDP port whose follow-up
-        ran, the first line shows the unformatted datagram's outcome ("LISTENING or FILTERED", the
-        engine's starting state) and the last line the verdict ("UDP port 389 is LISTENING"); a TCP
+        ran, the first line shows the unformatted datagram's outcome (``result.initial_state``, usually
+        "LISTENING or FILTERED") and the last line the verdict ("UDP port 389 is LISTENING"); a TCP
         port's state line is already the verdict, as in PortQry.
     """
     proto, port = result.protocol, result.port
@@ -244,7 +244,7 @@ def port_lines(
         if result.reason is Reason.LOCAL_ERROR and result.error:
             lines += [f"local error: {result.error}", ""]
         return lines
-    first = result.state if proto == "tcp" else PortState.LISTENING_OR_FILTERED
+    first = result.initial_state or (result.state if proto == "tcp" else PortState.LISTENING_OR_FILTERED)
     lines = [state_line(proto, port, result.service, first), ""]
     if source_port and (proto, probe_name) in EPHEMERAL_SOURCE_PROBES:
         lines.append("Using ephemeral source port")

@@ -32,6 +32,8 @@ class ProbeResult:
         details: protocol-aware findings keyed by protocol name (``"ldap"``, ``"rpc"``...); each value is a
             frozen dataclass or a JSON-able mapping.
         error: a one-line human description of a failure (resolver error, decode error...), or ``""``.
+        initial_state: when a protocol-aware follow-up ran, the state the first step saw (PortQry prints it
+            before the protocol block, e.g. UDP "LISTENING or FILTERED"); else ``None``.
     """
 
     target: str
@@ -47,6 +49,7 @@ class ProbeResult:
     timestamp: float
     details: Mapping[str, Any] = field(default_factory=dict)
     error: str = ""
+    initial_state: PortState | None = None
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -70,6 +73,8 @@ class ProbeResult:
         }
         if self.error:
             out["error"] = self.error
+        if self.initial_state is not None:
+            out["initial_state"] = str(self.initial_state)
         if self.details:
             out["details"] = {k: _jsonable(v) for k, v in self.details.items()}
         return out

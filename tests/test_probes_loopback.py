@@ -32,36 +32,43 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture
 def tls_server(certificate: tuple[Path, Path]) -> Iterator[int]:
-    """A TLS server on 127.0.0.1 in a thread; yields its port."""
+    """A TLS server on 127.0.0.1 (asyncio, on its own thread and loop); yields its port."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*map(str, certificate))
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    srv.settimeout(0.2)
-    stop = threading.Event()
+    loop = asyncio.new_event_loop()
+    ready: list[int] = []
+    started = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                conn.settimeout(2)
-                with context.wrap_socket(conn, server_side=True):
-                    pass
-            except (OSError, ssl.SSLError):
-                conn.close()
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
 
-    thread = threading.Thread(target=serve, daemon=True)
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+        ready.append(server.sockets[0].getsockname()[1])
+        started.set()
+        async with server:
+            await server.serve_forever()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        task = loop.create_task(main())
+        try:
+            loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            pass
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    yield srv.getsockname()[1]
-    stop.set()
-    thread.join(2)
-    srv.close()
+    assert started.wait(5)
+    yield ready[0]
+
+    def cancel_all() -> None:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+
+    loop.call_soon_threadsafe(cancel_all)
+    thread.join(5)
+    loop.close()
 
 
 def test_protocol_bound_to_a_nonstandard_port_by_config(tls_server: int, certificate: tuple[Path, Path], tmp_path: Path) -> None:

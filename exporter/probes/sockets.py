@@ -27,6 +27,7 @@ SO_EE_ORIGIN_ICMP = 2
 SO_EE_ORIGIN_ICMP6 = 3
 _SOCK_EXTENDED_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err, <linux/errqueue.h>
 
+_LINGER_ABORT = struct.pack("ii", 1, 0)  # struct linger {l_onoff = 1, l_linger = 0}
 #: The most datagrams read while waiting for one that a protocol accepts (hostile or stray replies).
 MAX_DATAGRAMS = 16
 #: The largest datagram read, in bytes (the IPv4 UDP maximum).
@@ -173,6 +174,9 @@ async def tcp_connect(
                 return _from_icmp(family, icmp, attempt)
             return _from_errno(exc, attempt)
         else:
+            # Abortive close (RST): no FIN exchange and no TIME_WAIT left behind for every probe of a sweep,
+            # which would otherwise pile up ephemeral ports on the exporter's host.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
             return Evidence(PortState.LISTENING, Reason.SYN_ACK, attempt)
         finally:
             sock.close()
