@@ -28,7 +28,7 @@ def detail_families(results: Iterable[ProbeResult]) -> Iterator[Metric]:
         "portqry_rpc_endpoint_reachable",
         "1 when a dynamic ncacn_ip_tcp port from the endpoint mapper accepted a TCP connection on the queried "
         f"address, else 0. {_SCHEDULE}",
-        labels=["target", "interface", "port"],
+        labels=["target", "address", "interface", "port"],
     )
     root_dse = InfoMetricFamily(
         "portqry_ldap_root_dse",
@@ -86,7 +86,7 @@ def detail_families(results: Iterable[ProbeResult]) -> Iterator[Metric]:
             for dyn in getattr(rpc, "dynamic_ports", ()):
                 for interface in dyn.interfaces:
                     rpc_reachable.add_metric(
-                        [r.target, interface, str(dyn.port)], 1.0 if dyn.state == "listening" else 0.0
+                        [r.target, r.address, interface, str(dyn.port)], 1.0 if dyn.state == "listening" else 0.0
                     )
         ldap: Any = d.get("ldap")
         dse: Any = getattr(ldap, "root_dse", None)

@@ -99,7 +99,7 @@ _HEALTHY_SERIES: list[tuple[str, str]] = [
     ("portqry_exporter_ready", "1x20"),
     ('portqry_rpc_endpoints{target="dc1",via="tcp",protocol_sequence="ncacn_ip_tcp"}', "12x20"),
     (
-        'portqry_rpc_endpoint_reachable{target="dc1",interface="e3514235-4b06-11d1-ab04-00c04fc2dcd2",port="49152"}',
+        'portqry_rpc_endpoint_reachable{target="dc1",address="198.18.0.10",interface="e3514235-4b06-11d1-ab04-00c04fc2dcd2",port="49152"}',
         "1x20",
     ),
     (
