@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 
 from exporter.engine import Engine, PortSpec, ProbeOptions
@@ -93,9 +94,14 @@ async def test_kerberos_udp_and_tcp_answer_with_krb_error(dc: testbed.SambaDC) -
 
 
 async def test_netbios_node_status_names(dc: testbed.SambaDC) -> None:
-    [r] = await probe(dc, PortSpec("udp", 137))
-    assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_REPLY), r.error
-    names = {(n.name.strip(), n.suffix) for n in r.details["netbios"].names}
+    # Samba registers DC1/PQTEST about 2 s after it starts serving: ask again, bounded, until they are there
+    for _ in range(20):
+        [r] = await probe(dc, PortSpec("udp", 137))
+        assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_REPLY), r.error
+        names = {(n.name.strip(), n.suffix) for n in r.details["netbios"].names}
+        if ("DC1", 0x00) in names:
+            break
+        await asyncio.sleep(0.5)
     assert ("DC1", 0x00) in names and ("DC1", 0x20) in names
     assert (dc.domain, 0x00) in names
 

@@ -30,7 +30,8 @@ from exporter.wire.ldap import (
 )
 from exporter.wire.netlogon import NetlogonSamLogonResponseEx, decode_netlogon
 
-#: NtVer asked in the LDAP ping: V5 | V5EX | V5EX_WITH_IP (MS-ADTS 6.3.1.1), as Windows clients send.
+#: NtVer asked in the LDAP ping: V5 | V5EX | V5EX_WITH_CLOSEST_SITE (MS-ADTS 6.3.1.1), as Windows clients send
+#: (without V5EX_WITH_IP, so the reply carries no DC address: we already know the address we asked).
 NT_VERSION = 0x16
 
 

@@ -8,7 +8,8 @@ Specifications:
 
 Response RDATA (RFC 1002 4.2.18): ``NUM_NAMES`` (1 byte), then per name 15 bytes of name (space
 padded), 1 suffix byte and a 2-byte big-endian ``NAME_FLAGS`` word, then the ``STATISTICS`` block,
-whose first 6 bytes (the "unit ID") Windows fills with the adapter's MAC address and Samba leaves zero.
+whose first 6 bytes (the "unit ID") Windows fills with the adapter's MAC address.  Samba 4.17 leaves the
+statistics uninitialised (heap bytes that change on every restart), so its "MAC" means nothing.
 
 Check by hand::
 
@@ -110,7 +111,7 @@ class NodeStatus:
     Attributes:
         transaction_id: NAME_TRN_ID, to match against the request.
         names: the name table, in the order sent.
-        mac: unit ID as ``"aa:bb:cc:dd:ee:ff"`` (all zero from Samba).
+        mac: unit ID as ``"aa:bb:cc:dd:ee:ff"`` (meaningless from Samba 4.17: uninitialised bytes).
         question_name: the RR_NAME, decoded (``"*"`` style names keep NULs stripped).
         statistics: the whole STATISTICS block (unit ID first), bytes.
     """

@@ -205,7 +205,7 @@ def decode_netlogon(data: bytes) -> NetlogonSamLogonResponseEx:
     Raises:
         DecodeError: too short or long, an opcode other than 23/24/25 (e.g. 19, the pre-EX
             LOGON_SAM_LOGON_RESPONSE sent when NtVer lacks V5EX), a bad or looping DNS name,
-            non-UTF-8 labels, or bytes left between the names and the fixed tail.
+            non-UTF-8 labels, bytes left between the names and the fixed tail, or tokens other than 0xFFFF.
     """
     if len(data) > _MAX_INPUT:
         raise DecodeError(f"Netlogon value of {len(data)} bytes is implausibly long", 0)
@@ -234,6 +234,9 @@ def decode_netlogon(data: bytes) -> NetlogonSamLogonResponseEx:
     if pos != tail_at:
         raise DecodeError(f"{tail_at - pos} unexpected bytes before NtVersion", pos)
     nt_version, lm_nt, lm20 = struct.unpack_from("<IHH", data, tail_at)
+    if lm_nt != 0xFFFF or lm20 != 0xFFFF:
+        # MS-ADTS 6.3.1.9: both tokens MUST be 0xFFFF; anything else means the tail is not where we read it
+        raise DecodeError(f"LmNtToken/Lm20Token 0x{lm_nt:04x}/0x{lm20:04x}, want 0xffff/0xffff", tail_at + 4)
     return NetlogonSamLogonResponseEx(
         opcode=opcode,
         opcode_name=OPCODE_NAMES[opcode],
