@@ -143,16 +143,20 @@ def nmap_run(
         wall, cpu, rss, _ = measure(argv)
         root = ET.parse(xml.name).getroot()
     found: dict[int, str] = {}
-    default = "filtered"
     for host in root.iter("host"):
-        for extra in host.iter("extraports"):
-            default = NMAP_STATES.get(extra.get("state", ""), default)
+        for extra in host.iter("extraports"):  # collapsed ports: their lists are in <extrareasons ports=...>
+            state = NMAP_STATES.get(extra.get("state", ""), "?")
+            for reasons in extra.iter("extrareasons"):
+                for part in filter(None, reasons.get("ports", "").split(",")):
+                    low, _, high = part.partition("-")
+                    for port in range(int(low), int(high or low) + 1):
+                        found[port] = state
         for port in host.iter("port"):
-            state = port.find("state")
-            if state is not None:
-                found[int(port.get("portid", "0"))] = NMAP_STATES.get(state.get("state", ""), "?")
+            state_el = port.find("state")
+            if state_el is not None:
+                found[int(port.get("portid", "0"))] = NMAP_STATES.get(state_el.get("state", ""), "?")
     ports = range(first, last + 1)
-    correct = sum(1 for p in ports if found.get(p, default) == truth[(proto, p)])
+    correct = sum(1 for p in ports if found.get(p) == truth[(proto, p)])
     return Run(f"nmap {scan}", wall, cpu, rss, len(ports), correct, f"--max-retries {argv[5]}")
 
 
