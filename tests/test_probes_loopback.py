@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,55 +24,99 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("tls")
     key, cert = d / "key.pem", d / "cert.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "20", "-subj", "/O=portqry test/CN=tls.portqry.test"],
-        check=True, capture_output=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "20",
+            "-subj",
+            "/O=portqry test/CN=tls.portqry.test",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     return cert, key
 
 
 @pytest.fixture
 def tls_server(certificate: tuple[Path, Path]) -> Iterator[int]:
-    """A TLS server on 127.0.0.1 (asyncio, on its own thread and loop); yields its port."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*map(str, certificate))
-    loop = asyncio.new_event_loop()
-    ready: list[int] = []
-    started = threading.Event()
+    """``openssl s_server`` on 127.0.0.1 (an independent TLS peer); yields its port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            "openssl",
+            "s_server",
+            "-accept",
+            f"127.0.0.1:{port}",
+            "-cert",
+            str(certificate[0]),
+            "-key",
+            str(certificate[1]),
+            "-quiet",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as c:
+                if c.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None, "openssl s_server exited"
+            time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.close()
 
-    async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
-        ready.append(server.sockets[0].getsockname()[1])
-        started.set()
-        async with server:
-            await server.serve_forever()
+@asynccontextmanager
+async def serving(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[int]:
+    """Run an asyncio TCP server on 127.0.0.1; on exit cancel its handlers and close their connections."""
+    tasks: set[asyncio.Task[None]] = set()
+    writers: list[asyncio.StreamWriter] = []
 
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        task = loop.create_task(main())
+    async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)  # type: ignore[arg-type]
         try:
-            loop.run_until_complete(task)
-        except asyncio.CancelledError:
+            await handler(reader, writer)
+        except (ConnectionError, OSError):
             pass
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(5)
-    yield ready[0]
-
-    def cancel_all() -> None:
-        for task in asyncio.all_tasks(loop):
+    server = await asyncio.start_server(wrapped, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for writer in writers:
+            writer.close()
+        await server.wait_closed()
 
-    loop.call_soon_threadsafe(cancel_all)
-    thread.join(5)
-    loop.close()
 
-
-def test_protocol_bound_to_a_nonstandard_port_by_config(tls_server: int, certificate: tuple[Path, Path], tmp_path: Path) -> None:
+def test_protocol_bound_to_a_nonstandard_port_by_config(
+    tls_server: int, certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         f"""
@@ -85,9 +130,16 @@ ports = ["tcp/{tls_server}"]
 protocols = {{ "tcp/{tls_server}" = "tls" }}
 """
     )
-    not_after = subprocess.run(
-        ["openssl", "x509", "-noout", "-enddate", "-in", str(certificate[0])], capture_output=True, text=True, check=True
-    ).stdout.strip().split("=", 1)[1]
+    not_after = (
+        subprocess.run(
+            ["openssl", "x509", "-noout", "-enddate", "-in", str(certificate[0])],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .split("=", 1)[1]
+    )
     expected = datetime.strptime(not_after, "%b %d %H:%M:%S %Y %Z").replace(tzinfo=UTC).timestamp()
     with run_daemon(cfg) as d:
         d.wait_for(lambda d: d.get("/-/ready")[0] == 200)
@@ -102,7 +154,10 @@ protocols = {{ "tcp/{tls_server}" = "tls" }}
 
 async def test_binding_can_be_switched_off(tls_server: int) -> None:
     [r] = await Engine().probe_target(
-        "web", "127.0.0.1", [PortSpec("tcp", tls_server, protocol_probe="")], ProbeOptions(timeout_seconds=1.0)
+        "web",
+        "127.0.0.1",
+        [PortSpec("tcp", tls_server, protocol_probe="")],
+        ProbeOptions(timeout_seconds=1.0),
     )
     assert (r.state, r.reason, dict(r.details)) == (PortState.LISTENING, Reason.SYN_ACK, {})
 
@@ -119,7 +174,10 @@ async def test_garbage_dns_reply_is_a_protocol_error_not_a_crash() -> None:
     thread = threading.Thread(target=answer, daemon=True)
     thread.start()
     [r] = await Engine(udp_pacing_seconds=0).probe_target(
-        "dns", "127.0.0.1", [PortSpec("udp", sock.getsockname()[1], protocol_probe="dns")], ProbeOptions(timeout_seconds=1.0)
+        "dns",
+        "127.0.0.1",
+        [PortSpec("udp", sock.getsockname()[1], protocol_probe="dns")],
+        ProbeOptions(timeout_seconds=1.0),
     )
     thread.join(2)
     sock.close()
@@ -132,24 +190,20 @@ async def test_endless_ldap_stream_is_bounded() -> None:
 
     async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(100)
-        try:
-            writer.write(b"\x30\x84\x7f\xff\xff\xff")  # a SEQUENCE claiming 2 GiB
-            for _ in range(2000):
-                writer.write(b"\x00" * 8192)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
+        writer.write(b"\x30\x84\x7f\xff\xff\xff")  # a SEQUENCE claiming 2 GiB
+        for _ in range(2000):
+            writer.write(b"\x00" * 8192)
+            await writer.drain()
 
-    server = await asyncio.start_server(endless, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    [r] = await Engine().probe_target(
-        "ldap", "127.0.0.1", [PortSpec("tcp", port, protocol_probe="ldap")], ProbeOptions(timeout_seconds=1.0)
-    )
-    server.close()
+    async with serving(endless) as port:
+        started = loop.time()
+        [r] = await Engine().probe_target(
+            "ldap",
+            "127.0.0.1",
+            [PortSpec("tcp", port, protocol_probe="ldap")],
+            ProbeOptions(timeout_seconds=1.0),
+        )
     assert r.state is PortState.LISTENING
     assert r.reason is Reason.PROTOCOL_ERROR
     assert loop.time() - started < 5
@@ -159,15 +213,16 @@ async def test_silent_ldap_server_gives_a_result_by_the_deadline() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(30)
 
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    [r] = await Engine().probe_target(
-        "ldap", "127.0.0.1", [PortSpec("tcp", port, protocol_probe="ldap")], ProbeOptions(timeout_seconds=0.5)
-    )
-    took = loop.time() - started
-    server.close()
+    async with serving(silent) as port:
+        started = loop.time()
+        [r] = await Engine().probe_target(
+            "ldap",
+            "127.0.0.1",
+            [PortSpec("tcp", port, protocol_probe="ldap")],
+            ProbeOptions(timeout_seconds=0.5),
+        )
+        took = loop.time() - started
     assert (r.state, r.reason) == (PortState.LISTENING, Reason.SYN_ACK)
     assert "LDAP" in r.error
     assert took < 3.5  # timeout x tries + one more timeout, with a margin
