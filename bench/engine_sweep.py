@@ -18,7 +18,11 @@ from exporter.resolve import literal
 
 async def sweep(args: argparse.Namespace) -> dict[str, object]:
     """Probe ``args.first..args.last`` of ``args.proto`` on ``args.address``; returns the JSON document."""
-    engine = Engine(concurrency=args.concurrency, udp_pacing_seconds=args.udp_pacing)
+    engine = Engine(
+        concurrency=args.concurrency,
+        udp_pacing_seconds=args.udp_pacing,
+        udp_recheck_max=args.udp_recheck_max,
+    )
     resolved = literal(args.address)
     assert resolved is not None, "ADDRESS must be an IP literal"
     specs = [
@@ -44,6 +48,9 @@ def main() -> int:
     parser.add_argument("--udp-tries", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--udp-pacing", type=float, default=0.0)
+    parser.add_argument(
+        "--udp-recheck-max", type=int, default=0, help="0: one pass, as the benchmark measures"
+    )
     args = parser.parse_args()
     json.dump(asyncio.run(sweep(args)), sys.stdout)
     return 0

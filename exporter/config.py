@@ -54,6 +54,10 @@ class ExporterSection(_Section):
     udp_pacing_seconds: float = Field(
         0.25, ge=0, le=10, description="gap between UDP datagrams to one address"
     )
+    udp_recheck_max: int = Field(
+        8, ge=0, le=1024, description="silent UDP ports re-checked per round (0 = off)"
+    )
+    udp_recheck_gap_seconds: float = Field(1.0, ge=0, le=10, description="wait before each UDP re-check")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 

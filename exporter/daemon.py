@@ -69,6 +69,8 @@ class Daemon:
             concurrency=settings.exporter.concurrency,
             udp_pacing_seconds=settings.exporter.udp_pacing_seconds,
             resolver=self._resolver(settings),
+            udp_recheck_max=settings.exporter.udp_recheck_max,
+            udp_recheck_gap_seconds=settings.exporter.udp_recheck_gap_seconds,
         )
         self.scheduler = Scheduler(self.engine, self.store)
         self.status.ready = lambda: self.scheduler.ready
@@ -91,6 +93,8 @@ class Daemon:
         if settings.resolver != self.settings.resolver:
             self.engine.resolver = self._resolver(settings)
         self.engine.udp_pacing_seconds = settings.exporter.udp_pacing_seconds
+        self.engine.udp_recheck_max = settings.exporter.udp_recheck_max
+        self.engine.udp_recheck_gap_seconds = settings.exporter.udp_recheck_gap_seconds
         self.settings = settings
         plans = plan(settings)
         self.scheduler.apply(plans)
@@ -163,7 +167,9 @@ class Daemon:
         host, port = parse_listen_address(self.settings.exporter.listen_address)
         server_cls = _server_class(host)
         try:
-            server: Any = make_server(host, port, self.wsgi, server_class=server_cls, handler_class=_QuietHandler)
+            server: Any = make_server(
+                host, port, self.wsgi, server_class=server_cls, handler_class=_QuietHandler
+            )
         except OSError as exc:
             log.error(
                 "cannot listen", listen_address=self.settings.exporter.listen_address, error=exc.strerror

@@ -13,6 +13,7 @@ imported only when first used.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import socket
 import time
@@ -27,6 +28,8 @@ from exporter.result import ProbeResult, Protocol
 from exporter.services import service_name
 from exporter.states import PortState, Reason
 
+#: How long an address that sent an ICMP port unreachable is known to send them (UDP re-checks), seconds.
+ICMP_MEMORY_SECONDS = 600.0
 #: The most bytes a protocol probe reads from one TCP stream (hostile servers cannot make us buffer more).
 MAX_STREAM_BYTES = 4 * 1024 * 1024
 
@@ -271,6 +274,9 @@ class Engine:
         concurrency: probes in flight at most (default 256).
         udp_pacing_seconds: minimum gap between two UDP datagrams to the same address, seconds.
         resolver: the :class:`~exporter.resolve.Resolver` (default: the system resolver).
+        udp_recheck_max: silent UDP ports re-checked per round when the same host sent an ICMP port
+            unreachable in that round (its silence may be ICMP rate limiting, not a firewall); 0 = never.
+        udp_recheck_gap_seconds: wait before each re-check, seconds (Linux refills one ICMP error per second).
     """
 
     def __init__(
@@ -279,12 +285,17 @@ class Engine:
         concurrency: int = 256,
         udp_pacing_seconds: float = 0.25,
         resolver: Resolver | None = None,
+        udp_recheck_max: int = 8,
+        udp_recheck_gap_seconds: float = 1.0,
     ) -> None:
         self.concurrency = concurrency
+        self.udp_recheck_max = udp_recheck_max
+        self.udp_recheck_gap_seconds = udp_recheck_gap_seconds
         self.udp_pacing_seconds = udp_pacing_seconds
         self.resolver = resolver or Resolver()
         self._slots = asyncio.Semaphore(concurrency)
         self._udp_next: dict[str, float] = {}
+        self._icmp_seen: dict[str, float] = {}  # address -> loop time of its latest ICMP port unreachable
         self.in_flight = 0
         self.max_in_flight = 0
 
@@ -343,7 +354,66 @@ class Engine:
                 results[index] = await self.probe_port(target, host, found, spec, options)
 
         await asyncio.gather(*(worker() for _ in range(min(len(specs), self.concurrency))))
-        return [r for r in results if r is not None]
+        done = [r for r in results if r is not None]
+        await self._recheck_silent_udp(found, options, done)
+        return done
+
+    async def _recheck_silent_udp(
+        self, resolved: Resolved, options: ProbeOptions, results: list[ProbeResult]
+    ) -> None:
+        """Ask silent UDP ports once more, slowly, when the host proved it sends ICMP port unreachables.
+
+        Targets rate-limit ICMP errors (Linux: a burst of 6, then one per second per peer), so in a round
+        with many closed UDP ports some are read as silence.  If the address sent us an ICMP port unreachable
+        in this round or within :data:`ICMP_MEMORY_SECONDS` before (its bucket may be empty now), up to ``udp_recheck_max`` ports that stayed silent (``no-reply``,
+        ``protocol-no-reply``) get one more unformatted datagram, each after ``udp_recheck_gap_seconds``;
+        an ICMP error or a reply replaces the result, silence keeps it (``tries`` counts every datagram).
+        Updates ``results`` in place.
+        """
+        if self.udp_recheck_max <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        udp = [i for i, r in enumerate(results) if r.protocol == "udp"]
+        if any(results[i].reason is Reason.ICMP_PORT_UNREACHABLE for i in udp):
+            self._icmp_seen[resolved.address] = loop.time()
+            if len(self._icmp_seen) > 65536:  # bound the table: forget the oldest half
+                keep = sorted(self._icmp_seen.items(), key=lambda kv: kv[1])[32768:]
+                self._icmp_seen = dict(keep)
+        seen = self._icmp_seen.get(resolved.address)
+        if seen is None or loop.time() - seen > ICMP_MEMORY_SECONDS:
+            return
+        silent = [i for i in udp if results[i].reason in (Reason.NO_REPLY, Reason.PROTOCOL_NO_REPLY)]
+        for i in silent[: self.udp_recheck_max]:
+            await asyncio.sleep(self.udp_recheck_gap_seconds)
+            await self.pace_udp(resolved.address)
+            before = results[i]
+            started = loop.time()
+            async with self._slots:
+                evidence = await udp_exchange(
+                    resolved.address,
+                    before.port,
+                    b"",
+                    family=resolved.family,
+                    timeout=options.udp_timeout,
+                    tries=1,
+                )
+            took = loop.time() - started
+            if evidence.icmp is None and evidence.state is not PortState.LISTENING:
+                results[i] = dataclasses.replace(
+                    before,
+                    tries=before.tries + evidence.tries,
+                    duration_seconds=before.duration_seconds + took,
+                )
+                continue
+            results[i] = dataclasses.replace(
+                before,
+                state=evidence.state,
+                reason=evidence.reason,
+                tries=before.tries + evidence.tries,
+                duration_seconds=before.duration_seconds + took,
+                timestamp=time.time(),
+                error=evidence.error,
+            )
 
     async def probe_port(
         self, target: str, host: str, resolved: Resolved, spec: PortSpec, options: ProbeOptions

@@ -18,6 +18,7 @@ FAST = ProbeOptions(timeout_seconds=0.3, tcp_tries=3, udp_tries=1)
 
 def engine(**kw: object) -> Engine:
     kw.setdefault("udp_pacing_seconds", 0.0)
+    kw.setdefault("udp_recheck_gap_seconds", 0.05)
     return Engine(**kw)  # type: ignore[arg-type]
 
 
@@ -49,10 +50,23 @@ async def test_udp_reply_icmp_and_silence() -> None:
         (PortState.NOT_LISTENING, Reason.ICMP_PORT_UNREACHABLE),
         (PortState.LISTENING_OR_FILTERED, Reason.NO_REPLY),
     ]
-    # the datagram we think we send is really sent: each peer saw exactly one
+    # the datagram we think we send is really sent: each peer saw exactly one per try; the silent port was
+    # re-checked once because the same host sent an ICMP port unreachable in this round
     assert len(echo_seen) == 1
-    assert len(silent_seen) == 1
-    assert results[2].duration_seconds >= 0.3
+    assert (results[2].tries, len(silent_seen)) == (2, 2)
+    assert results[2].duration_seconds >= 0.6
+
+
+async def test_no_recheck_without_icmp_from_the_host_or_when_off() -> None:
+    with udp_peer(echo=False) as (silent_port, seen):
+        closed = closed_port(socket.SOCK_DGRAM)
+        [alone] = await engine().probe_target("lo", "127.0.0.1", [PortSpec("udp", silent_port)], FAST)
+        off = await engine(udp_recheck_max=0).probe_target(
+            "lo", "127.0.0.1", [PortSpec("udp", silent_port), PortSpec("udp", closed)], FAST
+        )
+        await asyncio.sleep(0.05)
+    assert alone.tries == 1 and off[0].tries == 1
+    assert len(seen) == 2
 
 
 async def test_udp_tries_send_that_many_datagrams() -> None:
