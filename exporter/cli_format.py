@@ -32,7 +32,7 @@ Protocol blocks take the object a protocol-aware probe left in ``ProbeResult.det
 :func:`field` - attribute or mapping key, with a default - so a probe that carries a different or partial
 shape (or a JSON mapping) prints what is there and never crashes the command.  The golden files in
 ``tests/golden/cli_*.txt`` pin each layout; check one by hand with e.g.
-``portqry -n dc1 -p udp -e 389 --dns-server 10.0.0.1``.
+``portqry -n dc1 -p udp -e 389 --dns-server 198.18.0.2``.
 """
 
 from __future__ import annotations

@@ -226,11 +226,11 @@ def test_schema_refuses(path: str, value: Any) -> None:
 def test_schema_accepts_documented_options() -> None:
     """The options values.yaml documents in comments are valid."""
     values = _set(VALUES, "securityContext.capabilities.add", ["NET_BIND_SERVICE"])
-    values = _set(values, "config.resolver", {"nameservers": ["10.0.0.10"]})
+    values = _set(values, "config.resolver", {"nameservers": ["198.18.0.10"]})
     values = _set(values, "env", [{"name": "PORTQRY_DEFAULTS__TIMEOUT_SECONDS", "value": "1.5"}])
     values = _set(values, "serviceMonitor", {"enabled": True, "additionalLabels": {"release": "kps"}})
     values["config"]["targets"].append(
-        {"name": "fs1", "host": "10.0.0.20", "ports": ["both/135", "tcp/49152-65535"]}
+        {"name": "fs1", "host": "198.18.0.20", "ports": ["both/135", "tcp/49152-65535"]}
     )
     jsonschema.Draft7Validator(SCHEMA).validate(values)
 

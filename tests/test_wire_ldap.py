@@ -693,7 +693,7 @@ def _netlogon(**overrides: object) -> NetlogonSamLogonResponseEx:
 
 
 def test_netlogon_next_closest_site_and_address() -> None:
-    resp = _netlogon(dc_address="10.1.2.3", next_closest_site_name="Branch-Site")
+    resp = _netlogon(dc_address="198.18.2.3", next_closest_site_name="Branch-Site")
     assert decode_netlogon(encode_netlogon(resp)) == resp
     resp = _netlogon(next_closest_site_name="Sixteen-Letters!")  # label length 16, not a sockaddr
     assert decode_netlogon(encode_netlogon(resp)) == resp
@@ -803,7 +803,7 @@ def test_netlogon_random_names(body: bytes) -> None:
 @FUZZ
 @given(st.data())
 def test_netlogon_mutations_and_truncations(data: st.DataObject) -> None:
-    raw = bytearray(encode_netlogon(_netlogon(dc_address="10.0.0.1", next_closest_site_name="B")))
+    raw = bytearray(encode_netlogon(_netlogon(dc_address="198.18.0.1", next_closest_site_name="B")))
     for _ in range(data.draw(st.integers(min_value=0, max_value=3))):
         i = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
         raw[i] = data.draw(st.integers(min_value=0, max_value=255))
