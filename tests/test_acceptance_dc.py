@@ -11,6 +11,7 @@ from exporter.engine import Engine, PortSpec, ProbeOptions
 from exporter.states import PortState, Reason
 from tests import testbed
 from tests.daemon import RunningDaemon, run_daemon
+from tests.test_probes_dc import rpcclient_epm_count
 
 
 def dc_config(dc: testbed.SambaDC, fw: testbed.Firewall, extra: str = "") -> str:
@@ -101,8 +102,8 @@ def test_protocol_details_reach_metrics(daemon: RunningDaemon, dc: testbed.Samba
     endpoints = sum(
         v for x, v in samples["portqry_rpc_endpoints"] if x["target"] == "dc1" and x["via"] == "tcp"
     )
-    assert endpoints > 20
-    reachable = [v for x, _ in samples["portqry_rpc_endpoint_reachable"] if x["target"] == "dc1" for v in [_]]
+    assert endpoints == rpcclient_epm_count(dc)  # an independent count: Samba's own rpcclient epmlookup
+    reachable = [v for x, v in samples["portqry_rpc_endpoint_reachable"] if x["target"] == "dc1"]
     assert reachable and all(v == 1 for v in reachable)
     info = [x for x, _ in samples["portqry_ldap_root_dse_info"] if x["target"] == "dc1"]
     assert info and info[0]["dns_host_name"].lower() == dc.fqdn
