@@ -32,6 +32,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -128,6 +129,31 @@ class TargetConfig(_Section):
     protocols: dict[str, str] = Field(
         default_factory=dict, description='bind a protocol-aware probe to a port: {"tcp/1389" = "ldap"}'
     )
+
+    @field_validator("dns_query_type")
+    @classmethod
+    def _rdtype(cls, value: str | None) -> str | None:
+        if value:
+            import dns.rdatatype
+
+            try:
+                dns.rdatatype.from_text(value)
+            except dns.rdatatype.UnknownRdatatype:
+                raise ValueError(f"{value!r} is not a DNS record type") from None
+        return value
+
+    @field_validator("dns_query_name", "domain")
+    @classmethod
+    def _dns_name(cls, value: str | None) -> str | None:
+        if value:
+            import dns.exception
+            import dns.name
+
+            try:
+                dns.name.from_text(value)
+            except dns.exception.DNSException as exc:
+                raise ValueError(f"{value!r} is not a valid DNS name: {exc}") from None
+        return value
 
     @field_validator("protocols")
     @classmethod
@@ -276,6 +302,8 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
 
     try:
         settings: Settings = _FileSettings()
+    except SettingsError as exc:  # e.g. a PORTQRY_* variable holding bad JSON
+        raise ConfigError(name, "environment", str(exc).split("\n", 1)[0]) from None
     except ValidationError as exc:
         errors = exc.errors()
         first = errors[0]
@@ -328,7 +356,7 @@ def plan(settings: Settings) -> list[TargetPlan]:
             raise ConfigError("", f"targets[{index}].name", f"duplicate target name {target.name!r}")
         seen.add(target.name)
         specs: dict[tuple[str, int], PortSpec] = {}
-        bindings = {parse_port_spec(k)[0]: v for k, v in target.protocols.items()}
+        bindings = {spec: v for k, v in target.protocols.items() for spec in parse_port_spec(k)}
         for item in target.ports:
             for proto, port in parse_port_spec(item):
                 specs.setdefault((proto, port), PortSpec(proto, port, "", bindings.get((proto, port))))  # type: ignore[arg-type]

@@ -42,9 +42,11 @@ class Daemon:
     Args:
         config_path: the TOML file (re-read on reload).
         settings: its already validated contents.
+        listen_in_file: the file's ``listen_address`` when ``--web.listen-address`` overrides it (so that a
+            reload does not warn about a change that is only the override).
     """
 
-    def __init__(self, config_path: str, settings: Settings) -> None:
+    def __init__(self, config_path: str, settings: Settings, listen_in_file: str = "") -> None:
         from prometheus_client import CollectorRegistry
         from prometheus_client.process_collector import ProcessCollector
 
@@ -56,6 +58,7 @@ class Daemon:
 
         self.config_path = config_path
         self.settings = settings
+        self.file_listen_address = listen_in_file or settings.exporter.listen_address
         self.status = ExporterStatus()
         longest = max(
             [
@@ -114,11 +117,16 @@ class Daemon:
             self.status.reload_successful = False
             log.error("reload refused, keeping the last good config", error=str(exc))
             return False, str(exc)
-        if settings.exporter.listen_address != self.settings.exporter.listen_address:
+        if settings.exporter.listen_address != self.file_listen_address:
             log.warning(
                 "listen_address changes take effect at restart",
                 listen_address=settings.exporter.listen_address,
             )
+        if settings.exporter.concurrency != self.engine.concurrency:
+            log.warning(
+                "concurrency changes take effect at restart", concurrency=settings.exporter.concurrency
+            )
+        self.file_listen_address = settings.exporter.listen_address
         self.apply(settings)
         log.info("config reloaded", path=self.config_path, targets=self.status.targets)
         return True, "config reloaded"
@@ -255,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         print(f"{path}: OK ({len(settings.targets)} targets)")
         return 0
+    listen_in_file = settings.exporter.listen_address
     if args.listen:
         try:
             parse_listen_address(args.listen)
@@ -265,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             update={"exporter": settings.exporter.model_copy(update={"listen_address": args.listen})}
         )
     configure(args.log_level or settings.exporter.log_level, args.log_format or settings.exporter.log_format)
-    daemon = Daemon(path, settings)
+    daemon = Daemon(path, settings, listen_in_file)
     try:
         return asyncio.run(daemon.run())
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown

@@ -86,7 +86,8 @@ def detail_families(results: Iterable[ProbeResult]) -> Iterator[Metric]:
             for dyn in getattr(rpc, "dynamic_ports", ()):
                 for interface in dyn.interfaces:
                     rpc_reachable.add_metric(
-                        [r.target, r.address, interface, str(dyn.port)], 1.0 if dyn.state == "listening" else 0.0
+                        [r.target, r.address, interface, str(dyn.port)],
+                        1.0 if dyn.state == "listening" else 0.0,
                     )
         ldap: Any = d.get("ldap")
         dse: Any = getattr(ldap, "root_dse", None)

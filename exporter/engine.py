@@ -15,19 +15,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib
-import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.errors import DecodeError, ResolveError
+from exporter.errors import DecodeError, PortqryError, ResolveError
 from exporter.probes.sockets import Evidence, tcp_connect, udp_exchange
 from exporter.resolve import Resolved, Resolver
 from exporter.result import ProbeResult, Protocol
 from exporter.services import service_name
 from exporter.states import PortState, Reason
 
+#: Follow-up connections (endpoint-mapper dynamic ports) in flight at most, across all targets.
+FOLLOW_UP_CONCURRENCY = 64
 #: How long an address that sent an ICMP port unreachable is known to send them (UDP re-checks), seconds.
 ICMP_MEMORY_SECONDS = 600.0
 #: The most bytes a protocol probe reads from one TCP stream (hostile servers cannot make us buffer more).
@@ -244,15 +246,23 @@ class ProbeContext:
                 raise EOFError(f"connection closed after {len(buf)} bytes")
             buf += chunk
 
-    async def tcp(self, port: int, *, tries: int = 1) -> Evidence:
-        """A TCP state probe of another port on the same address (e.g. an endpoint-mapper dynamic port)."""
-        return await tcp_connect(
-            self.address,
-            port,
-            family=self.family,
-            timeout=min(self.options.timeout_seconds, max(self.remaining(), 0.001)),
-            tries=tries,
-        )
+    async def tcp(self, port: int, *, tries: int | None = None) -> Evidence:
+        """A TCP state probe of another port on the same address (e.g. an endpoint-mapper dynamic port).
+
+        Runs under the engine's follow-up limit (:data:`FOLLOW_UP_CONCURRENCY` connections at most, across
+        all targets), with the target's TCP tries, each try bounded by the deadline.
+        """
+        async with self.engine.follow_up_slots:
+            return await tcp_connect(
+                self.address,
+                port,
+                family=self.family,
+                timeout=min(
+                    self.options.timeout_seconds,
+                    max(self.remaining() / max(tries or self.options.tcp_tries, 1), 0.001),
+                ),
+                tries=tries or self.options.tcp_tries,
+            )
 
 
 ProtocolProbe = Callable[[ProbeContext], Awaitable[ProtocolOutcome]]
@@ -294,6 +304,7 @@ class Engine:
         self.udp_pacing_seconds = udp_pacing_seconds
         self.resolver = resolver or Resolver()
         self._slots = asyncio.Semaphore(concurrency)
+        self.follow_up_slots = asyncio.Semaphore(FOLLOW_UP_CONCURRENCY)
         self._udp_next: dict[str, float] = {}
         self._icmp_seen: dict[str, float] = {}  # address -> loop time of its latest ICMP port unreachable
         self.in_flight = 0
@@ -522,6 +533,11 @@ class Engine:
         )
         try:
             return await asyncio.wait_for(probe(ctx), ctx.remaining() + 0.5)
+        except (PortqryError, ValueError, LookupError, TypeError, struct.error, UnicodeError) as exc:
+            # a codec or library refused our own request or the reply: the port answered TCP/ICMP as before
+            state = PortState.LISTENING if evidence.state is PortState.LISTENING else evidence.state
+            reason = Reason.PROTOCOL_ERROR if state is PortState.LISTENING else evidence.reason
+            return ProtocolOutcome(state, reason, error=f"{name}: {type(exc).__name__}: {exc}")
         except TimeoutError:
             if spec.protocol == "udp":
                 return ProtocolOutcome(
@@ -551,8 +567,3 @@ def _resolve_failed(target: str, host: str, spec: PortSpec, took: float, error: 
         timestamp=time.time(),
         error=error,
     )
-
-
-def family_name(family: int) -> str:
-    """``"ipv4"`` or ``"ipv6"`` for a socket family."""
-    return "ipv6" if family == socket.AF_INET6 else "ipv4"

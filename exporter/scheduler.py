@@ -51,9 +51,12 @@ class Scheduler:
     def apply(self, plans: Sequence[TargetPlan]) -> None:
         """Switch to a new set of targets (start, restart, stop) and drop results that no longer belong."""
         new = {p.name: p for p in plans}
+        restarted = [name for name in self._plans if name in new and new[name] != self._plans[name]]
         for name in list(self._plans):
             if name not in new or new[name] != self._plans[name]:
                 self._cancel(name)
+        if restarted:  # a changed host or port set must not keep showing the old address or state
+            self.store.forget(restarted)
         for name, plan in new.items():
             if name not in self._tasks:
                 self._plans[name] = plan
@@ -86,7 +89,14 @@ class Scheduler:
         await asyncio.sleep(random.uniform(0, min(self.first_round_spread_seconds, plan.interval_seconds)))
         while True:
             started = loop.time()
-            results = await self.engine.probe_target(plan.name, plan.host, plan.specs, plan.options)
+            try:
+                results = await self.engine.probe_target(plan.name, plan.host, plan.specs, plan.options)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - last guard: a bug in one round must not stop the target for good
+                log.exception("probe round failed; retrying next interval", target=plan.name)
+                await asyncio.sleep(plan.interval_seconds)
+                continue
             if self._tasks.get(plan.name) is not asyncio.current_task():
                 return  # replaced by a reload while probing: these results are not ours to publish
             self._publish(plan, results)

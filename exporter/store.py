@@ -154,6 +154,17 @@ class ResultStore:
                 del self._resolve_ok[name]
         return len(set(gone))
 
+    def forget(self, targets: Iterable[str]) -> None:
+        """Drop every result, histogram and resolve flag of ``targets`` (restarted with a new plan)."""
+        names = set(targets)
+        with self._lock:
+            for key in [k for k in self._latest if k[0] in names]:
+                del self._latest[key]
+            for key in [k for k in self._hist if k[0] in names]:
+                del self._hist[key]
+            for name in names:
+                self._resolve_ok.pop(name, None)
+
     def snapshot(self) -> Snapshot:
         """A copy for a scrape, ordered by key."""
         with self._lock:

@@ -99,6 +99,7 @@ EXPECTED = {
     "invalid-nameserver-not-ip.toml": ("resolver.nameservers", "'dns.example.test' is not an IP address"),
     "invalid-unknown-protocol.toml": ("targets[0].protocols", "unknown protocol 'ldapp'"),
     "invalid-listen-address.toml": ("exporter.listen_address", "write HOST:PORT"),
+    "invalid-dns-query-type.toml": ("targets[0].dns_query_type", "'BOGUS' is not a DNS record type"),
     "invalid-unknown-service.toml": (
         "targets[0].services[0]",
         "unknown service 'Kerberoz'; did you mean 'Kerberos'",
@@ -160,3 +161,25 @@ def test_services_and_profiles_expand_with_catalog_labels(tmp_path: Path) -> Non
     assert labels[("tcp", 88)] == labels[("udp", 88)] == "Kerberos"
     assert ("tcp", 53) in labels and ("udp", 53) in labels
     assert len(labels) == len(target.specs)  # de-duplicated
+
+
+def test_bad_json_in_environment_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(ISSUE_SHAPE)
+    monkeypatch.setenv("PORTQRY_TARGETS", "[{not json")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.key == "environment" and "targets" in err.value.problem
+    assert "\n" not in str(err.value)
+
+
+def test_both_binding_binds_tcp_and_udp(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[targets]]\nname = "d"\nhost = "127.0.0.1"\nports = ["both/1389"]\nprotocols = { "both/1389" = "ldap" }\n'
+    )
+    [target] = plan(load_config(path))
+    assert {(s.protocol, s.port): s.probe_name for s in target.specs} == {
+        ("tcp", 1389): "ldap",
+        ("udp", 1389): "ldap",
+    }

@@ -177,3 +177,21 @@ def test_sigterm_stops_promptly_while_probes_are_in_flight(tmp_path: Path) -> No
             took = time.monotonic() - started
     assert rc == 0
     assert took < 3.0
+
+
+def test_reload_that_changes_a_host_drops_its_old_series_at_once(tmp_path: Path) -> None:
+    with tcp_listener() as port, tcp_listener("127.0.0.2") as port2:
+        one = config(f'[[targets]]\nname = "a"\nhost = "127.0.0.1"\nports = ["tcp/{port}"]\n', interval=30)
+        cfg = write(tmp_path / "c.toml", one)
+        with run_daemon(cfg) as d:
+            d.wait_for(lambda d: d.get("/-/ready")[0] == 200)
+            write(
+                cfg,
+                config(
+                    f'[[targets]]\nname = "a"\nhost = "127.0.0.2"\nports = ["tcp/{port2}"]\n', interval=30
+                ),
+            )
+            assert d.post("/-/reload")[0] == 200
+            addresses = {x["address"] for x, _ in d.samples().get("portqry_probe_success", [])}
+            assert "127.0.0.1" not in addresses
+            d.wait_for(lambda d: d.states() == {("a", "tcp", str(port2)): "listening"})

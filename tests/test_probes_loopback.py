@@ -226,3 +226,65 @@ async def test_silent_ldap_server_gives_a_result_by_the_deadline() -> None:
     assert (r.state, r.reason) == (PortState.LISTENING, Reason.SYN_ACK)
     assert "LDAP" in r.error
     assert took < 3.5  # timeout x tries + one more timeout, with a margin
+
+
+async def test_many_ldap_entries_do_not_block_the_event_loop() -> None:
+    """A server that sends 100 large entries one segment at a time: the loop keeps ticking.
+
+    Before the fix the probe decoded everything received so far after every read (minutes of CPU here).
+    """
+    from exporter.wire.ldap import encode_search_response
+
+    entries = [("", [("namingContexts", [f"DC=x{i},DC=test".encode()] * 500)]) for i in range(100)]
+    whole = encode_search_response(1, entries)  # about 900 KB; encoded before the loop is measured
+
+    async def chatty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(200)
+        step = len(whole) // 100  # about one entry per segment
+        for i in range(0, len(whole), step):
+            writer.write(whole[i : i + step])
+            await writer.drain()
+            await asyncio.sleep(0.001)
+
+    loop = asyncio.get_running_loop()
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            lags.append(loop.time() - before - 0.01)
+
+    tick = asyncio.create_task(ticker())
+    async with serving(chatty) as port:
+        [r] = await Engine().probe_target(
+            "ldap",
+            "127.0.0.1",
+            [PortSpec("tcp", port, protocol_probe="ldap")],
+            ProbeOptions(timeout_seconds=5.0),
+        )
+    tick.cancel()
+    assert r.state is PortState.LISTENING
+    assert max(lags) < 0.5, max(lags)
+
+
+async def test_garbage_snmp_reply_is_listening_not_filtered() -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(3)
+
+    def answer() -> None:
+        _, peer = sock.recvfrom(4096)
+        sock.sendto(b"\x30\x03\x02\x01\x07", peer)  # BER, but no SNMP message
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    [r] = await Engine(udp_pacing_seconds=0).probe_target(
+        "snmp",
+        "127.0.0.1",
+        [PortSpec("udp", sock.getsockname()[1], protocol_probe="snmp")],
+        ProbeOptions(timeout_seconds=0.5),
+    )
+    thread.join(2)
+    sock.close()
+    assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_ERROR)

@@ -33,10 +33,12 @@ class EpmTcpDump:
     Attributes:
         pages: decoded pages, in order.
         fault_status: status of a Fault PDU that ended the dump (e.g. 5 = access denied), else ``None``.
+        error: why the dump stopped early after some pages (connection lost, garbage), else ``""``.
     """
 
     pages: tuple[epm.EptLookupPage, ...]
     fault_status: int | None = None
+    error: str = ""
 
 
 class EpmSession:
@@ -61,7 +63,7 @@ class EpmSession:
             sock = self.transport.get_socket()
         except AttributeError:
             return
-        if sock is not None:
+        if isinstance(sock, socket.socket):  # impacket holds 0 until connect() has made the socket
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -90,6 +92,8 @@ class EpmSession:
             dce.bind(impacket_epm.MSRPC_UUID_PORTMAP)
         except rpcrt.DCERPCException as exc:
             raise ProtocolError(f"endpoint mapper refused the bind: {exc}") from None
+        except TimeoutError:
+            raise
         except OSError as exc:
             raise ProtocolError(f"endpoint mapper connection: {exc}") from None
         except (struct.error, KeyError, IndexError, ValueError, TypeError) as exc:
@@ -117,10 +121,20 @@ class EpmSession:
                 handle = page.entry_handle
                 if page.status != 0 or page.num_ents == 0 or handle == epm.NULL_ENTRY_HANDLE:
                     break
+        except TimeoutError:
+            if pages:
+                return EpmTcpDump(tuple(pages), error="endpoint mapper stopped answering mid-dump")
+            raise
         except OSError as exc:
             if self._closed:
                 raise TimeoutError("endpoint mapper dump cancelled") from None
+            if pages:
+                return EpmTcpDump(tuple(pages), error=f"endpoint mapper connection lost mid-dump: {exc}")
             raise ProtocolError(f"endpoint mapper connection: {exc}") from None
+        except (ProtocolError, DecodeError) as exc:
+            if pages:
+                return EpmTcpDump(tuple(pages), error=f"endpoint mapper dump cut short: {exc}")
+            raise
         finally:
             self.close()
         return EpmTcpDump(tuple(pages))

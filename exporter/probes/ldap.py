@@ -17,19 +17,22 @@ from dataclasses import dataclass
 
 from exporter.engine import ProbeContext, ProtocolOutcome
 from exporter.errors import DecodeError, ProtocolError
+from exporter.probes.blocking import run_blocking
 from exporter.probes.tls import client_context, describe
 from exporter.states import PortState, Reason
 from exporter.wire.ldap import (
     RootDSE,
-    SearchResult,
     decode_search_response,
     encode_ldap_ping,
     encode_root_dse_search,
     parse_root_dse,
+    read_tlv_header,
     split_messages,
 )
 from exporter.wire.netlogon import NetlogonSamLogonResponseEx, decode_netlogon
 
+#: The most bytes read for one rootDSE search over TCP (a rootDSE is about 2 KB).
+MAX_REPLY_BYTES = 1024 * 1024
 #: NtVer asked in the LDAP ping: V5 | V5EX | V5EX_WITH_CLOSEST_SITE (MS-ADTS 6.3.1.1), as Windows clients send
 #: (without V5EX_WITH_IP, so the reply carries no DC address: we already know the address we asked).
 NT_VERSION = 0x16
@@ -68,11 +71,6 @@ def _offset(dse: RootDSE, received: float) -> float | None:
     return None if dse.current_time is None else round(dse.current_time.timestamp() - received, 3)
 
 
-def _root_dse(result: SearchResult) -> RootDSE:
-    """Raises ProtocolError (refused) or DecodeError (malformed)."""
-    return parse_root_dse(result)
-
-
 async def probe(ctx: ProbeContext) -> ProtocolOutcome:
     """Read the rootDSE over ``ctx.protocol`` (and TLS for ``ldaps``); over UDP also send the LDAP ping."""
     if ctx.protocol == "udp":
@@ -87,7 +85,7 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
         return ctx.unanswered(evidence, "LDAP")
     received = time.time()
     try:
-        dse = _root_dse(decode_search_response(evidence.data))
+        dse = parse_root_dse(decode_search_response(evidence.data))
     except ProtocolError as exc:
         return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REFUSED, error=str(exc))
     except DecodeError as exc:
@@ -114,12 +112,35 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
     return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"ldap": details}, error=ping_error)
 
 
+_SEARCH_RESULT_DONE = 0x65  # [APPLICATION 5] constructed, RFC 4511 4.5.2
+_EXTENDED_RESPONSE = 0x78  # [APPLICATION 24]: with messageID 0, a Notice of Disconnection (4.4.1)
+
+
 def _search_done(buf: bytes) -> int | None:
+    """Bytes up to and including the SearchResultDone (or a Notice of Disconnection), else ``None``.
+
+    Looks at BER headers only (the messageID and protocolOp tags of each whole LDAPMessage), so a server
+    that sends many entries costs a header scan per read, not a full decode.
+
+    Raises:
+        DecodeError: a message that is not an LDAPMessage.
+    """
     messages, _ = split_messages(buf)
-    if not messages:
-        return None
-    joined = b"".join(messages)
-    return len(joined) if decode_search_response(joined).done else None
+    end = 0
+    for message in messages:
+        end += len(message)
+        outer = read_tlv_header(message, 0)
+        msg_id = read_tlv_header(message, outer[2]) if outer else None
+        if outer is None or msg_id is None or msg_id[0] != 0x02:
+            raise DecodeError("not an LDAPMessage", end - len(message))
+        op_at = outer[2] + msg_id[2] + msg_id[3]
+        if op_at >= len(message):
+            raise DecodeError("LDAPMessage without a protocolOp", end - len(message))
+        op = message[op_at]
+        zero_id = msg_id[3] == 1 and message[outer[2] + msg_id[2]] == 0
+        if op == _SEARCH_RESULT_DONE or (op == _EXTENDED_RESPONSE and zero_id):
+            return end
+    return None
 
 
 async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
@@ -143,9 +164,12 @@ async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
                 details["tls"] = tls_details
         writer.write(encode_root_dse_search(random.randrange(1, 1 << 31)))
         await writer.drain()
-        data = await ctx.read_message(reader, _search_done)
+        data = await ctx.read_message(reader, _search_done, limit=MAX_REPLY_BYTES)
         received = time.time()
-        dse = _root_dse(decode_search_response(data))
+        # decode once, off the event loop: pyasn1 on a large hostile reply is seconds of CPU
+        dse = await run_blocking(
+            lambda: parse_root_dse(decode_search_response(data)), timeout=max(ctx.remaining(), 0.5)
+        )
     except ProtocolError as exc:
         return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REFUSED, details, error=str(exc))
     except DecodeError as exc:

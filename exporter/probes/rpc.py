@@ -28,6 +28,8 @@ from exporter.wire import clrpc, epm
 
 #: The most distinct dynamic ports probed after one dump.
 MAX_DYNAMIC_PORTS = 256
+#: The most interface labels kept per dynamic port (a hostile mapper cannot explode the series count).
+MAX_INTERFACES_PER_PORT = 32
 #: Entries asked per connectionless page: small enough for one unfragmented datagram.
 CL_MAX_ENTS = 8
 CL_MAX_PAGES = 64
@@ -79,8 +81,11 @@ class RpcDetails:
 
 
 def interface_label(entry: epm.EpmEntry) -> str:
-    """A short human name for an entry's interface: its known name, else annotation, else UUID vX.Y."""
-    return entry.interface_name or entry.annotation or f"{entry.interface_uuid} v{entry.interface_version}"
+    """The ``interface`` label: impacket's known name, else ``UUID vX.Y``.
+
+    Never the annotation: that is free text the server chooses, and labels must stay bounded.
+    """
+    return entry.interface_name or f"{entry.interface_uuid} v{entry.interface_version}"
 
 
 async def probe(ctx: ProbeContext) -> ProtocolOutcome:
@@ -126,7 +131,7 @@ async def _probe_tcp(ctx: ProbeContext) -> ProtocolOutcome:
             {"rpc": details},
             error=f"endpoint mapper fault {details.status_name}",
         )
-    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"rpc": details})
+    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"rpc": details}, error=dump.error)
 
 
 async def _probe_dynamic(ctx: ProbeContext, entries: Iterable[epm.EpmEntry]) -> tuple[DynamicPort, ...]:
@@ -136,7 +141,7 @@ async def _probe_dynamic(ctx: ProbeContext, entries: Iterable[epm.EpmEntry]) -> 
         if e.protocol_sequence == "ncacn_ip_tcp" and e.port and e.port != ctx.port:
             names = by_port.setdefault(e.port, [])
             label = interface_label(e)
-            if label not in names:
+            if label not in names and len(names) < MAX_INTERFACES_PER_PORT:
                 names.append(label)
     ports = sorted(by_port)[:MAX_DYNAMIC_PORTS]
     evidence = await asyncio.gather(*(ctx.tcp(p) for p in ports))
@@ -174,7 +179,16 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
             if seqnum == 0:
                 return ctx.unanswered(evidence, "RPC endpoint mapper")
             break
-        pdu = clrpc.decode_pdu(evidence.data)
+        try:
+            pdu = clrpc.decode_pdu(evidence.data)
+        except DecodeError as exc:
+            return ProtocolOutcome(
+                PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"endpoint mapper reply: {exc}"
+            )
+        if pdu.act_id != str(act_id):
+            return ProtocolOutcome(
+                PortState.LISTENING, Reason.PROTOCOL_ERROR, error="reply for another activity"
+            )
         if pdu.ptype in (clrpc.PTYPE_REJECT, clrpc.PTYPE_FAULT):
             details = RpcDetails(
                 "udp",

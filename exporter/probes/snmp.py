@@ -36,6 +36,10 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
                 outcome.state, outcome.reason, error=f"no reply to SNMP {version}: the community may be wrong"
             )
         return outcome
-    return ProtocolOutcome(
-        PortState.LISTENING, Reason.PROTOCOL_REPLY, {"snmp": decode_response(evidence.data)}
-    )
+    try:
+        response = decode_response(evidence.data)
+        if response.request_id != request_id:
+            raise DecodeError(f"request-id {response.request_id}, not ours")
+    except DecodeError as exc:
+        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"SNMP reply: {exc}")
+    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"snmp": response})

@@ -100,7 +100,7 @@ def _from_icmp(family: int, icmp: tuple[int, int, int], tries: int) -> Evidence:
 _ERRNO_FALLBACK: dict[int, tuple[PortState, Reason]] = {
     errno.ECONNREFUSED: (PortState.NOT_LISTENING, Reason.REFUSED),
     errno.EHOSTUNREACH: (PortState.FILTERED, Reason.ICMP_HOST_UNREACHABLE),
-    errno.ENETUNREACH: (PortState.FILTERED, Reason.ICMP_NET_UNREACHABLE),
+    errno.ENETUNREACH: (PortState.FILTERED, Reason.LOCAL_ERROR),  # without ICMP evidence: no route here
     errno.EACCES: (PortState.FILTERED, Reason.ICMP_ADMIN_PROHIBITED),
     errno.EPERM: (PortState.FILTERED, Reason.LOCAL_ERROR),  # a local netfilter rule refused the send
 }
@@ -218,9 +218,15 @@ async def udp_exchange(
     loop = asyncio.get_running_loop()
     try:
         sock = _new_socket(family, socket.SOCK_DGRAM, source_port)
-        sock.connect((address, port))
     except OSError as exc:
         return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, 0, error=f"socket: {exc.strerror}")
+    try:
+        sock.connect((address, port))
+    except OSError as exc:
+        sock.close()
+        return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, 0, error=f"socket: {exc.strerror}")
+    rejected = b""
+    rejected_count = 0
     try:
         tries = max(1, tries)
         for attempt in range(1, tries + 1):
@@ -251,6 +257,16 @@ async def udp_exchange(
                 if accept is None or accept(data):
                     return Evidence(PortState.LISTENING, Reason.REPLY, attempt, data=data)
                 skipped += 1
+                rejected_count += 1
+                rejected = data
+        if rejected_count:  # something answered, just not what the protocol expects: still LISTENING
+            return Evidence(
+                PortState.LISTENING,
+                Reason.REPLY,
+                tries,
+                data=rejected,
+                error=f"{rejected_count} reply datagram(s) not accepted as a reply to our query",
+            )
         return Evidence(PortState.LISTENING_OR_FILTERED, Reason.NO_REPLY, tries)
     finally:
         sock.close()
