@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib
+import ssl
 import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -210,6 +211,63 @@ class ProbeContext:
             ),
             max(self.remaining(), 0.001),
         )
+
+    async def tcp_exchange(
+        self,
+        request: bytes,
+        complete: Callable[[bytes], int | None],
+        *,
+        what: str,
+        limit: int = MAX_STREAM_BYTES,
+        tls: ssl.SSLContext | None = None,
+        on_open: Callable[[asyncio.StreamWriter], None] | None = None,
+    ) -> bytes | ProtocolOutcome:
+        """Open a stream to this port (TLS when ``tls`` is given), send ``request`` and read one whole reply.
+
+        The one place where a protocol probe's TCP failures become outcomes:
+
+        - the connection fails or times out: the state probe's own state and reason (it already spoke);
+        - the TLS handshake fails, or the framing says garbage or more than ``limit`` bytes: LISTENING,
+          ``protocol-error``;
+        - the peer closes or stays silent after connecting: LISTENING with the state probe's reason.
+
+        Args:
+            request: bytes to send (already framed for the protocol).
+            complete: see :meth:`read_message`.
+            what: protocol name for error messages (``"DNS"``).
+            limit: the most bytes read.
+            tls: a TLS client context, for LDAPS and friends.
+            on_open: called with the writer once connected (e.g. to record the TLS session).
+
+        Returns:
+            The reply buffer (at least one whole message), or the :class:`ProtocolOutcome` of the failure.
+        """
+        try:
+            reader, writer = await self.open_tcp(ssl=tls, server_hostname=self.server_name)
+        except ssl.SSLError as exc:
+            return ProtocolOutcome(
+                PortState.LISTENING,
+                Reason.PROTOCOL_ERROR,
+                error=f"{what}: TLS handshake: {exc.reason or exc}",
+            )
+        except (OSError, TimeoutError) as exc:
+            return ProtocolOutcome(
+                self.evidence.state, self.evidence.reason, error=f"{what}: connect: {exc or 'timeout'}"
+            )
+        try:
+            if on_open is not None:
+                on_open(writer)
+            writer.write(request)
+            await writer.drain()
+            return await self.read_message(reader, complete, limit=limit)
+        except DecodeError as exc:
+            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"{what} reply: {exc}")
+        except (OSError, TimeoutError, EOFError) as exc:
+            return ProtocolOutcome(
+                PortState.LISTENING, self.evidence.reason, error=f"{what}: {exc or type(exc).__name__}"
+            )
+        finally:
+            writer.close()
 
     async def read_message(
         self,

@@ -98,21 +98,15 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
             return ctx.unanswered(evidence, "DNS")
         data = evidence.data
     else:
-        try:
-            reader, writer = await ctx.open_tcp()
-        except (OSError, TimeoutError) as exc:
-            return ProtocolOutcome(ctx.evidence.state, ctx.evidence.reason, error=f"DNS over TCP: {exc}")
-        try:
-            writer.write(len(wire).to_bytes(2, "big") + wire)
-            await writer.drain()
-            framed = await ctx.read_message(
-                reader, lambda b: 2 + int.from_bytes(b[:2], "big") if len(b) >= 2 else None, limit=65537
-            )
-            data = framed[2 : 2 + int.from_bytes(framed[:2], "big")]
-        except (OSError, TimeoutError, EOFError, DecodeError) as exc:
-            return ProtocolOutcome(PortState.LISTENING, ctx.evidence.reason, error=f"DNS over TCP: {exc}")
-        finally:
-            writer.close()
+        reply = await ctx.tcp_exchange(
+            len(wire).to_bytes(2, "big") + wire,
+            lambda b: 2 + int.from_bytes(b[:2], "big") if len(b) >= 2 else None,
+            what="DNS over TCP",
+            limit=65537,
+        )
+        if isinstance(reply, ProtocolOutcome):
+            return reply
+        data = reply[2 : 2 + int.from_bytes(reply[:2], "big")]
     try:
         details = summarise(query, data)
     except DecodeError as exc:

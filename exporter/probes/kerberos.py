@@ -38,27 +38,10 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
             return ctx.unanswered(evidence, "Kerberos AS-REQ")
         data = evidence.data
     else:
-        try:
-            reader, writer = await ctx.open_tcp()
-        except (OSError, TimeoutError) as exc:
-            return ProtocolOutcome(
-                ctx.evidence.state, ctx.evidence.reason, error=f"Kerberos connect: {exc or 'timeout'}"
-            )
-        try:
-            writer.write(frame_tcp(request))
-            await writer.drain()
-            framed = await ctx.read_message(
-                reader, tcp_record_length
-            )  # the length includes the 4-byte prefix
-            data = framed[4 : tcp_record_length(framed)]
-        except DecodeError as exc:
-            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"Kerberos reply: {exc}")
-        except (OSError, TimeoutError, EOFError) as exc:
-            return ProtocolOutcome(
-                PortState.LISTENING, ctx.evidence.reason, error=f"Kerberos: {exc or type(exc).__name__}"
-            )
-        finally:
-            writer.close()
+        framed = await ctx.tcp_exchange(frame_tcp(request), tcp_record_length, what="Kerberos")
+        if isinstance(framed, ProtocolOutcome):
+            return framed
+        data = framed[4 : tcp_record_length(framed)]  # the record length includes the 4-byte prefix
     try:
         reply = decode_kdc_reply(data)
     except DecodeError as exc:

@@ -10,8 +10,9 @@ fails beyond five minutes.  Bindings: ``ldap`` (plain) and ``ldaps`` (TLS first;
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import random
-import ssl
 import time
 from dataclasses import dataclass
 
@@ -145,30 +146,30 @@ def _search_done(buf: bytes) -> int | None:
 
 async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
     details: dict[str, object] = {}
+    notes: list[str] = []
+
+    def record_tls(writer: asyncio.StreamWriter) -> None:
+        tls_details, error = describe(writer.get_extra_info("ssl_object"))
+        if tls_details is not None:
+            details["tls"] = tls_details
+        if error:
+            notes.append(error)
+
+    reply = await ctx.tcp_exchange(
+        encode_root_dse_search(random.randrange(1, 1 << 31)),
+        _search_done,
+        what="LDAP",
+        limit=MAX_REPLY_BYTES,
+        tls=client_context() if tls else None,
+        on_open=record_tls if tls else None,
+    )
+    if isinstance(reply, ProtocolOutcome):
+        return dataclasses.replace(reply, details=details)
+    received = time.time()
     try:
-        context: ssl.SSLContext | None = client_context() if tls else None
-        reader, writer = await ctx.open_tcp(ssl=context, server_hostname=ctx.server_name)
-    except ssl.SSLError as exc:
-        return ProtocolOutcome(
-            PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"TLS handshake: {exc.reason or exc}"
-        )
-    except (OSError, TimeoutError) as exc:
-        return ProtocolOutcome(
-            ctx.evidence.state, ctx.evidence.reason, error=f"LDAP connect: {exc or 'timeout'}"
-        )
-    error = ""
-    try:
-        if tls:
-            tls_details, error = describe(writer.get_extra_info("ssl_object"))
-            if tls_details is not None:
-                details["tls"] = tls_details
-        writer.write(encode_root_dse_search(random.randrange(1, 1 << 31)))
-        await writer.drain()
-        data = await ctx.read_message(reader, _search_done, limit=MAX_REPLY_BYTES)
-        received = time.time()
         # decode once, off the event loop: pyasn1 on a large hostile reply is seconds of CPU
         dse = await run_blocking(
-            lambda: parse_root_dse(decode_search_response(data)), timeout=max(ctx.remaining(), 0.5)
+            lambda: parse_root_dse(decode_search_response(reply)), timeout=max(ctx.remaining(), 0.5)
         )
     except ProtocolError as exc:
         return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REFUSED, details, error=str(exc))
@@ -176,11 +177,9 @@ async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
         return ProtocolOutcome(
             PortState.LISTENING, Reason.PROTOCOL_ERROR, details, error=f"LDAP reply: {exc}"
         )
-    except (OSError, TimeoutError, EOFError) as exc:
+    except TimeoutError:
         return ProtocolOutcome(
-            PortState.LISTENING, ctx.evidence.reason, details, error=f"LDAP: {exc or 'timeout'}"
+            PortState.LISTENING, Reason.PROTOCOL_ERROR, details, error="LDAP reply: decode timed out"
         )
-    finally:
-        writer.close()
     details["ldap"] = LdapDetails(dse, _offset(dse, received))
-    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, details, error=error)
+    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, details, error="; ".join(notes))
