@@ -30,7 +30,7 @@ if [ "$want_test" = 1 ]; then
     export DEBIAN_FRONTEND=noninteractive
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections || true
     apt-get update -q
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
+    apt-get install -y -q "${missing[@]}"   # with Recommends: the set the test bed was verified with
   fi
   # Installing the packages must not leave daemons running on this machine: the tests start their own.
   for svc in samba-ad-dc smbd nmbd winbind snmpd dnsmasq prometheus prometheus-alertmanager \
