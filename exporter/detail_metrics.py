@@ -76,19 +76,25 @@ def detail_families(results: Iterable[ProbeResult]) -> Iterator[Metric]:
         labels=["target", "protocol", "port"],
     )
     flags_done: set[str] = set()
+    # A target may bind `rpc` to more than one port: the first dump wins per label set, so that no scrape
+    # ever carries a duplicate series (Prometheus rejects such a scrape).
+    rpc_seen: set[tuple[str, ...]] = set()
     for r in results:
         where = [r.target, r.protocol, str(r.port)]
         d = r.details
         rpc: Any = d.get("rpc")
         if rpc is not None:
             for seq, count in sorted(getattr(rpc, "protocol_sequence_counts", {}).items()):
-                rpc_endpoints.add_metric([r.target, r.protocol, seq], float(count))
+                labels = (r.target, r.protocol, seq)
+                if labels not in rpc_seen:
+                    rpc_seen.add(labels)
+                    rpc_endpoints.add_metric(list(labels), float(count))
             for dyn in getattr(rpc, "dynamic_ports", ()):
                 for interface in dyn.interfaces:
-                    rpc_reachable.add_metric(
-                        [r.target, r.address, interface, str(dyn.port)],
-                        1.0 if dyn.state == "listening" else 0.0,
-                    )
+                    labels = ("reachable", r.target, r.address, interface, str(dyn.port))
+                    if labels not in rpc_seen:
+                        rpc_seen.add(labels)
+                        rpc_reachable.add_metric(list(labels[1:]), 1.0 if dyn.state == "listening" else 0.0)
         ldap: Any = d.get("ldap")
         dse: Any = getattr(ldap, "root_dse", None)
         if dse is not None:
