@@ -25,10 +25,7 @@ async def sweep(args: argparse.Namespace) -> dict[str, object]:
     )
     resolved = literal(args.address)
     assert resolved is not None, "ADDRESS must be an IP literal"
-    specs = [
-        PortSpec(args.proto, port, service="-", protocol_probe="")
-        for port in range(args.first, args.last + 1)
-    ]
+    specs = [PortSpec(args.proto, port, service="-", protocol_probe="") for port in range(args.first, args.last + 1)]
     options = ProbeOptions(
         timeout_seconds=args.timeout, tcp_tries=args.tries, udp_tries=args.udp_tries, protocol_probes=False
     )
@@ -48,9 +45,7 @@ def main() -> int:
     parser.add_argument("--udp-tries", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--udp-pacing", type=float, default=0.0)
-    parser.add_argument(
-        "--udp-recheck-max", type=int, default=0, help="0: one pass, as the benchmark measures"
-    )
+    parser.add_argument("--udp-recheck-max", type=int, default=0, help="0: one pass, as the benchmark measures")
     args = parser.parse_args()
     json.dump(asyncio.run(sweep(args)), sys.stdout)
     return 0

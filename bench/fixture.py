@@ -143,9 +143,7 @@ def bench_namespace(icmp_deterministic: bool = True) -> Iterator[tuple[str, Trut
     try:
         ns.start_listeners(
             tcp=sorted(port for (proto, port), s in truth.items() if proto == "tcp" and s == "listening"),
-            udp_echo=sorted(
-                port for (proto, port), s in truth.items() if proto == "udp" and s == "listening"
-            ),
+            udp_echo=sorted(port for (proto, port), s in truth.items() if proto == "udp" and s == "listening"),
             timeout=30.0,
         )
         ns.run(["iptables-restore", "--noflush", "-w", "5"], input_text=_drop_rules(truth))
@@ -157,7 +155,7 @@ def bench_namespace(icmp_deterministic: bool = True) -> Iterator[tuple[str, Trut
 
 def main() -> int:
     """Build the namespace, print a summary and the start-up time, tear it down (a manual check)."""
-    import time  # noqa: PLC0415
+    import time
 
     for deterministic in (True, False):
         start = time.monotonic()

@@ -63,15 +63,14 @@ class Run:
 
 def measure(argv: list[str]) -> tuple[float, float, float, bytes]:
     """Run ``argv``; return (wall s, CPU s, peak RSS MB, stdout) from wait4()."""
-    out = tempfile.TemporaryFile()
-    started = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out.seek(0)
-    data = out.read()
-    out.close()
+    with tempfile.TemporaryFile() as out:
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        data = out.read()
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[0]} exited {proc.returncode}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, data
@@ -167,9 +166,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1.0)
     parser.add_argument("--tries", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=256)
-    parser.add_argument(
-        "--udp-pacing", type=float, default=0.0, help="seconds between UDP datagrams to the address"
-    )
+    parser.add_argument("--udp-pacing", type=float, default=0.0, help="seconds between UDP datagrams to the address")
     parser.add_argument("--no-nmap", action="store_true")
     args = parser.parse_args()
     tcp_last = TCP_BASE + sum(TCP_COUNTS.values()) - 1
@@ -183,9 +180,7 @@ def main() -> int:
                 run = nmap_run(address, proto, first, last, truth, args)
                 if run is not None:
                     runs.append(run)
-    print(
-        f"ICMP limits in the namespace: {'kernel defaults' if args.icmp_default else 'lifted (deterministic)'}"
-    )
+    print(f"ICMP limits in the namespace: {'kernel defaults' if args.icmp_default else 'lifted (deterministic)'}")
     print("| sweep | ports | wall s | CPU s | peak RSS MB | probes/s | accuracy | settings |")
     print("|---|---|---|---|---|---|---|---|")
     for run in runs:

@@ -451,20 +451,14 @@ class Catalog:
                 if row.first is None:
                     other.setdefault((row.transport, None, None), Unprobed(row, source, "no_port"))
                 elif row.is_range and row.dynamic_rpc:
-                    dynamic.setdefault(
-                        (row.protocols, row.first, row.last), Unprobed(row, source, "dynamic_rpc")
-                    )
+                    dynamic.setdefault((row.protocols, row.first, row.last), Unprobed(row, source, "dynamic_rpc"))
                 elif row.is_range:
-                    other.setdefault(
-                        (row.transport, row.first, row.last), Unprobed(row, source, "port_range")
-                    )
+                    other.setdefault((row.transport, row.first, row.last), Unprobed(row, source, "port_range"))
                 else:
                     for protocol in row.protocols:
                         ports.setdefault(
                             (protocol, row.first),
-                            CatalogPort(
-                                protocol, row.first, row.label, source, False, row.optional, row.note
-                            ),
+                            CatalogPort(protocol, row.first, row.label, source, False, row.optional, row.note),
                         )
         result = list(ports.values())
         if dynamic:
@@ -547,9 +541,7 @@ def _transport(table: Mapping[str, Any], where: str) -> Transport:
 def _row(raw: Any, where: str) -> CatalogRow:
     if not isinstance(raw, dict):
         raise CatalogDataError(f"{where}: expected a table")
-    _only(
-        raw, {"app", "label", "transport", "port", "range", "dynamic_rpc", "optional", "prose", "note"}, where
-    )
+    _only(raw, {"app", "label", "transport", "port", "range", "dynamic_rpc", "optional", "prose", "note"}, where)
     app = _get(raw, "app", str, where)
     transport = _transport(raw, where)
     first, last = _bounds(raw, transport, where)
@@ -741,15 +733,11 @@ def parse_catalog(text: str) -> Catalog:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise CatalogDataError(f"catalog.toml: {err}") from err
-    _only(
-        data, {"schema", "source", "service", "profile", "errata", "active_directory", "summary"}, "catalog"
-    )
+    _only(data, {"schema", "source", "service", "profile", "errata", "active_directory", "summary"}, "catalog")
     if data.get("schema") != 1:
         raise CatalogDataError(f"catalog: unsupported schema {data.get('schema')!r}")
 
-    services = tuple(
-        _service(raw, f"service[{i}]") for i, raw in enumerate(_get(data, "service", list, "catalog"))
-    )
+    services = tuple(_service(raw, f"service[{i}]") for i, raw in enumerate(_get(data, "service", list, "catalog")))
     by_name: dict[str, Service] = {}
     spelling: dict[str, str] = {}
     for service in services:
@@ -797,13 +785,10 @@ def parse_catalog(text: str) -> Catalog:
     for row in summary:
         for ref in row.errata:
             if ref not in ids:
-                raise CatalogDataError(
-                    f"summary row {row.port_text}/{row.protocol_text}: unknown errata {ref!r}"
-                )
+                raise CatalogDataError(f"summary row {row.port_text}/{row.protocol_text}: unknown errata {ref!r}")
 
     profiles = tuple(
-        _profile(raw, by_name, summary, f"profile[{i}]")
-        for i, raw in enumerate(_get(data, "profile", list, "catalog"))
+        _profile(raw, by_name, summary, f"profile[{i}]") for i, raw in enumerate(_get(data, "profile", list, "catalog"))
     )
     profiles_by_name: dict[str, Profile] = {}
     for profile in profiles:
@@ -894,6 +879,4 @@ def format_profile_list(catalog: Catalog | None = None) -> str:
         The lines joined with ``\\n``, with a trailing newline.
     """
     catalog = catalog or load_catalog()
-    return "".join(
-        f"{p.name}: {_specs(e.row for e in p.entries)} -- {p.description}\n" for p in catalog.profiles
-    )
+    return "".join(f"{p.name}: {_specs(e.row for e in p.entries)} -- {p.description}\n" for p in catalog.profiles)

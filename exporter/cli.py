@@ -279,9 +279,7 @@ def _number(text: str, flag: str, low: float, high: float) -> float:
 
 def _community(text: str) -> str:
     if len(text) < 2 or not (text.startswith("!") and text.endswith("!")):
-        raise UsageError(
-            f"-cn: the community must be enclosed in exclamation marks, e.g. -cn !public! (got {text!r})"
-        )
+        raise UsageError(f"-cn: the community must be enclosed in exclamation marks, e.g. -cn !public! (got {text!r})")
     return text[1:-1]
 
 
@@ -423,9 +421,7 @@ def _validate(opts: Options, seen: set[str]) -> None:
     if opts.help or opts.version:
         return
     ports_given = [f for f, a in (("-e", "endpoint"), ("-o", "order"), ("-r", "port_range")) if a in seen]
-    local_modes = [
-        f for f, a in (("-local", "local"), ("-wport", "watch_port"), ("-wpid", "watch_pid")) if a in seen
-    ]
+    local_modes = [f for f, a in (("-local", "local"), ("-wport", "watch_port"), ("-wpid", "watch_pid")) if a in seen]
     catalog = bool(opts.services or opts.profiles)
     if len(ports_given) > 1:
         raise UsageError(f"{' and '.join(ports_given)} cannot be used together (use one of -e, -o, -r)")
@@ -481,9 +477,7 @@ class Output:
         log: the open log file, or ``None``.
     """
 
-    def __init__(
-        self, stdout: TextIO, stderr: TextIO, *, quiet: bool = False, log: TextIO | None = None
-    ) -> None:
+    def __init__(self, stdout: TextIO, stderr: TextIO, *, quiet: bool = False, log: TextIO | None = None) -> None:
         self.stdout = stdout
         self.stderr = stderr
         self.quiet = quiet
@@ -716,9 +710,7 @@ async def run_query(
     try:
         while True:
             for spec in itertools.islice(queue, window - len(pending)):
-                pending.append(
-                    (spec, asyncio.create_task(engine.probe_port(host, host, resolved, spec, options)))
-                )
+                pending.append((spec, asyncio.create_task(engine.probe_port(host, host, resolved, spec, options))))
             if not pending:
                 break
             spec, task = pending.popleft()
@@ -764,9 +756,7 @@ def catalog_specs(opts: Options) -> tuple[list[PortSpec], list[str]]:
     specs = [PortSpec(p.protocol, p.port, service=p.service) for p in expansion.ports if p.protocol in wanted]
     notes: list[str] = []
     for item in expansion.dynamic_rpc:
-        notes.append(
-            f"{item.row.spec} ({item.source}): dynamic RPC, checked through the endpoint mapper on TCP 135"
-        )
+        notes.append(f"{item.row.spec} ({item.source}): dynamic RPC, checked through the endpoint mapper on TCP 135")
     for item in expansion.not_probed:
         why = "no port" if item.reason == "no_port" else "port range, not swept"
         notes.append(f"{item.row.spec} ({item.source}): not probed ({why})")

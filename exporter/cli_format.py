@@ -261,9 +261,7 @@ def protocol_block(name: str, result: ProbeResult, *, community: str = "public")
     details = result.details.get(name) if result.details else None
     proto, port = result.protocol, result.port
     if name == "ldap":
-        return ldap_block(
-            details, proto, port, netlogon=result.details.get("netlogon") if result.details else None
-        )
+        return ldap_block(details, proto, port, netlogon=result.details.get("netlogon") if result.details else None)
     if name == "rpc":
         return rpc_block(details)
     if name == "netbios":
@@ -364,9 +362,7 @@ def netlogon_lines(ping: Any) -> list[str]:
     return [f"{label}: {_text(value)}" for label, value in rows if value not in (None, "")]
 
 
-def ldap_block(
-    details: Any, protocol: str, port: int, *, netlogon: Any = None, over_tls: bool = False
-) -> list[str]:
+def ldap_block(details: Any, protocol: str, port: int, *, netlogon: Any = None, over_tls: bool = False) -> list[str]:
     """``Sending LDAP query to UDP port 389...`` / ``LDAP query response:`` / rootDSE / end line.
 
     ``details`` is a :class:`exporter.wire.ldap.RootDSE`, or an object (or mapping) with ``root_dse``
@@ -458,9 +454,7 @@ def rpc_block(details: Any) -> list[str]:
     dynamic = _dynamic_ports(details)
     if dynamic:
         lines += ["Dynamic RPC endpoints (TCP, on the queried address):", ""]
-        lines += [
-            f"TCP port {port}: {text}" + (f" ({names})" if names else "") for port, text, names in dynamic
-        ]
+        lines += [f"TCP port {port}: {text}" + (f" ({names})" if names else "") for port, text, names in dynamic]
         lines.append("")
     return lines
 
@@ -593,11 +587,7 @@ def tls_block(details: Any, port: int) -> list[str]:
     for label, value in rows:
         if value is None:
             continue
-        text = (
-            value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S GMT")
-            if isinstance(value, datetime)
-            else _text(value)
-        )
+        text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S GMT") if isinstance(value, datetime) else _text(value)
         body.append(f"{label}: {text}")
     if body:
         lines += [
@@ -622,9 +612,7 @@ def mssql_block(details: Any, port: int) -> list[str]:
     lines = [f"Sending SQL Server query to UDP port {port}...", ""]
     if details is None:
         return lines
-    instances = (
-        details if isinstance(details, list | tuple) else _seq(field(details, "instances", default=()))
-    )
+    instances = details if isinstance(details, list | tuple) else _seq(field(details, "instances", default=()))
     lines += ["Server's response:", ""]
     for inst in instances:
         pairs = inst.items() if hasattr(inst, "items") else field(inst, "fields", default=())

@@ -25,9 +25,7 @@ from exporter.detail_metrics import detail_families
 from exporter.states import PortState
 from exporter.store import ResultStore
 
-_SCHEDULE = (
-    "Results come from the exporter's probe schedule (each target at its interval), not from the scrape."
-)
+_SCHEDULE = "Results come from the exporter's probe schedule (each target at its interval), not from the scrape."
 PORT_LABELS = ["target", "address", "protocol", "port", "service"]
 
 
@@ -131,9 +129,7 @@ class PortqryCollector(Collector):
             "Unix time of the last successful configuration load or reload.",
             value=self.status.reload_success_timestamp,
         )
-        yield GaugeMetricFamily(
-            "portqry_exporter_targets", "Targets configured.", value=float(self.status.targets)
-        )
+        yield GaugeMetricFamily("portqry_exporter_targets", "Targets configured.", value=float(self.status.targets))
         yield GaugeMetricFamily(
             "portqry_exporter_ready",
             "1 once every configured target has finished one probe round.",

@@ -52,12 +52,8 @@ class ExporterSection(_Section):
 
     listen_address: str = "127.0.0.1:9727"
     concurrency: int = Field(256, ge=1, le=65536, description="global probes in flight")
-    udp_pacing_seconds: float = Field(
-        0.25, ge=0, le=10, description="gap between UDP datagrams to one address"
-    )
-    udp_recheck_max: int = Field(
-        8, ge=0, le=1024, description="silent UDP ports re-checked per round (0 = off)"
-    )
+    udp_pacing_seconds: float = Field(0.25, ge=0, le=10, description="gap between UDP datagrams to one address")
+    udp_recheck_max: int = Field(8, ge=0, le=1024, description="silent UDP ports re-checked per round (0 = off)")
     udp_recheck_gap_seconds: float = Field(1.0, ge=0, le=10, description="wait before each UDP re-check")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -121,9 +117,7 @@ class TargetConfig(_Section):
     protocol_probes: bool | None = None
     snmp_community: str | None = None
     snmp_version: Literal["v1", "v2c"] | None = None
-    dns_query_name: str | None = Field(
-        None, description="DNS probe: name to ask (default: domain SOA, else PortQry's)"
-    )
+    dns_query_name: str | None = Field(None, description="DNS probe: name to ask (default: domain SOA, else PortQry's)")
     dns_query_type: str | None = Field(None, description="DNS probe: record type to ask")
     domain: str | None = Field(None, description="AD DNS domain for the LDAP ping and Kerberos realm")
     protocols: dict[str, str] = Field(
@@ -177,9 +171,7 @@ class TargetConfig(_Section):
 class Settings(BaseSettings):
     """The whole configuration file (see ``config.example.toml`` and the README's reference)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="PORTQRY_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="PORTQRY_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
     exporter: ExporterSection = Field(default_factory=ExporterSection)  # type: ignore[arg-type]
     resolver: ResolverSection = Field(default_factory=ResolverSection)  # type: ignore[arg-type]
@@ -312,12 +304,9 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
         if first["type"] == "extra_forbidden":
             problem = "unknown key"
         elif (
-            "input" in first
-            and first["type"] not in ("missing",)
-            and not isinstance(first["input"], dict | list)
-        ):
-            if repr(first["input"]) not in problem:
-                problem += f" (got {first['input']!r})"
+            "input" in first and first["type"] not in ("missing",) and not isinstance(first["input"], dict | list)
+        ) and repr(first["input"]) not in problem:
+            problem += f" (got {first['input']!r})"
         if len(errors) > 1:
             problem += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
         raise ConfigError(name, key, problem) from None
@@ -364,9 +353,7 @@ def plan(settings: Settings) -> list[TargetPlan]:
             for proto, port, label in _expand_catalog(index, target):
                 specs.setdefault((proto, port), PortSpec(proto, port, label, bindings.get((proto, port))))  # type: ignore[arg-type]
         if len(specs) > MAX_PORTS_PER_TARGET:
-            raise ConfigError(
-                "", f"targets[{index}].ports", f"{len(specs)} ports is more than {MAX_PORTS_PER_TARGET}"
-            )
+            raise ConfigError("", f"targets[{index}].ports", f"{len(specs)} ports is more than {MAX_PORTS_PER_TARGET}")
         params: dict[str, Any] = {
             "snmp_community": target.snmp_community or d.snmp_community,
             "snmp_version": target.snmp_version or d.snmp_version,

@@ -61,10 +61,7 @@ class Daemon:
         self.file_listen_address = listen_in_file or settings.exporter.listen_address
         self.status = ExporterStatus()
         longest = max(
-            [
-                t.options.timeout_seconds * max(t.options.tcp_tries, t.options.udp_tries) * 2
-                for t in plan(settings)
-            ]
+            [t.options.timeout_seconds * max(t.options.tcp_tries, t.options.udp_tries) * 2 for t in plan(settings)]
             or [settings.defaults.timeout_seconds * settings.defaults.tcp_tries * 2]
         )
         self.store = ResultStore(duration_buckets(longest))
@@ -123,9 +120,7 @@ class Daemon:
                 listen_address=settings.exporter.listen_address,
             )
         if settings.exporter.concurrency != self.engine.concurrency:
-            log.warning(
-                "concurrency changes take effect at restart", concurrency=settings.exporter.concurrency
-            )
+            log.warning("concurrency changes take effect at restart", concurrency=settings.exporter.concurrency)
         self.file_listen_address = settings.exporter.listen_address
         self.apply(settings)
         log.info("config reloaded", path=self.config_path, targets=self.status.targets)
@@ -175,13 +170,9 @@ class Daemon:
         host, port = parse_listen_address(self.settings.exporter.listen_address)
         server_cls = _server_class(host)
         try:
-            server: Any = make_server(
-                host, port, self.wsgi, server_class=server_cls, handler_class=_QuietHandler
-            )
+            server: Any = make_server(host, port, self.wsgi, server_class=server_cls, handler_class=_QuietHandler)
         except OSError as exc:
-            log.error(
-                "cannot listen", listen_address=self.settings.exporter.listen_address, error=exc.strerror
-            )
+            log.error("cannot listen", listen_address=self.settings.exporter.listen_address, error=exc.strerror)
             return 4
         thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
         thread.start()
@@ -245,9 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dest="config",
         help="TOML file (default: ./config.example.toml, then /etc/portqry-exporter/config.toml)",
     )
-    parser.add_argument(
-        "--config.check", dest="check", action="store_true", help="validate the config and exit"
-    )
+    parser.add_argument("--config.check", dest="check", action="store_true", help="validate the config and exit")
     parser.add_argument("--web.listen-address", dest="listen", help="override [exporter] listen_address")
     parser.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log.format", dest="log_format", choices=["auto", "json", "console"])

@@ -21,7 +21,8 @@ def detail_families(results: Iterable[ProbeResult]) -> Iterator[Metric]:
     """Yield the protocol-detail families built from the latest results."""
     rpc_endpoints = GaugeMetricFamily(
         "portqry_rpc_endpoints",
-        f"Endpoints registered in the RPC endpoint mapper, by protocol sequence; via = the dump's transport. {_SCHEDULE}",
+        "Endpoints registered in the RPC endpoint mapper, by protocol sequence; via = the dump's transport. "
+        f"{_SCHEDULE}",
         labels=["target", "via", "protocol_sequence"],
     )
     rpc_reachable = GaugeMetricFamily(
@@ -85,7 +86,7 @@ def detail_families(results: Iterable[ProbeResult]) -> Iterator[Metric]:
         rpc: Any = d.get("rpc")
         if rpc is not None:
             for seq, count in sorted(getattr(rpc, "protocol_sequence_counts", {}).items()):
-                labels = (r.target, r.protocol, seq)
+                labels: tuple[str, ...] = (r.target, r.protocol, seq)
                 if labels not in rpc_seen:
                     rpc_seen.add(labels)
                     rpc_endpoints.add_metric(list(labels), float(count))
@@ -131,9 +132,7 @@ def detail_families(results: Iterable[ProbeResult]) -> Iterator[Metric]:
         tls: Any = d.get("tls")
         cert: Any = getattr(tls, "certificate", None)
         if cert is not None:
-            not_after.add_metric(
-                [r.target, str(r.port), cert.subject, cert.issuer], cert.not_after.timestamp()
-            )
+            not_after.add_metric([r.target, str(r.port), cert.subject, cert.issuer], cert.not_after.timestamp())
         kerberos: Any = d.get("kerberos")
         if kerberos is not None and getattr(kerberos, "error_code", None) is not None:
             krb.add_metric(where, float(kerberos.error_code))

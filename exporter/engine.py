@@ -188,9 +188,7 @@ class ProbeContext:
         ``protocol-no-reply``: PortQry's rule once a protocol-aware query went unanswered.
         """
         if evidence.state is PortState.LISTENING_OR_FILTERED:
-            return ProtocolOutcome(
-                PortState.FILTERED, Reason.PROTOCOL_NO_REPLY, error=f"no reply to the {what} query"
-            )
+            return ProtocolOutcome(PortState.FILTERED, Reason.PROTOCOL_NO_REPLY, error=f"no reply to the {what} query")
         return ProtocolOutcome(evidence.state, evidence.reason, error=evidence.error)
 
     async def open_tcp(
@@ -297,9 +295,7 @@ class ProbeContext:
                 return buf
             if len(buf) >= limit:
                 raise DecodeError(f"reply larger than {limit} bytes", len(buf))
-            chunk = await asyncio.wait_for(
-                reader.read(min(65536, limit - len(buf))), max(self.remaining(), 0.001)
-            )
+            chunk = await asyncio.wait_for(reader.read(min(65536, limit - len(buf))), max(self.remaining(), 0.001))
             if not chunk:
                 raise EOFError(f"connection closed after {len(buf)} bytes")
             buf += chunk
@@ -427,14 +423,13 @@ class Engine:
         await self._recheck_silent_udp(found, options, done)
         return done
 
-    async def _recheck_silent_udp(
-        self, resolved: Resolved, options: ProbeOptions, results: list[ProbeResult]
-    ) -> None:
+    async def _recheck_silent_udp(self, resolved: Resolved, options: ProbeOptions, results: list[ProbeResult]) -> None:
         """Ask silent UDP ports once more, slowly, when the host proved it sends ICMP port unreachables.
 
         Targets rate-limit ICMP errors (Linux: a burst of 6, then one per second per peer), so in a round
         with many closed UDP ports some are read as silence.  If the address sent us an ICMP port unreachable
-        in this round or within :data:`ICMP_MEMORY_SECONDS` before (its bucket may be empty now), up to ``udp_recheck_max`` ports that stayed silent (``no-reply``,
+        in this round or within :data:`ICMP_MEMORY_SECONDS` before (its bucket may be empty now), up to
+        ``udp_recheck_max`` ports that stayed silent (``no-reply``,
         ``protocol-no-reply``) get one more unformatted datagram, each after ``udp_recheck_gap_seconds``;
         an ICMP error or a reply replaces the result, silence keeps it (``tries`` counts every datagram).
         Updates ``results`` in place.
@@ -507,9 +502,7 @@ class Engine:
                 initial: PortState | None = None
                 if probe_name and _follow_up(spec.protocol, evidence.state):
                     initial = evidence.state
-                    outcome = await self._protocol(
-                        target, host, resolved, spec, options, evidence, probe_name
-                    )
+                    outcome = await self._protocol(target, host, resolved, spec, options, evidence, probe_name)
                     if outcome is not None:
                         state, reason, details = outcome.state, outcome.reason, outcome.details
                         error = outcome.error or error
@@ -572,9 +565,7 @@ class Engine:
             return None
         loop = asyncio.get_running_loop()
         budget = (
-            options.timeout_seconds
-            * max(options.tcp_tries, options.udp_tries, 1)
-            * (2 if options.slow_link else 1)
+            options.timeout_seconds * max(options.tcp_tries, options.udp_tries, 1) * (2 if options.slow_link else 1)
         )
         ctx = ProbeContext(
             engine=self,
@@ -598,9 +589,7 @@ class Engine:
             return ProtocolOutcome(state, reason, error=f"{name}: {type(exc).__name__}: {exc}")
         except TimeoutError:
             if spec.protocol == "udp":
-                return ProtocolOutcome(
-                    PortState.FILTERED, Reason.PROTOCOL_NO_REPLY, error=f"{name}: deadline"
-                )
+                return ProtocolOutcome(PortState.FILTERED, Reason.PROTOCOL_NO_REPLY, error=f"{name}: deadline")
             return ProtocolOutcome(evidence.state, evidence.reason, error=f"{name}: no reply before deadline")
 
 

@@ -165,10 +165,7 @@ def process_name(pid: int) -> str:
 
 def _table(rows: Iterable[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
     rows = list(rows)
-    widths = [
-        max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i])
-        for i in range(len(header))
-    ]
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i]) for i in range(len(header))]
     lines = []
     for row in [header, *rows]:
         cells = [row[i].ljust(widths[i]) for i in range(len(row) - 1)] + [row[-1]]
@@ -300,9 +297,7 @@ def diff(before: Iterable[LocalSocket], after: Iterable[LocalSocket]) -> list[Ch
     new = {s.key: s for s in after}
     changes = [Change("closed", s) for k, s in old.items() if k not in new]
     changes += [Change("new", s) for k, s in new.items() if k not in old]
-    changes += [
-        Change("changed", s, old[k].state) for k, s in new.items() if k in old and old[k].state != s.state
-    ]
+    changes += [Change("changed", s, old[k].state) for k, s in new.items() if k in old and old[k].state != s.state]
     changes.sort(key=lambda c: (c.socket.local_port, c.socket.protocol, c.socket.key, c.kind))
     return changes
 
@@ -389,9 +384,7 @@ def watch(
 
     def select_sockets() -> list[LocalSocket]:
         return [
-            s
-            for s in snapshot()
-            if (port is not None and s.local_port == port) or (pid is not None and s.pid == pid)
+            s for s in snapshot() if (port is not None and s.local_port == port) or (pid is not None and s.pid == pid)
         ]
 
     def section(sockets: list[LocalSocket], changes: list[Change] | None) -> list[str]:

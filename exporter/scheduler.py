@@ -29,9 +29,7 @@ class Scheduler:
             so that many targets do not fire at once), capped by each target's interval.
     """
 
-    def __init__(
-        self, engine: Engine, store: ResultStore, *, first_round_spread_seconds: float = 1.0
-    ) -> None:
+    def __init__(self, engine: Engine, store: ResultStore, *, first_round_spread_seconds: float = 1.0) -> None:
         self.engine = engine
         self.store = store
         self.first_round_spread_seconds = first_round_spread_seconds
@@ -93,7 +91,7 @@ class Scheduler:
                 results = await self.engine.probe_target(plan.name, plan.host, plan.specs, plan.options)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - last guard: a bug in one round must not stop the target for good
+            except Exception:
                 log.exception("probe round failed; retrying next interval", target=plan.name)
                 await asyncio.sleep(plan.interval_seconds)
                 continue

@@ -61,9 +61,7 @@ class Reason(StrEnum):
     """Why a probe reached its state: a closed set, exported as the ``reason`` label."""
 
     SYN_ACK = "syn-ack"  # TCP handshake completed
-    REFUSED = (
-        "refused"  # TCP RST (connect() cannot tell it from an ICMP port unreachable without the error queue)
-    )
+    REFUSED = "refused"  # TCP RST (connect() cannot tell it from an ICMP port unreachable without the error queue)
     TIMEOUT = "timeout"  # TCP: no answer to any try
     NO_REPLY = "no-reply"  # UDP: no datagram and no ICMP to the unformatted datagram
     REPLY = "reply"  # UDP: a datagram came back

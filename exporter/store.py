@@ -113,9 +113,7 @@ class ResultStore:
         self._total: dict[PortState, int] = dict.fromkeys(PortState, 0)
         self._resolve_ok: dict[str, bool] = {}
 
-    def record(
-        self, target: str, results: Iterable[ProbeResult]
-    ) -> list[tuple[ProbeResult | None, ProbeResult]]:
+    def record(self, target: str, results: Iterable[ProbeResult]) -> list[tuple[ProbeResult | None, ProbeResult]]:
         """Store one round of a target's results.
 
         Returns:
@@ -170,9 +168,7 @@ class ResultStore:
         with self._lock:
             return Snapshot(
                 results=tuple(self._latest[k] for k in sorted(self._latest)),
-                histograms={
-                    k: Histogram(h.bounds, list(h.counts), h.total, h.count) for k, h in self._hist.items()
-                },
+                histograms={k: Histogram(h.bounds, list(h.counts), h.total, h.count) for k, h in self._hist.items()},
                 probes_total=dict(self._total),
                 resolve_ok=dict(self._resolve_ok),
             )

@@ -190,9 +190,7 @@ def require_binary(name: str) -> str:
     """Path of ``name``; raises AssertionError naming the Debian package when it is missing."""
     path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
     if path is None:
-        raise AssertionError(
-            f"{name} not installed (Debian packages `prometheus`, `prometheus-alertmanager`)"
-        )
+        raise AssertionError(f"{name} not installed (Debian packages `prometheus`, `prometheus-alertmanager`)")
     return path
 
 
@@ -244,9 +242,7 @@ class WebhookReceiver:
             f"{ {k: v for k, v in a.get('labels', {}).items() if k != 'alertname'} }"
             for a in self.alerts()[-last:]
         ]
-        return f"webhook got {len(self.notifications())} notification(s); last alerts:\n  " + "\n  ".join(
-            rows
-        )
+        return f"webhook got {len(self.notifications())} notification(s); last alerts:\n  " + "\n  ".join(rows)
 
 
 @contextlib.contextmanager
@@ -362,9 +358,7 @@ def prometheus_config(
     """
     config: dict[str, Any] = yaml.safe_load(shipped.read_text(encoding="utf-8"))
     jobs = config.get("scrape_configs") or []
-    assert [job.get("job_name") for job in jobs] == [job_name], (
-        f"{shipped}: expected one job {job_name!r}: {jobs}"
-    )
+    assert [job.get("job_name") for job in jobs] == [job_name], f"{shipped}: expected one job {job_name!r}: {jobs}"
     assert config.get("alerting", {}).get("alertmanagers"), f"{shipped}: no alerting.alertmanagers"
     config.setdefault("global", {}).update(
         scrape_interval=interval, scrape_timeout=interval, evaluation_interval=interval
@@ -372,9 +366,7 @@ def prometheus_config(
     config["rule_files"] = [str(rules)]
     config["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager]}]}]
     job = jobs[0]
-    job.update(
-        scrape_interval=interval, scrape_timeout=interval, static_configs=[{"targets": [scrape_target]}]
-    )
+    job.update(scrape_interval=interval, scrape_timeout=interval, static_configs=[{"targets": [scrape_target]}])
     return config
 
 

@@ -151,9 +151,7 @@ def nbstat_table(data: bytes) -> tuple[list[tuple[str, int, int]], str]:
     names = []
     for i in range(rdata[0]):
         entry = rdata[1 + 18 * i : 19 + 18 * i]
-        names.append(
-            (entry[:15].decode("latin-1").rstrip(" "), entry[15], struct.unpack(">H", entry[16:])[0])
-        )
+        names.append((entry[:15].decode("latin-1").rstrip(" "), entry[15], struct.unpack(">H", entry[16:])[0]))
     unit = rdata[1 + 18 * rdata[0] : 7 + 18 * rdata[0]]
     return names, ":".join(f"{b:02x}" for b in unit)
 
@@ -362,9 +360,7 @@ def capture(dc: testbed.SambaDC, out: Path) -> dict[str, Any]:
     log("CLDAP rootDSE (udp/389)")
     files["cldap_rootdse.bin"] = cldap(addr, encode_root_dse_search(CLDAP_ROOTDSE_MSG_ID))
     log("CLDAP LDAP ping (udp/389)")
-    files["cldap_netlogon_ping.bin"] = cldap(
-        addr, encode_ldap_ping(CLDAP_PING_MSG_ID, dc.dns_domain, PING_NT_VERSION)
-    )
+    files["cldap_netlogon_ping.bin"] = cldap(addr, encode_ldap_ping(CLDAP_PING_MSG_ID, dc.dns_domain, PING_NT_VERSION))
     files["cldap_netlogon_ping_with_ip.bin"] = cldap(
         addr, encode_ldap_ping(CLDAP_PING_WITH_IP_MSG_ID, dc.dns_domain, PING_NT_VERSION_WITH_IP)
     )
@@ -500,12 +496,10 @@ def readme(facts: dict[str, Any]) -> str:
         ),
         "epm_lookup_page1_stub.bin": (
             "The NDR stub of page 1: the fragments' stubs joined.",
-            f"{epm['entries']} entries ({seqs}); ncacn_ip_tcp ports {ports}; a non-null context handle; "
-            "status 0.",
+            f"{epm['entries']} entries ({seqs}); ncacn_ip_tcp ports {ports}; a non-null context handle; status 0.",
         ),
         "epm_lookup_page2_not_registered_pdus.bin": (
-            "TCP 135, same connection: the response PDU to the second `ept_lookup`, sent with page 1's "
-            "handle.",
+            "TCP 135, same connection: the response PDU to the second `ept_lookup`, sent with page 1's handle.",
             "One response PDU (first and last fragment).",
         ),
         "epm_lookup_page2_not_registered_stub.bin": (
@@ -514,8 +508,7 @@ def readme(facts: dict[str, Any]) -> str:
         ),
     }
     table = "\n".join(
-        f"| `{name}` | {files[name]['bytes']} | {what} | {decodes} |"
-        for name, (what, decodes) in rows.items()
+        f"| `{name}` | {files[name]['bytes']} | {what} | {decodes} |" for name, (what, decodes) in rows.items()
     )
     sums = "\n".join(f"{files[name]['sha256']}  {name}" for name in rows)
     return f"""# Real replies from the Samba AD DC test bed

@@ -74,9 +74,7 @@ class RunningDaemon:
             if last:
                 return last
             time.sleep(interval)
-        raise AssertionError(
-            f"condition not met in {timeout}s; last={last!r}; log tail={self.log_lines[-5:]}"
-        )
+        raise AssertionError(f"condition not met in {timeout}s; last={last!r}; log tail={self.log_lines[-5:]}")
 
 
 @contextmanager

@@ -54,9 +54,7 @@ def daemon(
         yield d
 
 
-def test_states_of_the_dc_ports(
-    daemon: RunningDaemon, dc: testbed.SambaDC, dc_firewall: testbed.Firewall
-) -> None:
+def test_states_of_the_dc_ports(daemon: RunningDaemon, dc: testbed.SambaDC, dc_firewall: testbed.Firewall) -> None:
     p = dc_firewall.ports
     states = daemon.states()
     expected = {
@@ -77,9 +75,7 @@ def test_states_of_the_dc_ports(
     assert {k: states.get(("dc1", k[0], str(k[1]))) for k in expected} == expected
     samples = daemon.samples()
     reasons = {
-        (x["protocol"], int(x["port"])): x["reason"]
-        for x, _ in samples["portqry_probe_reason"]
-        if x["target"] == "dc1"
+        (x["protocol"], int(x["port"])): x["reason"] for x, _ in samples["portqry_probe_reason"] if x["target"] == "dc1"
     }
     assert reasons[("tcp", p.tcp_drop)] == "timeout"
     assert reasons[("tcp", p.tcp_reset)] == "refused"
@@ -89,9 +85,7 @@ def test_states_of_the_dc_ports(
     assert reasons[("udp", p.udp_admin_prohibited)] == "icmp-admin-prohibited"
     assert reasons[("udp", p.udp_drop)] == "no-reply"
     assert reasons[("tcp", 389)] == "protocol-reply"  # the rootDSE was read
-    tries = {
-        (x["protocol"], int(x["port"])): v for x, v in samples["portqry_probe_tries"] if x["target"] == "dc1"
-    }
+    tries = {(x["protocol"], int(x["port"])): v for x, v in samples["portqry_probe_tries"] if x["target"] == "dc1"}
     assert tries[("tcp", p.tcp_drop)] == 3
     addresses = {x["address"] for x, _ in samples["portqry_probe_success"] if x["target"] == "dc1"}
     assert addresses == {dc.address}
@@ -99,9 +93,7 @@ def test_states_of_the_dc_ports(
 
 def test_protocol_details_reach_metrics(daemon: RunningDaemon, dc: testbed.SambaDC) -> None:
     samples = daemon.samples()
-    endpoints = sum(
-        v for x, v in samples["portqry_rpc_endpoints"] if x["target"] == "dc1" and x["via"] == "tcp"
-    )
+    endpoints = sum(v for x, v in samples["portqry_rpc_endpoints"] if x["target"] == "dc1" and x["via"] == "tcp")
     assert endpoints == rpcclient_epm_count(dc)  # an independent count: Samba's own rpcclient epmlookup
     reachable = [v for x, v in samples["portqry_rpc_endpoint_reachable"] if x["target"] == "dc1"]
     assert reachable and all(v == 1 for v in reachable)
@@ -186,19 +178,14 @@ def test_reload_with_broken_file_keeps_dc_probing(
     with run_daemon(cfg) as d:
         d.wait_for(lambda d: d.get("/-/ready")[0] == 200, timeout=60)
         cfg.write_text(
-            dc_config(dc, dc_firewall).replace(
-                '[[targets]]\nname = "ghost"', '[[targets]]\nname = "ghost"\nbogus = 1'
-            )
+            dc_config(dc, dc_firewall).replace('[[targets]]\nname = "ghost"', '[[targets]]\nname = "ghost"\nbogus = 1')
         )
         status, body = d.post("/-/reload")
         assert status == 500 and "unknown key" in body
-        before = max(
-            v for x, v in d.samples()["portqry_probe_last_timestamp_seconds"] if x["target"] == "dc1"
-        )
+        before = max(v for x, v in d.samples()["portqry_probe_last_timestamp_seconds"] if x["target"] == "dc1")
         d.wait_for(
             lambda d: (
-                max(v for x, v in d.samples()["portqry_probe_last_timestamp_seconds"] if x["target"] == "dc1")
-                > before
+                max(v for x, v in d.samples()["portqry_probe_last_timestamp_seconds"] if x["target"] == "dc1") > before
             ),
             timeout=30,
         )

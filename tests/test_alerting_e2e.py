@@ -174,9 +174,7 @@ def test_prometheus_scrapes_only_the_exporter_as_job_portqry(stack: Stack) -> No
         "PortqryRpcEndpointMapperDown",
         "PortqryRpcDynamicEndpointUnreachable",
     } <= set(loaded)
-    assert all(rule["health"] == "ok" for rule in loaded.values()), {
-        n: r.get("lastError") for n, r in loaded.items()
-    }
+    assert all(rule["health"] == "ok" for rule in loaded.values()), {n: r.get("lastError") for n, r in loaded.items()}
     managers = stack.prometheus.api("alertmanagers")["data"]["activeAlertmanagers"]
     assert [m["url"] for m in managers] == [f"{stack.alertmanager.url}/api/v2/alerts"]
     stack.wait(
@@ -259,9 +257,7 @@ def _assert_panels_show_blocked_port(stack: Stack, proto: str, port: str, reason
     """The overview panels show the blocked port: filtered (2) in the state matrix, listed with its reason."""
     endpoint = f"{proto}/{port}"
     matrix = stack.prometheus.query(_panel(STATE_MATRIX_PANEL))
-    values = {
-        r["metric"].get("endpoint"): r["value"][1] for r in matrix if r["metric"].get("target") == TARGET
-    }
+    values = {r["metric"].get("endpoint"): r["value"][1] for r in matrix if r["metric"].get("target") == TARGET}
     assert values.get(endpoint) == "2", (endpoint, values)  # 0 listening ... 2 filtered, 3 not listening
     assert {v for k, v in values.items() if k != endpoint} <= {"0", "1", "3"}, values
     rows = stack.prometheus.query(_panel(NOT_LISTENING_PANEL))
@@ -281,9 +277,7 @@ def _page_and_resolve(stack: Stack, alertname: str, proto: str, port: int, reaso
         )
         timings["exporter"] = time.monotonic() - start
         [firing] = stack.wait(
-            lambda: stack.receiver.find(
-                alertname, "firing", seen, target=TARGET, protocol=proto, port=str(port)
-            )[:1],
+            lambda: stack.receiver.find(alertname, "firing", seen, target=TARGET, protocol=proto, port=str(port))[:1],
             f"webhook gets {alertname} firing for {proto}/{port}",
         )
         timings["firing"] = time.monotonic() - start
@@ -296,9 +290,7 @@ def _page_and_resolve(stack: Stack, alertname: str, proto: str, port: int, reaso
         f"exporter sees {proto}/{port} listening",
     )
     [resolved] = stack.wait(
-        lambda: stack.receiver.find(
-            alertname, "resolved", seen, target=TARGET, protocol=proto, port=str(port)
-        )[:1],
+        lambda: stack.receiver.find(alertname, "resolved", seen, target=TARGET, protocol=proto, port=str(port))[:1],
         f"webhook gets {alertname} resolved for {proto}/{port}",
     )
     timings["resolved"] = time.monotonic() - unblocked

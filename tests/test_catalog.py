@@ -57,9 +57,7 @@ def _cells(line: str) -> list[str]:
 
 
 def _is_data_row(line: str) -> bool:
-    return (
-        line.startswith("|") and not line.startswith(("|---", "||")) and "Protocol" not in line.split("|")[2]
-    )
+    return line.startswith("|") and not line.startswith(("|---", "||")) and "Protocol" not in line.split("|")[2]
 
 
 def _sections(seed: list[str]) -> dict[str, list[str]]:

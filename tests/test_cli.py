@@ -463,12 +463,8 @@ def test_y_without_l_is_ignored_as_in_portqry() -> None:
 
 def test_slow_link_doubles_the_udp_wait() -> None:
     with udp_peer(echo=False) as silent:
-        normal = run(
-            "-n", "127.0.0.1", "-nr", "-p", "udp", "-e", str(silent.port), "--timeout", "0.4", "--json"
-        )
-        slow = run(
-            "-n", "127.0.0.1", "-nr", "-p", "udp", "-e", str(silent.port), "--timeout", "0.4", "--json", "-sl"
-        )
+        normal = run("-n", "127.0.0.1", "-nr", "-p", "udp", "-e", str(silent.port), "--timeout", "0.4", "--json")
+        slow = run("-n", "127.0.0.1", "-nr", "-p", "udp", "-e", str(silent.port), "--timeout", "0.4", "--json", "-sl")
     t_normal = json.loads(normal.out)["duration_seconds"]
     t_slow = json.loads(slow.out)["duration_seconds"]
     assert 0.35 <= t_normal < 0.75
@@ -492,9 +488,7 @@ def test_domain_is_passed_to_the_probes() -> None:
 
 
 def test_probe_options_are_portqrys() -> None:
-    options = cli.settings_from(
-        cli.parse_args(["-n", "x", "--timeout", "1.5", "-sp", "3000", "-sl"])
-    ).probe_options()
+    options = cli.settings_from(cli.parse_args(["-n", "x", "--timeout", "1.5", "-sp", "3000", "-sl"])).probe_options()
     assert (options.tcp_tries, options.udp_tries, options.udp_unformatted_first) == (3, 1, True)
     assert (options.timeout_seconds, options.source_port, options.slow_link) == (1.5, 3000, True)
 
@@ -575,9 +569,7 @@ def test_json_lines_have_the_issue_keys() -> None:
 
 def test_name_resolves_through_our_dns_server() -> None:
     with dns_server() as (address, port, queries), tcp_listener() as peer:
-        r = run(
-            "-n", "host.portqry.test", "--dns-server", address, "--dns-port", str(port), "-e", str(peer.port)
-        )
+        r = run("-n", "host.portqry.test", "--dns-server", address, "--dns-port", str(port), "-e", str(peer.port))
     assert r.code == 0, r.err
     assert r.lines[:9] == [
         "Querying target system called:",
@@ -705,9 +697,7 @@ def test_interactive_mode_from_stdin(dns_args: list[str]) -> None:
         )
         r = run("-i", *dns_args, stdin=script + "\n")
     assert r.code == 0
-    assert r.out.startswith(
-        "Portqry Interactive Mode\n\nType 'help' for a list of commands\n\nDefault Node: 127.0.0.1"
-    )
+    assert r.out.startswith("Portqry Interactive Mode\n\nType 'help' for a list of commands\n\nDefault Node: 127.0.0.1")
     assert re.search(rf"^TCP port {peer.port} \(.+\): LISTENING$", r.out, re.MULTILINE)
     assert re.search(rf"^UDP port {echo.port} \(.+\): LISTENING$", r.out, re.MULTILINE)
     assert "   protocol= UDP" in r.out and "   community= s3cret" in r.out
@@ -939,9 +929,7 @@ def _epm(uuid_text: str, annotation: str, binding: str, port: int | None) -> Epm
 
 
 EPM_ENTRIES = (
-    _epm(
-        "ecec0d70-a603-11d0-96b1-00a0c91ece30", "NTDS Backup Interface", r"ncacn_np:\\DC1[\PIPE\lsass]", None
-    ),
+    _epm("ecec0d70-a603-11d0-96b1-00a0c91ece30", "NTDS Backup Interface", r"ncacn_np:\\DC1[\PIPE\lsass]", None),
     _epm(
         "e3514235-4b06-11d1-ab04-00c04fc2dcd2",
         "MS NT Directory DRS Interface",
@@ -1140,9 +1128,7 @@ def _golden_cases() -> dict[str, list[str]]:
                 PortState.LISTENING,
                 Reason.PROTOCOL_REPLY,
                 service="epmap",
-                details={
-                    "rpc": RpcDump(EPM_ENTRIES, {49153: PortState.LISTENING, 49152: PortState.FILTERED})
-                },
+                details={"rpc": RpcDump(EPM_ENTRIES, {49153: PortState.LISTENING, 49152: PortState.FILTERED})},
             ),
             "rpc",
         ),
@@ -1188,9 +1174,7 @@ def _golden_cases() -> dict[str, list[str]]:
             "netbios",
         ),
         ("snmp", "udp_sysdescr"): (
-            _result(
-                udp, 161, PortState.LISTENING, Reason.PROTOCOL_REPLY, service="snmp", details={"snmp": snmp}
-            ),
+            _result(udp, 161, PortState.LISTENING, Reason.PROTOCOL_REPLY, service="snmp", details={"snmp": snmp}),
             "snmp",
         ),
         ("snmp", "udp_wrong_community"): (
@@ -1220,9 +1204,7 @@ def _golden_cases() -> dict[str, list[str]]:
             "kerberos",
         ),
         ("tls", "tcp_certificate"): (
-            _result(
-                tcp, 636, PortState.LISTENING, Reason.PROTOCOL_REPLY, service="ldaps", details={"tls": tls}
-            ),
+            _result(tcp, 636, PortState.LISTENING, Reason.PROTOCOL_REPLY, service="ldaps", details={"tls": tls}),
             "tls",
         ),
         ("tls", "tcp_ldaps"): (
@@ -1343,9 +1325,7 @@ def test_testbed_dc_ldap_tcp_quiet_exits_0(dc: testbed.SambaDC) -> None:
     assert r.out == ""
 
 
-def test_testbed_closed_tcp_exits_1_and_dropped_udp_exits_2(
-    dc: testbed.SambaDC, dc_firewall: testbed.Firewall
-) -> None:
+def test_testbed_closed_tcp_exits_1_and_dropped_udp_exits_2(dc: testbed.SambaDC, dc_firewall: testbed.Firewall) -> None:
     closed = run("-n", dc.fqdn, "--dns-server", dc.address, "-e", str(dc_firewall.ports.tcp_closed), "-q")
     dropped = run(
         "-n",

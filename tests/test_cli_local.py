@@ -58,9 +58,7 @@ def test_local_lists_our_tcp_and_udp_sockets_with_pid() -> None:
     assert lines[0] == "TCP/UDP Port Usage"
     assert lines[2].endswith("active ports found")
     assert "Port Statistics" in lines and "TCP/UDP Port to Process Mappings" in lines
-    assert any(
-        line.split()[:5] == ["TCP", str(tport), "127.0.0.1", "LISTENING", "0.0.0.0:0"] for line in lines
-    )
+    assert any(line.split()[:5] == ["TCP", str(tport), "127.0.0.1", "LISTENING", "0.0.0.0:0"] for line in lines)
     assert any(line.split()[:4] == ["UDP", str(uport), "127.0.0.1", ":"] for line in lines)
     owned = [line for line in lines if line.startswith(me() + " ")]
     assert any(f"TCP {tport} " in line for line in owned) and any(f"UDP {uport} " in line for line in owned)
@@ -106,9 +104,7 @@ def test_watch_port_reports_a_listener_closing_and_opening() -> None:
     assert r.code == 0, r.err
     lines = r.out.splitlines()
     assert lines[:4] == [f"Watching port: {port}", "", "Checking for changes every 1 seconds", ""]
-    closed = [
-        i for i, line in enumerate(lines) if line.startswith(f" closed: TCP {port} 127.0.0.1 LISTENING")
-    ]
+    closed = [i for i, line in enumerate(lines) if line.startswith(f" closed: TCP {port} 127.0.0.1 LISTENING")]
     opened = [i for i, line in enumerate(lines) if line.startswith(f" new: TCP {port} 127.0.0.1 LISTENING")]
     assert closed and opened and closed[0] < opened[0], r.out
     assert f"(PID {me()})" in lines[closed[0]]

@@ -60,9 +60,6 @@ def test_rpc_bound_to_two_ports_gives_no_duplicate_series() -> None:
     }
     assert sorted(endpoints.values()) == [3.0, 5.0]
     reachable = [
-        s
-        for f in text_string_to_metric_families(text)
-        for s in f.samples
-        if s.name == "portqry_rpc_endpoint_reachable"
+        s for f in text_string_to_metric_families(text) for s in f.samples if s.name == "portqry_rpc_endpoint_reachable"
     ]
     assert {s.labels["interface"] for s in reachable} == {"[MS-DRSR]", "[MS-LSAT]"}

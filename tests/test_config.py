@@ -152,8 +152,7 @@ def test_parse_port_spec_rejects(text: str) -> None:
 def test_services_and_profiles_expand_with_catalog_labels(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text(
-        '[[targets]]\nname = "dc1"\nhost = "198.18.0.2"\nports = ["tcp/389"]\n'
-        'services = ["kdc"]\nprofiles = ["dns"]\n'
+        '[[targets]]\nname = "dc1"\nhost = "198.18.0.2"\nports = ["tcp/389"]\nservices = ["kdc"]\nprofiles = ["dns"]\n'
     )
     [target] = plan(load_config(path))
     labels = {(s.protocol, s.port): s.service for s in target.specs}

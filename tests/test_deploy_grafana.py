@@ -176,9 +176,7 @@ def test_datasource_and_target_variables(dashboard: dict[str, Any]) -> None:
     assert target["type"] == "query"
     assert target["datasource"] == DATASOURCE
     assert target["query"]["query"] == target["definition"]
-    assert target["definition"].startswith("label_values(portqry_") and target["definition"].endswith(
-        ", target)"
-    )
+    assert target["definition"].startswith("label_values(portqry_") and target["definition"].endswith(", target)")
     assert target["includeAll"] and target["multi"] and target["allValue"] == ".*"
 
 
@@ -283,9 +281,7 @@ def _expression_test(name: str, series: list[tuple[str, str]], empty: frozenset[
     for title, expr in dashboard_queries():
         # `count(q) > bool 0` is {} 1 when q has data and nothing when it is empty
         samples = [] if title in empty else [{"labels": "{}", "value": 1}]
-        tests.append(
-            {"expr": f"count(\n{runnable(expr)}\n) > bool 0", "eval_time": "15m", "exp_samples": samples}
-        )
+        tests.append({"expr": f"count(\n{runnable(expr)}\n) > bool 0", "eval_time": "15m", "exp_samples": samples})
     return {
         "name": name,
         "interval": "1m",

@@ -44,9 +44,7 @@ _COMMENT = re.compile(r"\{\{-?\s*/\*.*?\*/\s*-?\}\}", re.S)
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`')
 _VALUES_PATH = re.compile(r"\$?\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
 _BLOCK_OPEN = frozenset({"if", "range", "with", "define", "block"})
-_KEYWORDS = frozenset(
-    {"if", "else", "end", "range", "with", "define", "block", "template", "nil", "true", "false"}
-)
+_KEYWORDS = frozenset({"if", "else", "end", "range", "with", "define", "block", "template", "nil", "true", "false"})
 # Go template builtins, Helm's own functions and the sprig functions a chart may use.
 _FUNCTIONS = frozenset(
     [
@@ -229,9 +227,7 @@ def test_schema_accepts_documented_options() -> None:
     values = _set(values, "config.resolver", {"nameservers": ["198.18.0.10"]})
     values = _set(values, "env", [{"name": "PORTQRY_DEFAULTS__TIMEOUT_SECONDS", "value": "1.5"}])
     values = _set(values, "serviceMonitor", {"enabled": True, "additionalLabels": {"release": "kps"}})
-    values["config"]["targets"].append(
-        {"name": "fs1", "host": "198.18.0.20", "ports": ["both/135", "tcp/49152-65535"]}
-    )
+    values["config"]["targets"].append({"name": "fs1", "host": "198.18.0.20", "ports": ["both/135", "tcp/49152-65535"]})
     jsonschema.Draft7Validator(SCHEMA).validate(values)
 
 
@@ -264,9 +260,7 @@ def test_template_structure(path: Path) -> None:
         elif words and words[0] == "else":
             assert depth > 0, f"{path.name}: else outside a block"
         for word in words:
-            assert word in _FUNCTIONS or word in _KEYWORDS, (
-                f"{path.name}: unknown function {word!r} in {action!r}"
-            )
+            assert word in _FUNCTIONS or word in _KEYWORDS, f"{path.name}: unknown function {word!r} in {action!r}"
         for name in re.findall(r'\b(?:include|template)\s+"([^"]+)"', action):
             assert name in defined, f"{path.name}: no template named {name!r}"
     assert depth == 0, f"{path.name}: {depth} block(s) not closed"
@@ -297,9 +291,7 @@ def test_deployment_probes_security_and_config() -> None:
     assert re.search(r"readinessProbe:\n\s+httpGet:\n\s+path: /-/ready\n", deployment)
     assert "- --config\n            - /etc/portqry-exporter/config.toml" in deployment
     assert "mountPath: /etc/portqry-exporter" in deployment
-    assert (
-        "toYaml .Values.securityContext" in deployment and "toYaml .Values.podSecurityContext" in deployment
-    )
+    assert "toYaml .Values.securityContext" in deployment and "toYaml .Values.podSecurityContext" in deployment
     assert "toYaml .Values.resources" in deployment
     assert "checksum/config" in deployment
     security = VALUES["securityContext"]

@@ -58,9 +58,7 @@ REQUIRED_ALERTS = frozenset(
     }
 )
 # Alerts about the exporter itself: they name the exporter's instance, not a probed target.
-EXPORTER_ALERTS = frozenset(
-    {"PortqryExporterDown", "PortqryExporterNotReady", "PortqryExporterConfigReloadFailed"}
-)
+EXPORTER_ALERTS = frozenset({"PortqryExporterDown", "PortqryExporterNotReady", "PortqryExporterConfigReloadFailed"})
 SEVERITIES = frozenset({"critical", "warning", "info"})
 _FOR_LINE = re.compile(r"^(\s+for:\s*)(\S+)\s*$", re.M)
 _DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
@@ -97,9 +95,7 @@ def promtool() -> str:
 
 def run_promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run promtool; fail with its output when it exits non-zero."""
-    result = subprocess.run(
-        [promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
-    )
+    result = subprocess.run([promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, f"promtool {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
     return result
 
@@ -164,9 +160,7 @@ def test_alert_has_for_severity_and_annotations(rule: dict[str, Any]) -> None:
     assert {"summary", "description", "runbook"} <= set(annotations)
     if rule["alert"] in EXPORTER_ALERTS:
         for key in ("summary", "description"):
-            assert "$labels.instance" in annotations[key], (
-                f"{rule['alert']}: {key} does not name the instance"
-            )
+            assert "$labels.instance" in annotations[key], f"{rule['alert']}: {key} does not name the instance"
         return
     for key in ("summary", "description"):
         assert "$labels.target" in annotations[key], f"{rule['alert']}: {key} does not name the target"

@@ -64,9 +64,7 @@ def verifiable_copy(directory: Path) -> Path:
     text = UNIT.read_text(encoding="utf-8")
     assert text.count("ExecStart=/usr/bin/portqry-exporter ") == 1
     copy = directory / UNIT.name
-    copy.write_text(
-        text.replace("ExecStart=/usr/bin/portqry-exporter ", f"ExecStart={binary} "), encoding="utf-8"
-    )
+    copy.write_text(text.replace("ExecStart=/usr/bin/portqry-exporter ", f"ExecStart={binary} "), encoding="utf-8")
     return copy
 
 
@@ -91,9 +89,7 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
 def test_verify_catches_a_bad_key(tmp_path: Path) -> None:
     """The warning filter above is not vacuous."""
     copy = verifiable_copy(tmp_path)
-    copy.write_text(
-        copy.read_text(encoding="utf-8").replace("[Service]\n", "[Service]\nProtectSistem=strict\n")
-    )
+    copy.write_text(copy.read_text(encoding="utf-8").replace("[Service]\n", "[Service]\nProtectSistem=strict\n"))
     result = subprocess.run(
         [systemd_analyze(), "verify", str(copy)], capture_output=True, text=True, timeout=60, check=False
     )

@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -96,10 +96,8 @@ async def serving(
         task = asyncio.current_task()
         assert task is not None
         tasks.add(task)  # type: ignore[arg-type]
-        try:
+        with suppress(ConnectionError, OSError):
             await handler(reader, writer)
-        except (ConnectionError, OSError):
-            pass
 
     server = await asyncio.start_server(wrapped, "127.0.0.1", 0)
     try:

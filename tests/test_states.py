@@ -23,9 +23,7 @@ from exporter.states import PortState, Reason, classify_icmp
         (socket.AF_INET6, 3, 3, PortState.FILTERED, Reason.ICMP_UNREACHABLE),
     ],
 )
-def test_icmp_classification(
-    family: int, icmp_type: int, code: int, state: PortState, reason: Reason
-) -> None:
+def test_icmp_classification(family: int, icmp_type: int, code: int, state: PortState, reason: Reason) -> None:
     assert classify_icmp(family, icmp_type, code) == (state, reason)
 
 

@@ -276,9 +276,7 @@ def _observe_tcp(address: str, ports: list[int], timeout: float) -> dict[int, st
             _, writable, _ = select.select([], list(pending), [], max(deadline - time.monotonic(), 0))
             for sock in writable:
                 err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                seen[pending.pop(sock)] = {0: "listening", errno.ECONNREFUSED: "not_listening"}.get(
-                    err, str(err)
-                )
+                seen[pending.pop(sock)] = {0: "listening", errno.ECONNREFUSED: "not_listening"}.get(err, str(err))
                 sock.close()
         for sock, port in pending.items():
             seen[port] = "filtered"
@@ -319,7 +317,7 @@ def _observe_udp(address: str, ports: list[int], timeout: float) -> dict[int, st
 @pytest.mark.testbed
 def test_bench_namespace_matches_truth() -> None:
     testbed.require_netns()
-    from bench.fixture import bench_namespace  # noqa: PLC0415
+    from bench.fixture import bench_namespace
 
     with bench_namespace(icmp_deterministic=True) as (address, truth):
         assert len(truth) == 1300
@@ -334,12 +332,10 @@ def test_bench_namespace_matches_truth() -> None:
 @pytest.mark.testbed
 def test_bench_namespace_default_icmp_limits_hide_closed_udp() -> None:
     testbed.require_netns()
-    from bench.fixture import bench_namespace  # noqa: PLC0415
+    from bench.fixture import bench_namespace
 
     with bench_namespace(icmp_deterministic=False) as (address, truth):
-        closed = [
-            port for (proto, port), state in truth.items() if proto == "udp" and state == "not_listening"
-        ]
+        closed = [port for (proto, port), state in truth.items() if proto == "udp" and state == "not_listening"]
         udp = _observe_udp(address, closed, timeout=1.0)
     refused = sum(state == "not_listening" for state in udp.values())
     assert 0 < refused < len(closed)  # the kernel's rate limit answered only a few

@@ -109,9 +109,7 @@ def test_profinet_read_little_endian() -> None:
 
 
 @needs_captures
-@pytest.mark.parametrize(
-    "name", ["clrpc-profinet-pnio-connect-udp34964.pcap", "clrpc-profinet-pnio-read-le.pcap"]
-)
+@pytest.mark.parametrize("name", ["clrpc-profinet-pnio-connect-udp34964.pcap", "clrpc-profinet-pnio-read-le.pcap"])
 def test_real_pdus_reencode_byte_for_byte(name: str) -> None:
     for payload in udp_payloads(name):
         assert clrpc.encode_pdu(clrpc.decode_pdu(payload)) == payload
@@ -214,7 +212,7 @@ def test_decode_errors() -> None:
 
 
 def test_status_names_cover_impacket_table() -> None:
-    from impacket.dcerpc.v5.rpcrt import rpc_status_codes  # noqa: PLC0415 - reference table only
+    from impacket.dcerpc.v5.rpcrt import rpc_status_codes
 
     nca = {code for code in rpc_status_codes if code >> 24 == 0x1C}
     assert nca <= set(clrpc.NCA_STATUS_NAMES)
@@ -288,9 +286,7 @@ def test_round_trip(pdu: ClPdu) -> None:
 @settings(max_examples=100, deadline=None)
 @given(act=st.uuids(), seqnum=_u32, max_ents=_u32, handle=st.binary(min_size=20, max_size=20))
 def test_request_round_trip(act: uuid.UUID, seqnum: int, max_ents: int, handle: bytes) -> None:
-    pdu = clrpc.decode_pdu(
-        clrpc.encode_ept_lookup_request(act, seqnum=seqnum, max_ents=max_ents, entry_handle=handle)
-    )
+    pdu = clrpc.decode_pdu(clrpc.encode_ept_lookup_request(act, seqnum=seqnum, max_ents=max_ents, entry_handle=handle))
     assert (pdu.act_id, pdu.seqnum) == (str(act), seqnum)
     assert pdu.body == epm.encode_ept_lookup_request(max_ents=max_ents, entry_handle=handle)
 

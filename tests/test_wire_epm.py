@@ -126,7 +126,7 @@ def test_dc1_dump_430_entries() -> None:
 @pytest.mark.parametrize("dump", [DUMP_346, DUMP_430], ids=["win10", "dc1"])
 def test_dumps_match_impacket_decoder(dump: Path) -> None:
     """impacket's NDR and PrintStringBinding give the same bindings, entry by entry."""
-    from impacket.dcerpc.v5 import epm as impacket_epm  # noqa: PLC0415 - reference decoder only
+    from impacket.dcerpc.v5 import epm as impacket_epm
 
     data = dump.read_bytes()
     theirs = impacket_epm.ept_lookupResponse(data)
@@ -223,7 +223,7 @@ def test_access_denied_fault() -> None:
     assert fault.ptype_name == "fault"
     assert fault.pfc_flags == 0x23
     assert (fault.frag_length, fault.call_id, fault.status) == (32, 0, 5)
-    from exporter.wire.clrpc import status_name  # noqa: PLC0415
+    from exporter.wire.clrpc import status_name
 
     assert status_name(5) == "nca_s_fault_access_denied"
     with pytest.raises(DecodeError):
@@ -248,8 +248,8 @@ def test_co_stream_errors() -> None:
 
 
 def test_request_stub_golden_and_impacket() -> None:
-    from impacket.dcerpc.v5 import epm as impacket_epm  # noqa: PLC0415 - reference encoder only
-    from impacket.dcerpc.v5.dtypes import NULL  # noqa: PLC0415
+    from impacket.dcerpc.v5 import epm as impacket_epm
+    from impacket.dcerpc.v5.dtypes import NULL
 
     stub = epm.encode_ept_lookup_request()
     assert stub == bytes(12) + b"\x01\x00\x00\x00" + bytes(20) + b"\xf4\x01\x00\x00"

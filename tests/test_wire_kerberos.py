@@ -35,9 +35,7 @@ from exporter.wire.kerberos import (
     tcp_record_length,
 )
 
-CAPTURES = Path(
-    os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures")
-)
+CAPTURES = Path(os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures"))
 needs_captures = pytest.mark.skipif(not CAPTURES.is_dir(), reason=f"capture directory {CAPTURES} absent")
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -291,9 +289,7 @@ def test_error_table() -> None:
 @given(
     code=st.integers(min_value=0, max_value=100),
     realm=st.from_regex(r"[A-Z][A-Z0-9.]{0,30}", fullmatch=True),
-    stime=st.datetimes(
-        min_value=datetime(1970, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
-    ),
+    stime=st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
     text=st.none() | st.text(max_size=40),
 )
 def test_krb_error_round_trip(code: int, realm: str, stime: datetime, text: str | None) -> None:
@@ -330,13 +326,9 @@ def test_random_bytes_raise_only_decode_error(data: bytes) -> None:
 @FUZZ
 @given(st.binary(max_size=200))
 def test_random_bodies_raise_only_decode_error(body: bytes) -> None:
-    inner = (
-        b"\x30" + bytes([len(body)]) + body if len(body) < 128 else b"\x30\x81" + bytes([len(body)]) + body
-    )
+    inner = b"\x30" + bytes([len(body)]) + body if len(body) < 128 else b"\x30\x81" + bytes([len(body)]) + body
     _only_decode_error(
-        b"\x7e" + bytes([len(inner)]) + inner
-        if len(inner) < 128
-        else b"\x7e\x81" + bytes([len(inner)]) + inner
+        b"\x7e" + bytes([len(inner)]) + inner if len(inner) < 128 else b"\x7e\x81" + bytes([len(inner)]) + inner
     )
 
 

@@ -50,9 +50,7 @@ from exporter.wire.netlogon import (
     flag_names,
 )
 
-CAPTURES = Path(
-    os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures")
-)
+CAPTURES = Path(os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures"))
 needs_captures = pytest.mark.skipif(not CAPTURES.is_dir(), reason=f"capture directory {CAPTURES} absent")
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -368,10 +366,7 @@ AD_ROOT_DSE: list[tuple[str, list[bytes]]] = [
     ("subschemaSubentry", [b"CN=Aggregate,CN=Schema,CN=Configuration,DC=example,DC=com"]),
     (
         "dsServiceName",
-        [
-            b"CN=NTDS Settings,CN=DC1,CN=Servers,CN=Default-First-Site-Name,CN=Sites,"
-            b"CN=Configuration,DC=example,DC=com"
-        ],
+        [b"CN=NTDS Settings,CN=DC1,CN=Servers,CN=Default-First-Site-Name,CN=Sites,CN=Configuration,DC=example,DC=com"],
     ),
     (
         "namingContexts",
@@ -533,9 +528,7 @@ def test_search_response_round_trip(
     when=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
     host=st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,20}){1,3}", fullmatch=True),
 )
-def test_root_dse_round_trip(
-    *, usn: int, sync: bool, gc: bool, level: int, when: datetime, host: str
-) -> None:
+def test_root_dse_round_trip(*, usn: int, sync: bool, gc: bool, level: int, when: datetime, host: str) -> None:
     when = when.replace(microsecond=0)
     attrs = [
         ("highestCommittedUSN", [str(usn).encode()]),
@@ -730,9 +723,7 @@ def test_netlogon_rejects() -> None:
         decode_netlogon(good[:24] + b"\x41" + good[24:])
 
 
-labels = st.text(
-    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-", min_size=1, max_size=20
-)
+labels = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-", min_size=1, max_size=20)
 dns_names = st.lists(labels, min_size=0, max_size=4).map(".".join)
 
 

@@ -72,8 +72,7 @@ def test_spec_three_instance_example() -> None:
 def test_np_before_tcp_and_other_protocols() -> None:
     """nmap's Sqlping matches accept np before tcp; via/rpc pairs are kept as plain pairs."""
     data = (
-        b"ServerName;SQL1;InstanceName;A;IsClustered;Yes;Version;15.0.2000.5;"
-        b"np;\\\\SQL1\\pipe\\q;tcp;1433;rpc;SQL1;;"
+        b"ServerName;SQL1;InstanceName;A;IsClustered;Yes;Version;15.0.2000.5;np;\\\\SQL1\\pipe\\q;tcp;1433;rpc;SQL1;;"
     )
     (inst,) = mssqlr.decode_svr_resp(bytes([5]) + struct.pack("<H", len(data)) + data)
     assert (inst.is_clustered, inst.tcp_port, inst["rpc"]) == (True, 1433, "SQL1")
@@ -155,9 +154,7 @@ def test_encode_rejects_semicolons() -> None:
 @given(
     st.one_of(
         st.binary(max_size=120),
-        st.text(alphabet="ab;", max_size=60).map(
-            lambda t: b"\x05" + struct.pack("<H", len(t.encode())) + t.encode()
-        ),
+        st.text(alphabet="ab;", max_size=60).map(lambda t: b"\x05" + struct.pack("<H", len(t.encode())) + t.encode()),
     )
 )
 def test_random_bytes_raise_only_decode_error(data: bytes) -> None:

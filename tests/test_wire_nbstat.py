@@ -126,7 +126,7 @@ def test_request_golden() -> None:
     suffix=st.integers(0, 255),
 )
 def test_name_encoding_matches_impacket(name: str, suffix: int) -> None:
-    from impacket.nmb import encode_name  # noqa: PLC0415 - reference encoder only
+    from impacket.nmb import encode_name
 
     assert nbstat.encode_netbios_name(name, suffix) == encode_name(name, suffix, None)
 
@@ -180,9 +180,7 @@ _nb_names = st.builds(
     compress=st.booleans(),
     stats_len=st.integers(6, 60),
 )
-def test_round_trip(
-    trn_id: int, names: list[NetbiosName], unit_id: bytes, compress: bool, stats_len: int
-) -> None:
+def test_round_trip(trn_id: int, names: list[NetbiosName], unit_id: bytes, compress: bool, stats_len: int) -> None:
     data = build_response(trn_id, names, unit_id, compress=compress, stats_len=stats_len)
     status = nbstat.decode_node_status_response(data)
     assert status.transaction_id == trn_id
@@ -192,9 +190,7 @@ def test_round_trip(
 
 
 def test_samba_zero_unit_id() -> None:
-    status = nbstat.decode_node_status_response(
-        build_response(1, [NetbiosName("DC", 0x20, 0x0400)], bytes(6))
-    )
+    status = nbstat.decode_node_status_response(build_response(1, [NetbiosName("DC", 0x20, 0x0400)], bytes(6)))
     assert status.mac == "00:00:00:00:00:00"
 
 

@@ -93,9 +93,7 @@ def check_root_dse(dse: ldap.RootDSE) -> None:
     server = f"CN={FACTS['dc_netbios_name']},CN=Servers,CN=Default-First-Site-Name,CN=Sites,CN=Configuration,"
     assert dse.server_name == server + FACTS["base_dn"]
     assert dse.ds_service_name == "CN=NTDS Settings," + server + FACTS["base_dn"]
-    assert dse.ldap_service_name == (
-        f"{FACTS['dns_domain']}:{FACTS['dc_netbios_name'].lower()}$@{FACTS['realm']}"
-    )
+    assert dse.ldap_service_name == (f"{FACTS['dns_domain']}:{FACTS['dc_netbios_name'].lower()}$@{FACTS['realm']}")
     assert dse.domain_functionality == FACTS["domain_behavior_version"]
     assert dse.forest_functionality is not None and dse.domain_controller_functionality is not None
     assert dse.domain_controller_functionality >= FACTS["domain_behavior_version"]
@@ -255,9 +253,7 @@ def test_epm_page1_stub() -> None:
     assert epm.protocol_sequence_counts(page.entries) == facts["protocol_sequences"]
     assert epm.tcp_ports(page.entries) == facts["ncacn_ip_tcp_ports"]
     tcp = [e for e in page.entries if e.protocol_sequence == "ncacn_ip_tcp"]
-    assert tcp and all(
-        e.port is not None and e.string_binding == f"ncacn_ip_tcp:{e.address}[{e.port}]" for e in tcp
-    )
+    assert tcp and all(e.port is not None and e.string_binding == f"ncacn_ip_tcp:{e.address}[{e.port}]" for e in tcp)
     assert all(e.transfer_syntax == epm.NDR_TRANSFER_SYNTAX_UUID for e in page.entries)
     assert not any(e.unknown_floors for e in page.entries)
     epmapper = [e for e in tcp if e.interface_uuid == epm.EPM_INTERFACE_UUID]
@@ -426,8 +422,6 @@ def _netlogon_value(name: str) -> bytes:
     value = ldap.decode_search_response(load(name)).netlogon
     assert value is not None
     return value
-
-
 
 
 @pytest.mark.parametrize("name", [CLDAP_PING, CLDAP_PING_WITH_IP])

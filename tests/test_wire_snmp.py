@@ -37,9 +37,7 @@ from exporter.wire.snmp import (
 )
 
 DATA = Path(__file__).resolve().parent / "data"
-CAPTURES = Path(
-    os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures")
-)
+CAPTURES = Path(os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures"))
 needs_captures = pytest.mark.skipif(not CAPTURES.is_dir(), reason=f"capture directory {CAPTURES} absent")
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DESCR = "portqry-exporter test agent (net-snmp)"
@@ -274,9 +272,7 @@ def test_random_bytes_raise_only_decode_error(data: bytes) -> None:
     _only_decode_error(data)
 
 
-SAMPLE = encode_response(
-    "public", 7, [(SYS_DESCR, "Hardware: Intel64 - Software: Windows"), ("1.3.6.1.2.1.1.3.0", 5)]
-)
+SAMPLE = encode_response("public", 7, [(SYS_DESCR, "Hardware: Intel64 - Software: Windows"), ("1.3.6.1.2.1.1.3.0", 5)])
 
 
 @FUZZ

@@ -113,8 +113,7 @@ def run(
         raise TestbedError(f"timed out after {timeout:.0f} s: {' '.join(cmd)}") from exc
     if check and proc.returncode != 0:
         raise TestbedError(
-            f"exit {proc.returncode}: {' '.join(cmd)}\n"
-            f"stdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}"
+            f"exit {proc.returncode}: {' '.join(cmd)}\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}"
         )
     return proc
 
@@ -267,9 +266,7 @@ def netns_unavailable_reason(extra_tools: Sequence[str] = ()) -> str | None:
     tools = ["ip", "iptables", "iptables-restore", "unshare", "samba", "samba-tool", *extra_tools]
     missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
-        return (
-            f"test bed needs these executables: {', '.join(missing)} (Debian: samba samba-ad-dc iptables ...)"
-        )
+        return f"test bed needs these executables: {', '.join(missing)} (Debian: samba samba-ad-dc iptables ...)"
     probe = f"{PREFIX}{os.getpid()}-probe"
     try:
         proc = run(["ip", "netns", "add", probe], check=False, timeout=10)
@@ -301,7 +298,7 @@ def require_netns(*extra_tools: str) -> None:
         pytest.skip.Exception: outside CI when something is missing.
         pytest.fail.Exception: in CI (``CI=true``) when something is missing.
     """
-    import pytest  # noqa: PLC0415 - the library is also used by bench/ without pytest
+    import pytest
 
     key = tuple(extra_tools)
     if key not in _REASON_CACHE:
@@ -856,16 +853,12 @@ class SambaDC:
                     check=False,
                 )
             except subprocess.TimeoutExpired as exc:
-                raise TestbedError(
-                    f"provision timed out after {timeout:.0f} s; {log}:\n{_log_tail(log)}"
-                ) from exc
+                raise TestbedError(f"provision timed out after {timeout:.0f} s; {log}:\n{_log_tail(log)}") from exc
         if proc.returncode != 0:
             raise TestbedError(f"provision failed (exit {proc.returncode}); {log}:\n{_log_tail(log)}")
         conf = self.smb_conf.read_text()
         cleaned = "".join(
-            line
-            for line in conf.splitlines(keepends=True)
-            if not line.strip().lower().startswith("dns forwarder")
+            line for line in conf.splitlines(keepends=True) if not line.strip().lower().startswith("dns forwarder")
         )
         self.smb_conf.write_text(cleaned)
         if "forwarder" in self.smb_conf.read_text().lower():
@@ -901,9 +894,7 @@ class SambaDC:
                     check=False,
                 )
             except subprocess.TimeoutExpired as exc:
-                raise TestbedError(
-                    f"'samba -D' did not return in {timeout:.0f} s\n{self.log_tail()}"
-                ) from exc
+                raise TestbedError(f"'samba -D' did not return in {timeout:.0f} s\n{self.log_tail()}") from exc
         if proc.returncode != 0:
             raise TestbedError(f"'samba -D' exit {proc.returncode}\n{self.log_tail()}")
         pid: int | None = None
@@ -926,8 +917,8 @@ class SambaDC:
         Raises:
             TestbedError: no correct answer within ``timeout`` seconds.
         """
-        import dns.exception  # noqa: PLC0415
-        import dns.resolver  # noqa: PLC0415
+        import dns.exception
+        import dns.resolver
 
         resolver = dns.resolver.Resolver(configure=False)
         resolver.nameservers = [self.address]
@@ -935,9 +926,7 @@ class SambaDC:
         last = "no answer"
         while time.monotonic() < deadline:
             try:
-                answer = resolver.resolve(
-                    self.fqdn, "A", lifetime=min(2.0, max(deadline - time.monotonic(), 0.1))
-                )
+                answer = resolver.resolve(self.fqdn, "A", lifetime=min(2.0, max(deadline - time.monotonic(), 0.1)))
                 addresses = [rr.to_text() for rr in answer]
                 if self.address in addresses:
                     return
@@ -949,9 +938,7 @@ class SambaDC:
 
     def log_tail(self, lines: int = 40) -> str:
         """Last ``lines`` lines of Samba's logs (for error messages)."""
-        parts = [
-            f"--- {path}\n{_log_tail(path, lines)}" for path in sorted((self.target_dir / "log").glob("*"))
-        ]
+        parts = [f"--- {path}\n{_log_tail(path, lines)}" for path in sorted((self.target_dir / "log").glob("*"))]
         return "\n".join(parts) or "(no samba logs)"
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -1308,10 +1295,10 @@ class DnsPeer:
         return peer
 
     def _start(self, timeout: float) -> None:
-        import dns.exception  # noqa: PLC0415
-        import dns.flags  # noqa: PLC0415
-        import dns.message  # noqa: PLC0415
-        import dns.query  # noqa: PLC0415
+        import dns.exception
+        import dns.flags
+        import dns.message
+        import dns.query
 
         cmd = [
             "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
@@ -1328,9 +1315,7 @@ class DnsPeer:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 out = self._proc.stdout.read() if self._proc.stdout else ""
-                raise TestbedError(
-                    f"dnsmasq exited with {self._proc.returncode}: {out}\n{_log_tail(self.log_path)}"
-                )
+                raise TestbedError(f"dnsmasq exited with {self._proc.returncode}: {out}\n{_log_tail(self.log_path)}")
             if not self.ns.run(["ss", "-Hlun", f"sport = :{self.port}"], check=False).stdout.strip():
                 time.sleep(0.05)
                 continue
@@ -1342,9 +1327,7 @@ class DnsPeer:
             except (dns.exception.DNSException, OSError) as exc:
                 last = repr(exc)
             time.sleep(0.1)
-        raise TestbedError(
-            f"dnsmasq did not answer within {timeout:.0f} s: {last}\n{_log_tail(self.log_path)}"
-        )
+        raise TestbedError(f"dnsmasq did not answer within {timeout:.0f} s: {last}\n{_log_tail(self.log_path)}")
 
     def close(self) -> None:
         """Stop dnsmasq, delete the namespace and the work dir. Safe to call twice."""

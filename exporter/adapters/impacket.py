@@ -11,6 +11,7 @@ Everything here blocks: call it through :func:`exporter.probes.blocking.run_bloc
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import time
@@ -64,14 +65,10 @@ class EpmSession:
         except AttributeError:
             return
         if isinstance(sock, socket.socket):  # impacket holds 0 until connect() has made the socket
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
 
     def lookup_all(self, *, deadline: float, max_pages: int = 64, max_ents: int = 500) -> EpmTcpDump:
         """Bind and page through ``ept_lookup`` (all elements) until the end of the list.
@@ -114,9 +111,7 @@ class EpmSession:
                 fault = next((p for p in pdus if p.status is not None), None)
                 if fault is not None:
                     return EpmTcpDump(tuple(pages), fault.status)
-                page = epm.decode_ept_lookup_response(
-                    epm.co_response_stub(pdus), little_endian=pdus[0].little_endian
-                )
+                page = epm.decode_ept_lookup_response(epm.co_response_stub(pdus), little_endian=pdus[0].little_endian)
                 pages.append(page)
                 handle = page.entry_handle
                 if page.status != 0 or page.num_ents == 0 or handle == epm.NULL_ENTRY_HANDLE:

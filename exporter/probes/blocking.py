@@ -8,6 +8,7 @@ library reads from) makes the thread return soon.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -47,10 +48,8 @@ async def run_blocking(fn: Callable[[], T], *, timeout: float, cancel: Callable[
             result: tuple[T | None, BaseException | None] = (None, exc)
         else:
             result = (value, None)
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed while we worked (shutdown): nobody waits
             loop.call_soon_threadsafe(deliver, *result)
-        except RuntimeError:  # the loop closed while we worked (shutdown): nobody waits any more
-            pass
 
     threading.Thread(target=work, name=f"blocking:{getattr(fn, '__name__', 'call')}", daemon=True).start()
     try:

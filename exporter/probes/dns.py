@@ -87,9 +87,7 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
     params = ctx.options.params
     domain = str(params.get("domain") or "")
     name = str(params.get("dns_query_name") or (domain or PORTQRY_NAME))
-    rdtype = str(
-        params.get("dns_query_type") or ("SOA" if domain and not params.get("dns_query_name") else "A")
-    )
+    rdtype = str(params.get("dns_query_type") or ("SOA" if domain and not params.get("dns_query_name") else "A"))
     query = build_query(name, rdtype, random.randrange(1 << 16))
     wire = query.to_wire()
     if ctx.protocol == "udp":

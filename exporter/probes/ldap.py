@@ -174,9 +174,7 @@ async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
     except ProtocolError as exc:
         return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REFUSED, details, error=str(exc))
     except DecodeError as exc:
-        return ProtocolOutcome(
-            PortState.LISTENING, Reason.PROTOCOL_ERROR, details, error=f"LDAP reply: {exc}"
-        )
+        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, details, error=f"LDAP reply: {exc}")
     except TimeoutError:
         return ProtocolOutcome(
             PortState.LISTENING, Reason.PROTOCOL_ERROR, details, error="LDAP reply: decode timed out"

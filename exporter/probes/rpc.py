@@ -106,13 +106,9 @@ async def _probe_tcp(ctx: ProbeContext) -> ProtocolOutcome:
     except ProtocolError as exc:
         return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REFUSED, error=str(exc))
     except DecodeError as exc:
-        return ProtocolOutcome(
-            PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"endpoint mapper reply: {exc}"
-        )
+        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"endpoint mapper reply: {exc}")
     except TimeoutError:
-        return ProtocolOutcome(
-            ctx.evidence.state, ctx.evidence.reason, error="endpoint mapper: no reply in time"
-        )
+        return ProtocolOutcome(ctx.evidence.state, ctx.evidence.reason, error="endpoint mapper: no reply in time")
     entries = tuple(e for page in dump.pages for e in page.entries)
     dynamic = await _probe_dynamic(ctx, entries)
     details = RpcDetails(
@@ -182,13 +178,9 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
         try:
             pdu = clrpc.decode_pdu(evidence.data)
         except DecodeError as exc:
-            return ProtocolOutcome(
-                PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"endpoint mapper reply: {exc}"
-            )
+            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"endpoint mapper reply: {exc}")
         if pdu.act_id != str(act_id):
-            return ProtocolOutcome(
-                PortState.LISTENING, Reason.PROTOCOL_ERROR, error="reply for another activity"
-            )
+            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error="reply for another activity")
         if pdu.ptype in (clrpc.PTYPE_REJECT, clrpc.PTYPE_FAULT):
             details = RpcDetails(
                 "udp",
@@ -207,9 +199,7 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
                 error=f"endpoint mapper {pdu.ptype_name}: {pdu.status_name}",
             )
         if pdu.ptype != clrpc.PTYPE_RESPONSE:
-            return ProtocolOutcome(
-                PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"unexpected {pdu.ptype_name} PDU"
-            )
+            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"unexpected {pdu.ptype_name} PDU")
         if pdu.flags1 & clrpc.PF_FRAG:
             return ProtocolOutcome(
                 PortState.LISTENING, Reason.PROTOCOL_ERROR, error="fragmented response not reassembled"
@@ -217,9 +207,7 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
         try:
             page = epm.decode_ept_lookup_response(pdu.body, little_endian=pdu.little_endian)
         except DecodeError as exc:
-            return ProtocolOutcome(
-                PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"endpoint mapper reply: {exc}"
-            )
+            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"endpoint mapper reply: {exc}")
         pages += 1
         entries.extend(page.entries)
         handle, server_boot = page.entry_handle, pdu.server_boot

@@ -160,9 +160,7 @@ async def tcp_connect(
         try:
             sock = _new_socket(family, socket.SOCK_STREAM, source_port)
         except OSError as exc:
-            return Evidence(
-                PortState.FILTERED, Reason.LOCAL_ERROR, attempt - 1, error=f"socket: {exc.strerror}"
-            )
+            return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, attempt - 1, error=f"socket: {exc.strerror}")
         try:
             async with asyncio.timeout(timeout):  # no extra task per try, unlike wait_for
                 await loop.sock_connect(sock, (address, port))

@@ -65,9 +65,7 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
     try:
         _reader, writer = await ctx.open_tcp(ssl=client_context(), server_hostname=ctx.server_name)
     except ssl.SSLError as exc:
-        return ProtocolOutcome(
-            PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"TLS handshake: {exc.reason or exc}"
-        )
+        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"TLS handshake: {exc.reason or exc}")
     except (OSError, TimeoutError) as exc:
         return ProtocolOutcome(ctx.evidence.state, ctx.evidence.reason, error=f"TLS: {exc or 'timeout'}")
     try:

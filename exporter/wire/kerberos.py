@@ -348,9 +348,7 @@ def _method_data(raw: bytes) -> tuple[tuple[int, ...], tuple[EtypeInfo2, ...]]:
             entries = _decode(pa["padata-value"].asOctets(), krb_asn1.ETYPE_INFO2())
             for entry in entries:
                 salt = entry["salt"]
-                infos.append(
-                    EtypeInfo2(int(entry["etype"]), _kstr(salt, "salt") if salt.hasValue() else None)
-                )
+                infos.append(EtypeInfo2(int(entry["etype"]), _kstr(salt, "salt") if salt.hasValue() else None))
     except (DecodeError, PyAsn1Error):
         return (), ()
     return types, tuple(infos)
@@ -394,11 +392,7 @@ def _krb_error(data: bytes) -> KrbError:
             cusec=cusec,
             crealm=_kstr(err["crealm"], "crealm") if err["crealm"].hasValue() else None,
             cname=_principal_text(err["cname"]) if err["cname"].hasValue() else None,
-            e_text=(
-                bytes(err["e-text"].asOctets()).decode("utf-8", "replace")
-                if err["e-text"].hasValue()
-                else None
-            ),
+            e_text=(bytes(err["e-text"].asOctets()).decode("utf-8", "replace") if err["e-text"].hasValue() else None),
             e_data=e_data,
             padata_types=padata_types,
             etype_info2=etype_info2,

@@ -227,9 +227,7 @@ def parse_generalized_time(text: str) -> datetime:
         offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5] or 0))
         tz = timezone(sign * offset)
     try:
-        value = datetime(
-            int(year), int(month), int(day), int(hour), int(minute or 0), int(second or 0), tzinfo=tz
-        )
+        value = datetime(int(year), int(month), int(day), int(hour), int(minute or 0), int(second or 0), tzinfo=tz)
     except ValueError as exc:
         raise DecodeError(f"impossible GeneralizedTime {text!r}: {str(exc)[:160]}") from exc
     try:

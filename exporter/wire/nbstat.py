@@ -273,9 +273,7 @@ def decode_node_status_response(data: bytes) -> NodeStatus:
     num_names = rdata[0]
     stats_at = 1 + 18 * num_names
     if stats_at + _UNIT_ID_LEN > len(rdata):
-        raise DecodeError(
-            f"{num_names} names and a unit ID need {stats_at + 6} bytes, RDATA has {len(rdata)}", pos
-        )
+        raise DecodeError(f"{num_names} names and a unit ID need {stats_at + 6} bytes, RDATA has {len(rdata)}", pos)
     names = []
     for i in range(num_names):
         at = 1 + 18 * i

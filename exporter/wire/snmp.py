@@ -293,9 +293,7 @@ def _message(
     return bytes(ber_encoder.encode(msg))
 
 
-def encode_get_request(
-    community: str, request_id: int, version: Version = "v2c", oid: str = SYS_DESCR
-) -> bytes:
+def encode_get_request(community: str, request_id: int, version: Version = "v2c", oid: str = SYS_DESCR) -> bytes:
     """Encode a GetRequest for one OID (RFC 1157 4.1.2; RFC 3416 4.2.1).
 
     Args:
