@@ -155,7 +155,7 @@ class EpmEntry:
         annotation: annotation string without its NUL (may be empty).
         protocol_sequence: ``ncacn_ip_tcp``, ``ncadg_ip_udp``, ``ncacn_np``, ``ncalrpc``,
             ``ncacn_http``, ``ncacn_spx``, ``ncadg_ipx``, or ``unknown`` (also for a null tower).
-        string_binding: e.g. ``ncacn_ip_tcp:10.0.2.16[49664]``, ``ncacn_np:\\\\HOST[\\PIPE\\lsass]``,
+        string_binding: e.g. ``ncacn_ip_tcp:198.18.0.2[49664]``, ``ncacn_np:\\\\HOST[\\PIPE\\lsass]``,
             ``ncalrpc:[LRPC-...]``; ``''`` when the protocol sequence is unknown.
         address: network address from the tower (IPv4 text, ``\\\\HOST``, or ``''``).  It is the
             *server's* view (may be 0.0.0.0, NATed or unreachable); never dial it blindly.
