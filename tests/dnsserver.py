@@ -1,7 +1,8 @@
 """A tiny authoritative DNS server on 127.0.0.1 for tests (dnspython builds the replies).
 
-Tests resolve names only through servers they run; this one answers A/AAAA for the names it is given
-and NXDOMAIN for everything else, and never forwards.
+Tests resolve names only through servers they run; this one answers A/AAAA for the names it is given, PTR for
+the reverse names it is given, NOERROR with no answer for a known name of another type, and NXDOMAIN for
+everything else.  It never forwards.
 """
 
 from __future__ import annotations
@@ -11,23 +12,32 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdatatype
 import dns.rrset
 
 
+def _fqdn(name: str) -> str:
+    return name.lower().rstrip(".") + "."
+
+
 @contextmanager
-def dns_server(records: Mapping[str, str], *, host: str = "127.0.0.1") -> Iterator[tuple[str, int]]:
-    """Serve ``records`` (name -> IPv4/IPv6 literal) over UDP on an ephemeral port.
+def dns_server(
+    records: Mapping[str, str], *, ptr: Mapping[str, str] | None = None, host: str = "127.0.0.1"
+) -> Iterator[tuple[str, int, list[str]]]:
+    """Serve ``records`` (name -> IPv4/IPv6 literal) and ``ptr`` (reverse name -> name) over UDP, port 0.
 
     Yields:
-        ``(address, port)`` of the server.  The server thread stops when the block exits.
+        ``(address, port, queries)``; ``queries`` collects ``"name TYPE"`` of each question asked.
     """
-    table = {k.lower().rstrip(".") + ".": v for k, v in records.items()}
+    table = {_fqdn(k): v for k, v in records.items()}
+    reverse = {_fqdn(k): _fqdn(v) for k, v in (ptr or {}).items()}
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((host, 0))
-    sock.settimeout(0.2)
+    sock.settimeout(0.1)
     stop = threading.Event()
     queries: list[str] = []
 
@@ -47,19 +57,21 @@ def dns_server(records: Mapping[str, str], *, host: str = "127.0.0.1") -> Iterat
             reply.flags |= dns.flags.AA
             question = query.question[0]
             name = question.name.to_text().lower()
-            queries.append(name)
-            address = table.get(name)
             rdtype = dns.rdatatype.to_text(question.rdtype)
-            if address is None:
+            queries.append(f"{name} {rdtype}")
+            address = table.get(name)
+            if rdtype == "PTR" and name in reverse:
+                reply.answer.append(dns.rrset.from_text(name, 60, "IN", "PTR", reverse[name]))
+            elif address is None and name not in reverse:
                 reply.set_rcode(dns.rcode.NXDOMAIN)
-            elif (rdtype == "A" and ":" not in address) or (rdtype == "AAAA" and ":" in address):
+            elif address is not None and (rdtype == "AAAA") == (":" in address) and rdtype in ("A", "AAAA"):
                 reply.answer.append(dns.rrset.from_text(name, 60, "IN", rdtype, address))
             sock.sendto(reply.to_wire(), peer)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield sock.getsockname()[:2]
+        yield sock.getsockname()[0], sock.getsockname()[1], queries
     finally:
         stop.set()
         thread.join(2)

@@ -27,11 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import dns.flags
-import dns.message
-import dns.rcode
-import dns.rdatatype
-import dns.rrset
 import pytest
 import testbed
 
@@ -46,6 +41,7 @@ from exporter.wire.mssqlr import SqlInstance
 from exporter.wire.nbstat import NetbiosName, NodeStatus
 from exporter.wire.netlogon import NetlogonSamLogonResponseEx
 from exporter.wire.snmp import SnmpResponse, VarBind
+from tests.dnsserver import dns_server as serve_dns
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("PORTQRY_UPDATE_GOLDEN") == "1"
@@ -156,59 +152,16 @@ def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
     return port
 
 
-#: Names our DNS server knows.
-DNS_TABLE = {"host.portqry.test.": ("A", "127.0.0.1"), "host6.portqry.test.": ("AAAA", "::1")}
-PTR_TABLE = {"1.0.0.127.in-addr.arpa.": "host.portqry.test."}
+#: Names our DNS server knows (A/AAAA), and the reverse name of 127.0.0.1.
+DNS_TABLE = {"host.portqry.test": "127.0.0.1", "host6.portqry.test": "::1"}
+PTR_TABLE = {"1.0.0.127.in-addr.arpa": "host.portqry.test"}
 
 
 @contextmanager
 def dns_server() -> Iterator[tuple[str, int, list[str]]]:
-    """A DNS server on 127.0.0.1 (UDP): A/AAAA for :data:`DNS_TABLE`, PTR for 127.0.0.1, NXDOMAIN otherwise.
-
-    Yields:
-        ``(address, port, queries)``; ``queries`` collects ``"name type"`` of each question.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.1)
-    stop = threading.Event()
-    queries: list[str] = []
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                query = dns.message.from_wire(data)
-            except dns.exception.DNSException:
-                continue
-            reply = dns.message.make_response(query)
-            reply.flags |= dns.flags.AA
-            question = query.question[0]
-            name = question.name.to_text().lower()
-            rdtype = dns.rdatatype.to_text(question.rdtype)
-            queries.append(f"{name} {rdtype}")
-            known = DNS_TABLE.get(name)
-            if rdtype == "PTR" and name in PTR_TABLE:
-                reply.answer.append(dns.rrset.from_text(name, 60, "IN", "PTR", PTR_TABLE[name]))
-            elif known is None and name not in PTR_TABLE:
-                reply.set_rcode(dns.rcode.NXDOMAIN)
-            elif known is not None and known[0] == rdtype:
-                reply.answer.append(dns.rrset.from_text(name, 60, "IN", rdtype, known[1]))
-            sock.sendto(reply.to_wire(), peer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield "127.0.0.1", sock.getsockname()[1], queries
-    finally:
-        stop.set()
-        thread.join(2)
-        sock.close()
+    """The tests' DNS server (:mod:`tests.dnsserver`) with :data:`DNS_TABLE` and :data:`PTR_TABLE`."""
+    with serve_dns(DNS_TABLE, ptr=PTR_TABLE) as server:
+        yield server
 
 
 @pytest.fixture

@@ -133,7 +133,7 @@ async def test_udp_pacing_is_per_address() -> None:
 
 
 async def test_resolution_through_configured_nameserver() -> None:
-    with tcp_listener() as port, dns_server({"dc1.portqry.test": "127.0.0.1"}) as (ns, ns_port):
+    with tcp_listener() as port, dns_server({"dc1.portqry.test": "127.0.0.1"}) as (ns, ns_port, _):
         eng = engine(resolver=Resolver([ns], port=ns_port, timeout=2.0))
         [ok] = await eng.probe_target("dc1", "dc1.portqry.test", [PortSpec("tcp", port)], FAST)
         missing = await eng.probe_target(

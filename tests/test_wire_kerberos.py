@@ -34,6 +34,7 @@ from exporter.wire.kerberos import (
     frame_tcp,
     tcp_record_length,
 )
+from tests.fuzzing import mutated
 
 CAPTURES = Path(os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures"))
 needs_captures = pytest.mark.skipif(not CAPTURES.is_dir(), reason=f"capture directory {CAPTURES} absent")
@@ -341,11 +342,7 @@ SAMPLE_ERROR = encode_krb_error(
 @FUZZ
 @given(st.data())
 def test_mutated_error_raises_only_decode_error(data: st.DataObject) -> None:
-    raw = bytearray(SAMPLE_ERROR)
-    for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
-        i = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
-        raw[i] = data.draw(st.integers(min_value=0, max_value=255))
-    _only_decode_error(bytes(raw[: data.draw(st.integers(min_value=0, max_value=len(raw)))]))
+    _only_decode_error(mutated(data, SAMPLE_ERROR))
 
 
 def test_deep_nesting_refused() -> None:

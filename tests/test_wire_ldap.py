@@ -49,6 +49,7 @@ from exporter.wire.netlogon import (
     encode_netlogon,
     flag_names,
 )
+from tests.fuzzing import mutated
 
 CAPTURES = Path(os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures"))
 needs_captures = pytest.mark.skipif(not CAPTURES.is_dir(), reason=f"capture directory {CAPTURES} absent")
@@ -581,12 +582,7 @@ SAMPLE_REPLY = encode_search_response(
 @FUZZ
 @given(st.data())
 def test_mutated_reply_raises_only_decode_error(data: st.DataObject) -> None:
-    raw = bytearray(SAMPLE_REPLY)
-    for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
-        i = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
-        raw[i] = data.draw(st.integers(min_value=0, max_value=255))
-    cut = data.draw(st.integers(min_value=0, max_value=len(raw)))
-    _decodes_or_decode_error(bytes(raw[:cut]))
+    _decodes_or_decode_error(mutated(data, SAMPLE_REPLY))
 
 
 def test_every_truncation_raises_decode_error() -> None:

@@ -35,6 +35,7 @@ from exporter.wire.snmp import (
     encode_get_request,
     encode_response,
 )
+from tests.fuzzing import mutated
 
 DATA = Path(__file__).resolve().parent / "data"
 CAPTURES = Path(os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures"))
@@ -278,11 +279,7 @@ SAMPLE = encode_response("public", 7, [(SYS_DESCR, "Hardware: Intel64 - Software
 @FUZZ
 @given(st.data())
 def test_mutated_reply_raises_only_decode_error(data: st.DataObject) -> None:
-    raw = bytearray(SAMPLE)
-    for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
-        i = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
-        raw[i] = data.draw(st.integers(min_value=0, max_value=255))
-    _only_decode_error(bytes(raw[: data.draw(st.integers(min_value=0, max_value=len(raw)))]))
+    _only_decode_error(mutated(data, SAMPLE))
 
 
 def test_deep_nesting_refused() -> None:
