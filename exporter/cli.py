@@ -59,8 +59,10 @@ from exporter.catalog import (
     format_service_list,
     load_catalog,
 )
-from exporter.engine import Engine, PortSpec, ProbeOptions
+from exporter.engine import Engine
 from exporter.errors import ResolveError
+from exporter.model import PortSpec, ProbeOptions, ProbeParams
+from exporter.probes import port_spec
 from exporter.resolve import Resolved, Resolver, literal
 from exporter.result import ProbeResult, Protocol
 
@@ -567,7 +569,7 @@ class QuerySettings:
             slow_link=self.slow_link,
             protocol_probes=True,
             udp_unformatted_first=True,
-            params={"snmp_community": self.community, **({"domain": self.domain} if self.domain else {})},
+            params=ProbeParams(domain=self.domain or "", snmp_community=self.community),
         )
 
 
@@ -581,9 +583,9 @@ def build_specs(pairs: Sequence[tuple[Protocol, int]], *, range_mode: bool) -> l
     """PortSpecs for ``pairs``; in ``-r`` mode the RPC endpoint-mapper follow-up is switched off (PortQry)."""
     specs = []
     for proto, port in pairs:
-        spec = PortSpec(proto, port)
-        if range_mode and spec.probe_name == "rpc":
-            spec = PortSpec(proto, port, protocol_probe="")
+        spec = port_spec(proto, port)
+        if range_mode and spec.binding == "rpc":
+            spec = port_spec(proto, port, binding="")
         specs.append(spec)
     return specs
 
@@ -692,7 +694,7 @@ async def run_query(
             out.lines(
                 fmt.port_lines(
                     result,
-                    probe_name=spec.probe_name,
+                    probe_name=spec.binding,
                     source_port=settings.source_port,
                     community=settings.community,
                 )
@@ -753,7 +755,7 @@ def catalog_specs(opts: Options) -> tuple[list[PortSpec], list[str]]:
     except (CatalogDataError, OSError) as exc:
         raise CliError(EXIT_CATALOG, f"service catalog cannot be loaded: {exc}") from None
     wanted = ("tcp", "udp") if not opts.protocol_given or opts.protocol == "both" else (opts.protocol,)
-    specs = [PortSpec(p.protocol, p.port, service=p.service) for p in expansion.ports if p.protocol in wanted]
+    specs = [port_spec(p.protocol, p.port, service=p.service) for p in expansion.ports if p.protocol in wanted]
     notes: list[str] = []
     for item in expansion.dynamic_rpc:
         notes.append(f"{item.row.spec} ({item.source}): dynamic RPC, checked through the endpoint mapper on TCP 135")
