@@ -181,9 +181,7 @@ class ProbeContext:
         except DecodeError as exc:
             return self.outcome(Finding.GARBLED, error=f"{what} reply: {exc}")
 
-    async def open_tcp(
-        self, *, tls: ssl.SSLContext | None = None
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def open_tcp(self, *, tls: ssl.SSLContext | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Open a TCP stream to this port (TLS with SNI when ``tls`` is given), bounded by the deadline.
 
         Raises:
