@@ -30,8 +30,9 @@ from pathlib import Path
 import pytest
 import testbed
 
-from exporter import cli, engine
-from exporter import cli_format as fmt
+from exporter import engine
+from exporter.cli import args, blocks, entry, exits, interactive, query
+from exporter.cli import text as fmt
 from exporter.result import ProbeResult
 from exporter.states import PortState, Reason
 from exporter.wire.epm import EpmEntry
@@ -68,7 +69,7 @@ class Run:
 def run(*argv: str, stdin: str = "") -> Run:
     out, err = io.StringIO(), io.StringIO()
     start = time.monotonic()
-    code = cli.main(list(argv), stdin=io.StringIO(stdin), stdout=out, stderr=err)
+    code = entry.main(list(argv), stdin=io.StringIO(stdin), stdout=out, stderr=err)
     return Run(code, out.getvalue(), err.getvalue(), time.monotonic() - start)
 
 
@@ -298,8 +299,8 @@ def test_concurrency_1_is_serial() -> None:
 def test_range_does_not_query_the_endpoint_mapper(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(engine.DEFAULT_BINDINGS, ("tcp", 135), "rpc")
     monkeypatch.setitem(engine.DEFAULT_BINDINGS, ("udp", 389), "ldap")
-    in_range = cli.build_specs([("tcp", 135), ("udp", 389)], range_mode=True)
-    listed = cli.build_specs([("tcp", 135)], range_mode=False)
+    in_range = query.build_specs([("tcp", 135), ("udp", 389)], range_mode=True)
+    listed = query.build_specs([("tcp", 135)], range_mode=False)
     assert [s.probe_name for s in in_range] == ["", "ldap"]
     assert [s.probe_name for s in listed] == ["rpc"]
 
@@ -334,7 +335,7 @@ def test_quiet_prints_nothing_and_returns_errorlevels() -> None:
 )
 def test_quiet_is_refused_with_lists_ranges_and_both(args: list[str], message: str) -> None:
     r = run("-n", "127.0.0.1", "-q", *args)
-    assert r.code == cli.EXIT_USAGE == 3
+    assert r.code == exits.EXIT_USAGE == 3
     assert r.out == ""
     assert r.err.count("\n") == 1 and message in r.err
 
@@ -422,26 +423,26 @@ def test_slow_link_doubles_the_udp_wait() -> None:
     t_slow = json.loads(slow.out)["duration_seconds"]
     assert 0.35 <= t_normal < 0.75
     assert t_slow >= 0.78
-    assert cli.parse_args(["-n", "x", "-s"]).slow_link  # PortQry 1.22's /s
+    assert args.parse_args(["-n", "x", "-s"]).slow_link  # PortQry 1.22's /s
 
 
 def test_community_between_exclamation_marks() -> None:
-    opts = cli.parse_args(["-n", "127.0.0.1", "-cn", "!s3cret!"])
-    assert cli.settings_from(opts).probe_options().params["snmp_community"] == "s3cret"
-    spaced = cli.parse_args(["-n", "127.0.0.1", "-cn", "!my", "snmp", "string!", "-e", "161"])
+    opts = args.parse_args(["-n", "127.0.0.1", "-cn", "!s3cret!"])
+    assert query.settings_from(opts).probe_options().params["snmp_community"] == "s3cret"
+    spaced = args.parse_args(["-n", "127.0.0.1", "-cn", "!my", "snmp", "string!", "-e", "161"])
     assert spaced.community == "my snmp string" and spaced.endpoint == 161
-    assert cli.parse_args(["-n", "x"]).community == "public"
+    assert args.parse_args(["-n", "x"]).community == "public"
 
 
 def test_domain_is_passed_to_the_probes() -> None:
-    opts = cli.parse_args(["-n", "dc1", "--domain", "pqtest.test."])
-    assert cli.settings_from(opts).probe_options().params["domain"] == "pqtest.test"
-    assert "domain" not in cli.settings_from(cli.parse_args(["-n", "dc1"])).probe_options().params
+    opts = args.parse_args(["-n", "dc1", "--domain", "pqtest.test."])
+    assert query.settings_from(opts).probe_options().params["domain"] == "pqtest.test"
+    assert "domain" not in query.settings_from(args.parse_args(["-n", "dc1"])).probe_options().params
     assert run("-n", "dc1", "--domain", "").code == 3
 
 
 def test_probe_options_are_portqrys() -> None:
-    options = cli.settings_from(cli.parse_args(["-n", "x", "--timeout", "1.5", "-sp", "3000", "-sl"])).probe_options()
+    options = query.settings_from(args.parse_args(["-n", "x", "--timeout", "1.5", "-sp", "3000", "-sl"])).probe_options()
     assert (options.tcp_tries, options.udp_tries, options.udp_unformatted_first) == (3, 1, True)
     assert (options.timeout_seconds, options.source_port, options.slow_link) == (1.5, 3000, True)
 
@@ -480,7 +481,7 @@ def test_source_port_is_used_and_lists_run_one_at_a_time() -> None:
 def test_busy_source_port_is_refused() -> None:
     with tcp_listener() as busy, tcp_listener() as target:
         r = run("-n", "127.0.0.1", "-nr", "-e", str(target.port), "-sp", str(busy.port))
-    assert r.code == cli.EXIT_SOURCE_PORT == 5
+    assert r.code == exits.EXIT_SOURCE_PORT == 5
     assert "Cannot use specified source port" in r.err and "Port is already in use" in r.err
     assert r.err.count("\n") == 1
     assert target.peers == []
@@ -540,7 +541,7 @@ def test_name_resolves_through_our_dns_server() -> None:
 
 def test_unresolvable_name_exits_4_with_one_line(dns_args: list[str]) -> None:
     r = run("-n", "nothere.portqry.test", *dns_args, "-e", "80")
-    assert r.code == cli.EXIT_RESOLVE == 4
+    assert r.code == exits.EXIT_RESOLVE == 4
     assert r.err.startswith("portqry: Failed to resolve name to IP address") and r.err.count("\n") == 1
     assert "TCP port" not in r.out
     quiet = run("-n", "nothere.portqry.test", *dns_args, "-q")
@@ -596,7 +597,7 @@ def test_log_file_asks_before_overwriting(tmp_path: Path) -> None:
     log.write_text("keep me\n")
     with tcp_listener() as peer:
         declined = run("-n", "127.0.0.1", "-nr", "-e", str(peer.port), "-l", str(log), stdin="n\n")
-        assert declined.code == cli.EXIT_LOG_FILE == 6
+        assert declined.code == exits.EXIT_LOG_FILE == 6
         assert log.read_text() == "keep me\n"
         assert "Overwrite it? (y/n)" in declined.err
         accepted = run("-n", "127.0.0.1", "-nr", "-e", str(peer.port), "-l", str(log), stdin="y\n")
@@ -666,8 +667,8 @@ def test_interactive_mode_from_stdin(dns_args: list[str]) -> None:
 def test_interactive_shortcut_queries_its_ports() -> None:
     r = run("-i", "-nr", "--timeout", "0.2", stdin="q smtp\nexit\n")
     assert "TCP port 25 (smtp service): " in r.out
-    assert cli.SHORTCUTS["sql"] == (("tcp", 1433), ("udp", 1434))
-    assert set(cli.SHORTCUTS) == {
+    assert interactive.SHORTCUTS["sql"] == (("tcp", 1433), ("udp", 1434))
+    assert set(interactive.SHORTCUTS) == {
         "dns",
         "ftp",
         "imap",
@@ -734,9 +735,9 @@ def test_internal_errors_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     async def boom(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(cli, "run_query", boom)
+    monkeypatch.setattr(query, "run_query", boom)
     r = run("-n", "127.0.0.1", "-nr")
-    assert r.code == cli.EXIT_INTERNAL == 9
+    assert r.code == exits.EXIT_INTERNAL == 9
     assert r.err == "portqry: internal error: RuntimeError: kaboom\n"
 
 
@@ -1226,7 +1227,7 @@ def test_golden_layout(group: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_golden_ldap_follows_portqrys_order() -> None:
-    lines = fmt.root_dse_lines(_root_dse())
+    lines = blocks.root_dse_lines(_root_dse())
     names = [line.split(":", 1)[0] for line in lines]
     assert names[:3] == ["currentdate", "subschemaSubentry", "dsServiceName"]
     assert lines[0] == "currentdate: 10/11/2001 23:10:21 (unadjusted GMT)"
@@ -1241,7 +1242,7 @@ def test_blocks_tolerate_missing_and_foreign_shapes() -> None:
             lines = fmt.port_lines(result, probe_name=name)
             assert lines[-2] == "UDP port 1000 is LISTENING"
     mapping_dse = {"attributes": {"dnsHostName": ["dc1"], "currentTime": ["20240102030405.0Z"]}}
-    lines = fmt.ldap_block({"root_dse": mapping_dse, "ping_error": "no reply to the LDAP ping"}, "udp", 389)
+    lines = blocks.ldap_block({"root_dse": mapping_dse, "ping_error": "no reply to the LDAP ping"}, "udp", 389)
     assert "currentdate: 01/02/2024 03:04:05 (unadjusted GMT)" in lines and "dnsHostName: dc1" in lines
     assert "LDAP ping: no reply to the LDAP ping" in lines
 
