@@ -33,6 +33,8 @@ import testbed
 from exporter import engine
 from exporter.cli import args, blocks, entry, exits, interactive, query
 from exporter.cli import text as fmt
+from exporter.probes.ldap import LdapDetails
+from exporter.probes.rpc import DynamicPort, RpcDetails
 from exporter.result import ProbeResult
 from exporter.states import PortState, Reason
 from exporter.wire.epm import EpmEntry
@@ -442,7 +444,9 @@ def test_domain_is_passed_to_the_probes() -> None:
 
 
 def test_probe_options_are_portqrys() -> None:
-    options = query.settings_from(args.parse_args(["-n", "x", "--timeout", "1.5", "-sp", "3000", "-sl"])).probe_options()
+    options = query.settings_from(
+        args.parse_args(["-n", "x", "--timeout", "1.5", "-sp", "3000", "-sl"])
+    ).probe_options()
     assert (options.tcp_tries, options.udp_tries, options.udp_unformatted_first) == (3, 1, True)
     assert (options.timeout_seconds, options.source_port, options.slow_link) == (1.5, 3000, True)
 
@@ -489,7 +493,12 @@ def test_busy_source_port_is_refused() -> None:
 
 def test_ephemeral_note_for_protocol_followups_with_sp() -> None:
     result = _result(
-        "udp", 389, PortState.LISTENING, Reason.PROTOCOL_REPLY, service="ldap", details={"ldap": _root_dse()}
+        "udp",
+        389,
+        PortState.LISTENING,
+        Reason.PROTOCOL_REPLY,
+        service="ldap",
+        details={"ldap": LdapDetails(_root_dse(), None)},
     )
     lines = fmt.port_lines(result, probe_name="ldap", source_port=3000)
     assert lines[2] == "Using ephemeral source port"
@@ -894,31 +903,9 @@ EPM_ENTRIES = (
 )
 
 
-@dataclass(frozen=True)
-class DynPort:
-    """A probed dynamic RPC port, shaped as ``exporter.probes.rpc.DynamicPort``."""
-
-    port: int
-    interfaces: tuple[str, ...]
-    state: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class RpcDump:
-    """What the RPC probe may carry: the entries and the reachability of the dynamic ports."""
-
-    entries: tuple[EpmEntry, ...]
-    dynamic_ports: object
-
-
-@dataclass(frozen=True)
-class LdapDetails:
-    """What the LDAP probe carries: rootDSE and LDAP ping (as ``exporter.probes.ldap.LdapDetails``)."""
-
-    root_dse: RootDSE
-    clock_offset_seconds: float | None = None
-    netlogon: NetlogonSamLogonResponseEx | None = None
+def rpc_details(entries: tuple[EpmEntry, ...], dynamic_ports: tuple[DynamicPort, ...]) -> RpcDetails:
+    """The RPC probe's details over TCP: the entries and the reachability of the dynamic ports."""
+    return RpcDetails("tcp", entries, {}, dynamic_ports)
 
 
 @dataclass(frozen=True)
@@ -982,11 +969,13 @@ def _golden_cases() -> dict[str, list[str]]:
         "rcode_text": "NXDOMAIN",
         "authoritative": False,
     }
-    tls = {
+    tls = {  # a partial shape: no cipher, a certificate without notBefore
         "version": "TLSv1.3",
-        "subject": "CN=dc1.pqtest.test",
-        "issuer": "CN=PQTEST CA",
-        "not_after": datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "certificate": {
+            "subject": "CN=dc1.pqtest.test",
+            "issuer": "CN=PQTEST CA",
+            "not_after": datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
+        },
     }
     tls_probe = {
         "version": "TLSv1.2",
@@ -1034,7 +1023,7 @@ def _golden_cases() -> dict[str, list[str]]:
                 PortState.LISTENING,
                 Reason.PROTOCOL_REPLY,
                 service="ldap",
-                details={"ldap": _root_dse()},
+                details={"ldap": LdapDetails(_root_dse(), None)},
             ),
             "ldap",
         ),
@@ -1056,7 +1045,7 @@ def _golden_cases() -> dict[str, list[str]]:
                 PortState.LISTENING,
                 Reason.PROTOCOL_REPLY,
                 service="ldap",
-                details={"ldap": _root_dse()},
+                details={"ldap": LdapDetails(_root_dse(), None)},
             ),
             "ldap",
         ),
@@ -1071,7 +1060,7 @@ def _golden_cases() -> dict[str, list[str]]:
                 PortState.LISTENING,
                 Reason.PROTOCOL_REPLY,
                 service="epmap",
-                details={"rpc": EPM_ENTRIES},
+                details={"rpc": rpc_details(EPM_ENTRIES, ())},
             ),
             "rpc",
         ),
@@ -1082,7 +1071,12 @@ def _golden_cases() -> dict[str, list[str]]:
                 PortState.LISTENING,
                 Reason.PROTOCOL_REPLY,
                 service="epmap",
-                details={"rpc": RpcDump(EPM_ENTRIES, {49153: PortState.LISTENING, 49152: PortState.FILTERED})},
+                details={
+                    "rpc": rpc_details(
+                        EPM_ENTRIES,
+                        (DynamicPort(49153, (), "listening", "syn-ack"), DynamicPort(49152, (), "filtered", "timeout")),
+                    )
+                },
             ),
             "rpc",
         ),
@@ -1094,11 +1088,11 @@ def _golden_cases() -> dict[str, list[str]]:
                 Reason.PROTOCOL_REPLY,
                 service="epmap",
                 details={
-                    "rpc": RpcDump(
+                    "rpc": rpc_details(
                         EPM_ENTRIES[1:2],
                         (
-                            DynPort(49153, ("drsuapi", "lsarpc"), "listening", "syn-ack"),
-                            DynPort(49154, ("samr",), "filtered", "timeout"),
+                            DynamicPort(49153, ("drsuapi", "lsarpc"), "listening", "syn-ack"),
+                            DynamicPort(49154, ("samr",), "filtered", "timeout"),
                         ),
                     )
                 },
@@ -1168,7 +1162,7 @@ def _golden_cases() -> dict[str, list[str]]:
                 PortState.LISTENING,
                 Reason.PROTOCOL_REPLY,
                 service="ldaps",
-                details={"tls": tls_probe, "ldap": LdapDetails(_root_dse())},
+                details={"tls": tls_probe, "ldap": LdapDetails(_root_dse(), None)},
             ),
             "ldaps",
         ),

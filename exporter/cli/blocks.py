@@ -55,33 +55,6 @@ LDAP_ATTRIBUTE_ORDER = (
     "domainControllerFunctionality",
 )
 
-#: rootDSE attribute -> the :class:`exporter.wire.ldap.RootDSE` field holding it (for shapes without
-#: the raw ``attributes`` mapping).
-_LDAP_TYPED_FIELDS = {
-    "currentTime": "current_time",
-    "subschemaSubentry": "subschema_subentry",
-    "dsServiceName": "ds_service_name",
-    "namingContexts": "naming_contexts",
-    "defaultNamingContext": "default_naming_context",
-    "schemaNamingContext": "schema_naming_context",
-    "configurationNamingContext": "configuration_naming_context",
-    "rootDomainNamingContext": "root_domain_naming_context",
-    "supportedControl": "supported_control",
-    "supportedLDAPVersion": "supported_ldap_version",
-    "supportedLDAPPolicies": "supported_ldap_policies",
-    "highestCommittedUSN": "highest_committed_usn",
-    "supportedSASLMechanisms": "supported_sasl_mechanisms",
-    "dnsHostName": "dns_host_name",
-    "ldapServiceName": "ldap_service_name",
-    "serverName": "server_name",
-    "supportedCapabilities": "supported_capabilities",
-    "isSynchronized": "is_synchronized",
-    "isGlobalCatalogReady": "is_global_catalog_ready",
-    "domainFunctionality": "domain_functionality",
-    "forestFunctionality": "forest_functionality",
-    "domainControllerFunctionality": "domain_controller_functionality",
-}
-
 #: Protocol-aware probe name -> the name in PortQry's "Sending <X> query to ..." line.
 QUERY_NAMES = {
     "ldap": "LDAP",
@@ -130,11 +103,17 @@ def _text(value: Any) -> str:
 
 
 def protocol_block(name: str, result: ProbeResult, *, community: str = "public") -> list[str]:
-    """The protocol block of the follow-up ``name`` for ``result`` (details may be missing)."""
+    """The protocol block of the follow-up ``name`` for ``result`` (its details may be missing).
+
+    Args:
+        name: the probe (a key of :data:`exporter.engine.PROTOCOL_MODULES`).
+        result: the port's result; ``result.details[name]`` is what the probe produced.
+        community: the SNMP community (PortQry prints it before the SNMP query).
+    """
     details = result.details.get(name) if result.details else None
     proto, port = result.protocol, result.port
     if name == "ldap":
-        return ldap_block(details, proto, port, netlogon=result.details.get("netlogon") if result.details else None)
+        return ldap_block(details, proto, port)
     if name == "rpc":
         return rpc_block(details)
     if name == "netbios":
@@ -159,21 +138,12 @@ def protocol_block(name: str, result: ProbeResult, *, community: str = "public")
 # --------------------------------------------------------------------------------------------- LDAP
 
 
-def _root_dse(details: Any) -> Any:
-    """The rootDSE inside LDAP details: the details themselves, or their ``root_dse``."""
-    if details is None:
-        return None
-    if field(details, "attributes", "naming_contexts", "dns_host_name") is not None and not field(
-        details, "root_dse", "rootdse", "root_dse_entry"
-    ):
-        return details
-    return field(details, "root_dse", "rootdse", "root_dse_entry")
-
-
 def root_dse_lines(root: Any) -> list[str]:
     """``attribute: value`` lines of a rootDSE, one per value, in PortQry's order then the rest.
 
-    ``currentTime`` prints as PortQry's ``currentdate: MM/DD/YYYY HH:MM:SS (unadjusted GMT)``.
+    ``root`` is a :class:`exporter.wire.ldap.RootDSE`: its raw ``attributes`` (name -> values) are printed,
+    ``currentTime`` as PortQry's ``currentdate: MM/DD/YYYY HH:MM:SS (unadjusted GMT)`` (from the parsed
+    ``current_time`` when there is one).
     """
     raw = field(root, "attributes", default={})
     if not isinstance(raw, Mapping):
@@ -184,16 +154,14 @@ def root_dse_lines(root: Any) -> list[str]:
     lines: list[str] = []
     for attr in LDAP_ATTRIBUTE_ORDER:
         name, values = by_folded.pop(attr.casefold(), (attr, ()))
-        typed = field(root, _LDAP_TYPED_FIELDS[attr])
         if attr == "currentTime":
+            typed = field(root, "current_time")
             when = typed if isinstance(typed, datetime) else _parse_generalized(values)
             if when is not None:
                 lines.append(f"currentdate: {_ldap_date(when)} (unadjusted GMT)")
             elif values:
                 lines.append(f"currentdate: {_text(values[0])} (unadjusted GMT)")
             continue
-        if not values:
-            values = _seq(typed)
         lines += [f"{name}: {_text(v)}" for v in values]
     for name, values in by_folded.values():
         lines += [f"{name}: {_text(v)}" for v in values]
@@ -217,7 +185,7 @@ def _parse_generalized(values: Sequence[Any]) -> datetime | None:
 
 
 def netlogon_lines(ping: Any) -> list[str]:
-    """The MS-ADTS LDAP ping reply (NETLOGON_SAM_LOGON_RESPONSE_EX), beyond PortQry's output."""
+    """The MS-ADTS LDAP ping reply (:class:`exporter.wire.netlogon.NetlogonSamLogonResponseEx`), beyond PortQry."""
     flags = field(ping, "flags", default=())
     flag_text = " ".join(sorted(str(f).upper() for f in _seq(flags))) if flags else ""
     rows = [
@@ -235,25 +203,24 @@ def netlogon_lines(ping: Any) -> list[str]:
     return [f"{label}: {_text(value)}" for label, value in rows if value not in (None, "")]
 
 
-def ldap_block(details: Any, protocol: str, port: int, *, netlogon: Any = None, over_tls: bool = False) -> list[str]:
+def ldap_block(details: Any, protocol: str, port: int, *, over_tls: bool = False) -> list[str]:
     """``Sending LDAP query to UDP port 389...`` / ``LDAP query response:`` / rootDSE / end line.
 
-    ``details`` is a :class:`exporter.wire.ldap.RootDSE`, or an object (or mapping) with ``root_dse``
-    and optionally ``netlogon`` (:class:`exporter.wire.netlogon.NetlogonSamLogonResponseEx`); ``None``
-    (no reply) prints only the query line, as PortQry does before its FILTERED verdict.  ``netlogon``
-    is an LDAP ping reply carried beside the rootDSE (``details["netlogon"]``); ``over_tls`` is LDAPS.
+    ``details`` is the LDAP probe's :class:`exporter.probes.ldap.LdapDetails`: ``root_dse``, and the LDAP ping's
+    ``netlogon`` reply or ``ping_error``; ``None`` (no reply) prints only the query line, as PortQry does
+    before its FILTERED verdict.  ``over_tls`` is LDAPS.
     """
     via = " over TLS" if over_tls else ""
     lines = [f"Sending LDAP query{via} to {protocol.upper()} port {port}...", ""]
-    root = _root_dse(details)
+    root = field(details, "root_dse")
     if root is not None:
         lines += ["LDAP query response:", "", *root_dse_lines(root), ""]
         lines += ["======== End of LDAP query response ========", ""]
-    ping = netlogon if details is root else field(details, "netlogon", "ldap_ping", "ping", default=netlogon)
+    ping = field(details, "netlogon")
     if ping is not None:
         lines += ["LDAP ping (Netlogon) response:", "", *netlogon_lines(ping), ""]
         lines += ["======== End of LDAP ping response ========", ""]
-    elif details is not root and field(details, "ping_error"):
+    elif field(details, "ping_error"):
         lines += [f"LDAP ping: {field(details, 'ping_error')}", ""]
     return lines
 
@@ -261,48 +228,31 @@ def ldap_block(details: Any, protocol: str, port: int, *, netlogon: Any = None, 
 # --------------------------------------------------------------------------------------------- RPC
 
 
-def _epm_entries(details: Any) -> tuple[Any, ...]:
-    if details is None:
-        return ()
-    if isinstance(details, list | tuple):
-        return tuple(details)
-    return _seq(field(details, "entries", "endpoints", default=()))
-
-
 def epm_entry_lines(entry: Any) -> list[str]:
-    """``UUID: <uuid> <annotation>`` and the string binding of one endpoint-mapper entry."""
-    uuid = _text(field(entry, "interface_uuid", "uuid", default=""))
+    """``UUID: <uuid> <annotation>`` and the string binding of one :class:`exporter.wire.epm.EpmEntry`."""
+    uuid = _text(field(entry, "interface_uuid", default=""))
     annotation = _text(field(entry, "annotation", default="")).strip()
-    binding = _text(field(entry, "string_binding", "binding", default=""))
+    binding = _text(field(entry, "string_binding", default=""))
     head = f"UUID: {uuid} {annotation}" if annotation else f"UUID: {uuid}"
     return [head, binding] if binding else [head]
 
 
 def _dynamic_ports(details: Any) -> list[tuple[int, str, str]]:
-    """(port, PortQry state text, interfaces) of the dynamic TCP ports the RPC follow-up probed, if any."""
-    found = field(details, "dynamic_ports", "reachability", "endpoint_ports", default=None)
+    """(port, PortQry state text, interfaces) of the dynamic TCP ports the RPC follow-up probed, by port.
+
+    Each item is an :class:`exporter.probes.rpc.DynamicPort` (``port``, ``interfaces``, ``state`` as a
+    :class:`~exporter.states.PortState` value such as ``"listening"``).
+    """
     out: list[tuple[int, str, str]] = []
-    if found is None or isinstance(details, list | tuple):
-        return out
-    items: Iterable[Any] = found.items() if isinstance(found, Mapping) else found
-    for item in items:
-        interfaces = ""
-        if isinstance(item, tuple) and len(item) == 2:
-            port, state = item
-        else:
-            port, state = field(item, "port"), field(item, "state")
-            interfaces = ", ".join(str(i) for i in _seq(field(item, "interfaces", default=())))
+    for item in _seq(field(details, "dynamic_ports", default=())):
+        port, state = field(item, "port"), field(item, "state")
         if port is None:
             continue
-        if isinstance(state, PortState):
-            text = state.portqry_text
-        elif isinstance(state, bool):
-            text = "LISTENING" if state else "NOT REACHABLE"
-        else:
-            try:
-                text = PortState(str(state)).portqry_text
-            except ValueError:
-                text = str(state)
+        interfaces = ", ".join(str(i) for i in _seq(field(item, "interfaces", default=())))
+        try:
+            text = PortState(str(state)).portqry_text
+        except ValueError:
+            text = str(state)
         out.append((int(port), text, interfaces))
     return sorted(out)
 
@@ -310,15 +260,14 @@ def _dynamic_ports(details: Any) -> list[tuple[int, str, str]]:
 def rpc_block(details: Any) -> list[str]:
     """PortQry's endpoint-mapper dump.
 
-    ``details`` is a sequence of :class:`exporter.wire.epm.EpmEntry`, or an object (or mapping) with
-    ``entries`` and optionally ``dynamic_ports`` (port -> state, or items with ``port``/``state``):
-    the reachability of each ``ncacn_ip_tcp`` port on the queried address, which PortQry lacks and
-    is printed after PortQry's end line.
+    ``details`` is the RPC probe's :class:`exporter.probes.rpc.RpcDetails`: ``entries``
+    (:class:`exporter.wire.epm.EpmEntry`) and, on TCP, ``dynamic_ports``: the reachability of each
+    ``ncacn_ip_tcp`` port on the queried address, which PortQry lacks and is printed after PortQry's end line.
     """
     lines = ["Querying Endpoint Mapper Database..."]
     if details is None:
         return [*lines, ""]
-    entries = _epm_entries(details)
+    entries = _seq(field(details, "entries", default=()))
     lines += ["Server's response:", ""]
     for entry in entries:
         lines += [*epm_entry_lines(entry), ""]
@@ -335,26 +284,19 @@ def rpc_block(details: Any) -> list[str]:
 # --------------------------------------------------------------------------------------------- NetBIOS
 
 
-def _mac_text(mac: Any) -> str:
-    if isinstance(mac, bytes):
-        return mac.hex()
-    return str(mac).replace(":", "").replace("-", "").lower()
-
-
 def netbios_block(details: Any, port: int) -> list[str]:
     """``Attempting NETBIOS adapter status query to UDP port 137...`` / MAC / names.
 
-    ``details`` is a :class:`exporter.wire.nbstat.NodeStatus` (or has ``node_status``).  PortQry prints
-    only the MAC address; the name table (nbtstat -A style) is ours.
+    ``details`` is a :class:`exporter.wire.nbstat.NodeStatus` (``mac`` as ``00:15:5d:01:02:03``, ``names``).
+    PortQry prints only the MAC address; the name table (nbtstat -A style) is ours.
     """
     lines = [f"Attempting NETBIOS adapter status query to UDP port {port}...", ""]
-    status = field(details, "node_status", default=details)
-    if status is None:
+    if details is None:
         return lines
-    mac = field(status, "mac")
+    mac = field(details, "mac")
     if mac is not None:
-        lines += [f"Server's response: MAC address {_mac_text(mac)}", ""]
-    names = _seq(field(status, "names", default=()))
+        lines += [f"Server's response: MAC address {str(mac).replace(':', '').replace('-', '').lower()}", ""]
+    names = _seq(field(details, "names", default=()))
     if names:
         lines += ["NetBIOS names:", ""]
         for entry in names:
@@ -373,14 +315,14 @@ def netbios_block(details: Any, port: int) -> list[str]:
 def snmp_block(details: Any, port: int, community: str) -> list[str]:
     """``community name for query:`` / the community / ``Sending SNMP query to UDP port 161...``.
 
-    PortQry prints no varbinds; we add ``sysDescr`` when the agent sent it.
+    ``details`` is a :class:`exporter.wire.snmp.SnmpResponse`.  PortQry prints no varbinds; we add
+    ``sysDescr`` when the agent sent it, and an error status other than ``noError``.
     """
     lines = ["community name for query:", "", community, "", f"Sending SNMP query to UDP port {port}...", ""]
-    response = field(details, "response", default=details)
-    descr = field(response, "sys_descr")
+    descr = field(details, "sys_descr")
     if descr is not None:
         lines += [f"sysDescr: {_text(descr)}", ""]
-    status = field(response, "error_status_name")
+    status = field(details, "error_status_name")
     if status not in (None, "", "noError"):
         lines += [f"SNMP error status: {status}", ""]
     return lines
@@ -390,14 +332,18 @@ def snmp_block(details: Any, port: int, community: str) -> list[str]:
 
 
 def dns_block(details: Any, protocol: str, port: int) -> list[str]:
-    """``Sending DNS query to UDP port 53...`` and, beyond PortQry, the reply's rcode and AA flag."""
+    """``Sending DNS query to UDP port 53...`` and, beyond PortQry, the reply's rcode and AA flag.
+
+    ``details`` is the DNS probe's :class:`exporter.probes.dns.DnsDetails` (``query_name``, ``query_type``,
+    ``rcode_text``, ``authoritative``).
+    """
     lines = [f"Sending DNS query to {protocol.upper()} port {port}...", ""]
     if details is None:
         return lines
-    qname = field(details, "query_name", "qname")
-    qtype = field(details, "query_type", "qtype")
-    rcode = field(details, "rcode_text", "rcode_name", "rcode")
-    aa = field(details, "authoritative", "aa")
+    qname = field(details, "query_name")
+    qtype = field(details, "query_type")
+    rcode = field(details, "rcode_text")
+    aa = field(details, "authoritative")
     parts = []
     if qname is not None:
         parts.append(f"query {qname} {qtype}" if qtype else f"query {qname}")
@@ -414,25 +360,29 @@ def dns_block(details: Any, protocol: str, port: int) -> list[str]:
 
 
 def kerberos_block(details: Any, protocol: str, port: int) -> list[str]:
-    """Our Kerberos block (PortQry has none): the KDC's KRB-ERROR (or AS-REP) for a made-up principal."""
+    """Our Kerberos block (PortQry has none): the KDC's answer to an AS-REQ for a made-up principal.
+
+    ``details`` is a :class:`exporter.wire.kerberos.KrbError` (``error_code``, ``error_name``, ``realm``,
+    ``sname``, ``stime``) or a :class:`exporter.wire.kerberos.KdcRep` (``msg_type``, ``crealm``,
+    ``ticket_sname``).
+    """
     lines = [f"Sending Kerberos AS-REQ to {protocol.upper()} port {port}...", ""]
-    reply = field(details, "error", "krb_error", "reply", default=details)
-    if reply is None:
+    if details is None:
         return lines
     lines += ["Kerberos response:", ""]
-    code = field(reply, "error_code")
+    code = field(details, "error_code")
     if code is not None:
-        name = field(reply, "error_name", default="")
+        name = field(details, "error_name", default="")
         lines.append(f"KRB-ERROR {code} {name}".rstrip())
-    elif field(reply, "msg_type") is not None:
-        lines.append(f"KDC reply (msg-type {field(reply, 'msg_type')})")
-    realm = field(reply, "realm", "crealm")
+    elif field(details, "msg_type") is not None:
+        lines.append(f"KDC reply (msg-type {field(details, 'msg_type')})")
+    realm = field(details, "realm", "crealm")
     if realm:
         lines.append(f"realm: {realm}")
-    sname = field(reply, "sname", "ticket_sname")
+    sname = field(details, "sname", "ticket_sname")
     if sname:
         lines.append(f"server: {sname}")
-    stime = field(reply, "stime")
+    stime = field(details, "stime")
     if isinstance(stime, datetime):
         lines.append(f"server time: {stime.astimezone(UTC).strftime('%m/%d/%Y %H:%M:%S')} (GMT)")
     lines += ["", "======== End of Kerberos response ========", ""]
@@ -443,14 +393,18 @@ def kerberos_block(details: Any, protocol: str, port: int) -> list[str]:
 
 
 def tls_block(details: Any, port: int) -> list[str]:
-    """Our TLS block (PortQry has none): protocol version and the server certificate's names and dates."""
+    """Our TLS block (PortQry has none): protocol version, cipher, the server certificate's names and dates.
+
+    ``details`` is the TLS probe's :class:`exporter.probes.tls.TlsDetails` (``version``, ``cipher``,
+    ``certificate``: a :class:`exporter.wire.x509.CertificateSummary` or ``None``).
+    """
     lines = [f"Starting TLS handshake on TCP port {port}...", ""]
     if details is None:
         return lines
-    cert = field(details, "certificate", "cert", default=details)
+    cert = field(details, "certificate")
     rows = [
-        ("TLS version", field(details, "version", "tls_version", "protocol_version")),
-        ("Cipher", field(details, "cipher", "cipher_suite")),
+        ("TLS version", field(details, "version")),
+        ("Cipher", field(details, "cipher")),
         ("Subject", field(cert, "subject")),
         ("Issuer", field(cert, "issuer")),
         ("Not before", field(cert, "not_before")),
@@ -480,15 +434,16 @@ def tls_block(details: Any, port: int) -> list[str]:
 def mssql_block(details: Any, port: int) -> list[str]:
     """``Sending SQL Server query to UDP port 1434...`` / ``Server's response:`` / key-value pairs / end.
 
-    ``details`` is a sequence of :class:`exporter.wire.mssqlr.SqlInstance` (or has ``instances``).
+    ``details`` is the SQL Server probe's tuple of :class:`exporter.wire.mssqlr.SqlInstance` (``items()``:
+    the instance's key/value pairs in the order received).
     """
     lines = [f"Sending SQL Server query to UDP port {port}...", ""]
     if details is None:
         return lines
-    instances = details if isinstance(details, list | tuple) else _seq(field(details, "instances", default=()))
+    instances = details if isinstance(details, list | tuple) else ()
     lines += ["Server's response:", ""]
     for inst in instances:
-        pairs = inst.items() if hasattr(inst, "items") else field(inst, "fields", default=())
+        pairs = inst.items() if hasattr(inst, "items") else ()
         lines += [f"{key} {value}" for key, value in pairs]
         lines.append("")
     lines += ["==== End of SQL Server query response ====", ""]
