@@ -259,6 +259,15 @@ def catalog_specs(opts: Options) -> tuple[list[PortSpec], list[str]]:
 
 
 def command_mode(opts: Options, out: Output) -> int:
+    """Command-line mode: query ``-n``'s ports (``-e``, ``-o``, ``-r`` or ``--service``/``--profile``).
+
+    Returns:
+        The verdict, 0/1/2 (:func:`verdict`).
+
+    Raises:
+        CliError: exit 4 (name does not resolve), 5 (source port busy), 8 (catalog).
+        UsageError: an unknown service or profile name.
+    """
     settings = settings_from(opts)
     notes: list[str] = []
     if opts.services or opts.profiles:
@@ -271,6 +280,6 @@ def command_mode(opts: Options, out: Output) -> int:
         else:
             ports = [opts.endpoint or 80]
         specs = build_specs(port_pairs(opts.protocol, ports), range_mode=opts.port_range is not None)
-    assert opts.name is not None  # _validate
+    assert opts.name is not None  # args._validate requires -n here
     results = asyncio.run(run_query(opts.name, specs, settings, out, notes=notes))
     return verdict(results)
