@@ -11,7 +11,6 @@ is one line naming the file, the key and the problem.
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ from pydantic_settings import (
 from exporter.errors import ConfigError, PortqryError
 from exporter.model import PortSpec, ProbeOptions, ProbeParams
 from exporter.probes import PROBES, port_spec
+from exporter.suggest import did_you_mean
 
 DEFAULT_CONFIG_PATHS = ("config.example.toml", "/etc/portqry-exporter/config.toml")
 MAX_PORTS_PER_TARGET = 65535 * 2
@@ -158,8 +158,7 @@ class TargetConfig(_Section):
             if len(specs) != 1 and len({p for _, p in specs}) != 1:
                 raise ValueError(f"{key!r}: bind a protocol to one port, not a range")
             if name and name not in PROBES:
-                known = sorted(PROBES)
-                raise ValueError(f"{key!r}: unknown protocol {name!r}{_suggest(name, known)}")
+                raise ValueError(f"{key!r}: unknown protocol {name!r}{did_you_mean(name, sorted(PROBES))}")
         return value
 
     @model_validator(mode="after")
@@ -252,11 +251,6 @@ def parse_listen_address(text: str) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ValueError(f"{text!r}: port must be 0-65535")
     return host.strip("[]") or "0.0.0.0", port
-
-
-def _suggest(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def _loc(loc: Sequence[int | str]) -> str:
