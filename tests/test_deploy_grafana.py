@@ -27,7 +27,8 @@ from typing import Any
 
 import pytest
 import yaml
-from dashboards import (
+
+from tests.dashboards import (
     DASHBOARD,
     EMPTY_WHEN_HEALTHY,
     TARGET_LABELS,

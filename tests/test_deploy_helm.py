@@ -32,7 +32,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from dashboards import REPO
+
+from tests.dashboards import REPO
 
 CHART = REPO / "deploy" / "helm" / "portqry-exporter"
 TEMPLATES = CHART / "templates"

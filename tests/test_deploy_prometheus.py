@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 import yaml
-from dashboards import (
+
+from tests.dashboards import (
     REPO,
     RULES,
     TARGET_LABELS,

@@ -21,7 +21,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from dashboards import REPO
+
+from tests.dashboards import REPO
 
 SYSTEMD_DIR = REPO / "deploy" / "systemd"
 UNIT = SYSTEMD_DIR / "portqry-exporter.service"

@@ -20,7 +20,9 @@ import dns.query
 import dns.rcode
 import dns.resolver
 import pytest
-import testbed
+
+from tests import testbed
+from tests.testbed import preflight
 
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 """Linux ``IP_RECVERR`` (Python's socket module exports it only from 3.12)."""
@@ -73,7 +75,7 @@ def test_require_netns_fails_in_ci_and_skips_elsewhere(
     monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
 ) -> None:
     monkeypatch.setenv("CI", ci)
-    monkeypatch.setattr(testbed, "_REASON_CACHE", {})
+    monkeypatch.setattr(preflight, "_REASON_CACHE", {})
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(outcome, match="root"):
         testbed.require_netns()
