@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from tests.daemon import ROOT, run_daemon
+from tests.helpers import config_check
 from tests.peers import closed_port, tcp_listener, udp_peer
 
 
@@ -148,14 +149,7 @@ def test_bad_config_at_start_exits_with_one_line(tmp_path: Path) -> None:
 
 
 def test_config_check_flag(tmp_path: Path) -> None:
-    proc = subprocess.run(  # exit codes are asserted below
-        [sys.executable, "-m", "exporter", "--config", str(ROOT / "config.example.toml"), "--config.check"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
+    proc = config_check("--config", ROOT / "config.example.toml", timeout=30)
     assert proc.returncode == 0 and "OK (1 targets)" in proc.stdout
 
 
