@@ -7,12 +7,15 @@ of namespaces the fixtures created (198.18.N.2).
 from __future__ import annotations
 
 import errno
+import json
 import os
 import resource
 import select
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import dns.flags
 import dns.message
@@ -79,6 +82,55 @@ def test_require_netns_fails_in_ci_and_skips_elsewhere(
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(outcome, match="root"):
         testbed.require_netns()
+
+
+_ONE_COPY_SCRIPT = """
+import atexit, json, sys
+from pathlib import Path
+hooks = []
+register = atexit.register
+def spy(func, *args, **kwargs):
+    hooks.append(f"{func.__module__}.{func.__qualname__}")
+    return register(func, *args, **kwargs)
+atexit.register = spy
+import tests.conftest, bench.fixture, bench.sweep, bench.cli_range, tests.capture_samba
+from tests import testbed
+tests_dir = Path(testbed.__file__).resolve().parent.parent
+files = sorted(
+    str(Path(m.__file__).resolve().relative_to(tests_dir))
+    for m in list(sys.modules.values())
+    if getattr(m, "__file__", None) and Path(m.__file__).resolve().is_relative_to(tests_dir)
+)
+print(json.dumps({
+    "top_level": sorted(name for name in sys.modules if name.split(".")[0] == "testbed"),
+    "hooks": [hook for hook in hooks if "testbed" in hook],
+    "files": files,
+    "same": bench.fixture.testbed is testbed is tests.conftest.testbed is tests.capture_samba.testbed,
+}))
+"""
+"""Imports what loads the test bed (conftest, bench, the capture script), spying on ``atexit.register``."""
+
+
+def test_one_copy_of_the_test_bed_with_one_exit_hook() -> None:
+    """conftest, bench and the tests share one ``tests.testbed``: one namespace registry, one ``atexit`` hook.
+
+    A top-level ``import testbed`` (or loading the file by path) would make a second module object with
+    its own list of live namespaces and its own exit hook.
+    """
+    assert not [name for name in sys.modules if name.split(".")[0] == "testbed"]
+    proc = subprocess.run(
+        [sys.executable, "-c", _ONE_COPY_SCRIPT],
+        cwd=Path(testbed.__file__).resolve().parents[2],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["top_level"] == []
+    assert report["hooks"] == ["tests.testbed.netns._cleanup_at_exit"]
+    assert report["same"] is True
+    assert len(report["files"]) == len(set(report["files"]))
+    assert "testbed/netns.py" in report["files"]
+    assert "testbed.py" not in report["files"]
 
 
 # -- Samba AD DC ------------------------------------------------------------------------------------
