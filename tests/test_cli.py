@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import testbed
 
 from exporter import cli, engine
 from exporter import cli_format as fmt
@@ -41,6 +40,7 @@ from exporter.wire.mssqlr import SqlInstance
 from exporter.wire.nbstat import NetbiosName, NodeStatus
 from exporter.wire.netlogon import NetlogonSamLogonResponseEx
 from exporter.wire.snmp import SnmpResponse, VarBind
+from tests import testbed
 from tests.dnsserver import dns_server as serve_dns
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
