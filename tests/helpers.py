@@ -73,8 +73,10 @@ def frames(name: str | Path) -> list[dpkt.udp.UDP | dpkt.tcp.TCP | None]:
 
 def payloads(name: str | Path, *, tcp: bool = True) -> list[bytes]:
     """The UDP (and, with ``tcp``, TCP) payload of every frame of a capture, ``b""`` for other frames."""
-    kinds: tuple[type, ...] = (dpkt.udp.UDP, dpkt.tcp.TCP) if tcp else (dpkt.udp.UDP,)
-    return [bytes(l4.data) if isinstance(l4, kinds) else b"" for l4 in frames(name)]
+    return [
+        bytes(l4.data) if isinstance(l4, dpkt.udp.UDP) or (tcp and isinstance(l4, dpkt.tcp.TCP)) else b""
+        for l4 in frames(name)
+    ]
 
 
 def tcp_streams(name: str | Path) -> dict[int, bytes]:

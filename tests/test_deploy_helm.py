@@ -30,8 +30,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.dashboards import REPO
-from tests.helpers import config_check
+from tests.helpers import REPO, config_check
 
 CHART = REPO / "deploy" / "helm" / "portqry-exporter"
 TEMPLATES = CHART / "templates"

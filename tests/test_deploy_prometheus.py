@@ -26,7 +26,6 @@ import pytest
 import yaml
 
 from tests.dashboards import (
-    REPO,
     RULES,
     TARGET_LABELS,
     base_name,
@@ -35,7 +34,8 @@ from tests.dashboards import (
     readme_metrics,
     selectors,
 )
-from tests.helpers import find_promtool, is_ci, run_promtool
+from tests.helpers import REPO, find_promtool, run_promtool
+from tests.testbed import is_ci
 
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 RULE_TESTS = PROMETHEUS_DIR / "portqry-alerts.test.yml"

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dashboards import REPO
-from tests.helpers import config_check, require_tool
+from tests.helpers import REPO, config_check, require_tool
 
 SYSTEMD_DIR = REPO / "deploy" / "systemd"
 UNIT = SYSTEMD_DIR / "portqry-exporter.service"
