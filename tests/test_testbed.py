@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dns.flags
@@ -308,6 +309,36 @@ def test_namespace_teardown_leaves_nothing() -> None:
         ns.teardown()
     assert ns.name not in testbed.run(["ip", "netns", "list"]).stdout
     assert ns.veth_host not in testbed.run(["ip", "-o", "link", "show"]).stdout
+
+
+@dataclass
+class _FailingPeer:
+    ns: testbed.Namespace
+    work_dir: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def close(self) -> None:
+        testbed.close_peer(self.ns, self.work_dir)
+
+
+@pytest.mark.testbed
+def test_failed_start_leaves_nothing() -> None:
+    """start_peer closes the peer when its launch fails: no namespace, no veth, no work directory."""
+    testbed.require_netns()
+    built: list[_FailingPeer] = []
+
+    def launch(peer: _FailingPeer) -> None:
+        built.append(peer)
+        peer.ns.start_listeners(tcp=[7002])
+        raise testbed.TestbedError("launch failed on purpose")
+
+    with pytest.raises(testbed.TestbedError, match="on purpose"):
+        testbed.start_peer("fail", _FailingPeer, launch)
+    (peer,) = built
+    assert "namespace" in peer.timings
+    assert not peer.work_dir.exists()
+    assert peer.ns.name not in testbed.run(["ip", "netns", "list"]).stdout
+    assert peer.ns.veth_host not in testbed.run(["ip", "-o", "link", "show"]).stdout
 
 
 # -- benchmark namespace -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ One module per part:
 ``firewall``   :class:`FirewallPorts`, :class:`Firewall`: DROP/REJECT rules with listeners behind them
 ``snmpd``      :class:`SnmpPeer`: net-snmp ``snmpd``, community ``pqsecret``
 ``dnsmasq``    :class:`DnsPeer`: ``dnsmasq`` authoritative for ``peer.test``
-``start``      :func:`start_peer`: the one start routine (namespace, work dir, launch, rollback)
+``start``      :func:`start_peer`, :func:`close_peer`: the one start and stop routine of every peer
 ``preflight``  :func:`require_netns`, :func:`netns_unavailable_reason`: can the test bed run here?
 ``commands``   :func:`run`, :func:`wait_tcp`, :func:`make_tempdir`, :class:`TestbedError`
 ``leftovers``  :func:`cleanup_leftovers`: what killed sessions left behind
@@ -48,7 +48,7 @@ from tests.testbed.netns import ICMP_DETERMINISTIC_SYSCTLS, SUBNET_FMT, Namespac
 from tests.testbed.preflight import is_ci, netns_unavailable_reason, require_netns
 from tests.testbed.samba import SambaDC
 from tests.testbed.snmpd import SnmpPeer
-from tests.testbed.start import Peer, start_peer
+from tests.testbed.start import Peer, close_peer, start_peer
 
 __all__ = [
     "ICMP_DETERMINISTIC_SYSCTLS",
@@ -63,6 +63,7 @@ __all__ = [
     "SnmpPeer",
     "TestbedError",
     "cleanup_leftovers",
+    "close_peer",
     "is_ci",
     "make_tempdir",
     "netns_unavailable_reason",

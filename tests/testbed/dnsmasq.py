@@ -12,7 +12,6 @@ Check by hand while a session runs::
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from tests.testbed.commands import TestbedError, log_tail
 from tests.testbed.netns import Namespace
-from tests.testbed.start import start_peer
+from tests.testbed.start import close_peer, start_peer
 
 
 @dataclass
@@ -108,10 +107,5 @@ class DnsPeer:
 
     def close(self) -> None:
         """Stop dnsmasq, delete the namespace and the work dir. Safe to call twice."""
-        try:
-            if self._proc is not None:
-                self.ns.stop_process(self._proc)
-                self._proc = None
-        finally:
-            self.ns.teardown()
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+        self._proc = None  # a process of the namespace: its teardown stops it
+        close_peer(self.ns, self.work_dir)

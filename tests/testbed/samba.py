@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -32,7 +31,7 @@ from typing import ClassVar, Final
 from tests.testbed.commands import TestbedError, wait_tcp
 from tests.testbed.commands import log_tail as log_tail_of
 from tests.testbed.netns import Namespace
-from tests.testbed.start import start_peer
+from tests.testbed.start import close_peer, start_peer
 
 _WRAPPER: Final = """set -e
 mount --bind "$PQ_DIR/resolv.conf" /etc/resolv.conf
@@ -181,21 +180,9 @@ class SambaDC:
             *[f"--option={key}={value}" for key, value in options.items()],
         ]  # fmt: skip
         log = d / "log" / "provision.log"
-        with log.open("w") as out:
-            try:
-                proc = subprocess.run(
-                    self.wrap(cmd),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    timeout=timeout,
-                    env=self._env(),
-                    check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise TestbedError(f"provision timed out after {timeout:.0f} s; {log}:\n{log_tail_of(log)}") from exc
-        if proc.returncode != 0:
-            raise TestbedError(f"provision failed (exit {proc.returncode}); {log}:\n{log_tail_of(log)}")
+        status = self._run_logged(cmd, log, timeout, "provision")
+        if status != 0:
+            raise TestbedError(f"provision failed (exit {status}); {log}:\n{log_tail_of(log)}")
         conf = self.smb_conf.read_text()
         cleaned = "".join(
             line for line in conf.splitlines(keepends=True) if not line.strip().lower().startswith("dns forwarder")
@@ -203,6 +190,26 @@ class SambaDC:
         self.smb_conf.write_text(cleaned)
         if "forwarder" in self.smb_conf.read_text().lower():
             raise TestbedError(f"could not remove 'dns forwarder' from {self.smb_conf}")
+
+    def _run_logged(self, cmd: Sequence[str], log: Path, timeout: float, what: str) -> int:
+        """Run ``cmd`` through :meth:`wrap`, stdout and stderr appended to ``log``; return its exit status.
+
+        Raises:
+            TestbedError: it did not return within ``timeout`` seconds (the message has the log tails).
+        """
+        with log.open("a") as out:
+            try:
+                return subprocess.run(
+                    self.wrap(cmd),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=timeout,
+                    env=self._env(),
+                    check=False,
+                ).returncode
+            except subprocess.TimeoutExpired as exc:
+                raise TestbedError(f"{what} did not return within {timeout:.0f} s\n{self.log_tail()}") from exc
 
     def main_pid(self) -> int | None:
         """Pid of the main ``samba`` process from its pid file, or ``None``."""
@@ -222,21 +229,9 @@ class SambaDC:
         """
         deadline = time.monotonic() + timeout
         start_log = self.target_dir / "log" / "samba-start.log"
-        with start_log.open("a") as out:
-            try:
-                proc = subprocess.run(
-                    self.wrap(["samba", "-D", "-s", str(self.smb_conf)]),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    timeout=timeout,
-                    env=self._env(),
-                    check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise TestbedError(f"'samba -D' did not return in {timeout:.0f} s\n{self.log_tail()}") from exc
-        if proc.returncode != 0:
-            raise TestbedError(f"'samba -D' exit {proc.returncode}\n{self.log_tail()}")
+        status = self._run_logged(["samba", "-D", "-s", str(self.smb_conf)], start_log, timeout, "'samba -D'")
+        if status != 0:
+            raise TestbedError(f"'samba -D' exit {status}\n{self.log_tail()}")
         pid: int | None = None
         while pid is None and time.monotonic() < deadline:
             pid = self.main_pid()
@@ -301,8 +296,4 @@ class SambaDC:
 
     def close(self) -> None:
         """Stop samba, delete the namespace and the temp dir. Safe to call twice."""
-        try:
-            self.stop()
-        finally:
-            self.ns.teardown()
-            shutil.rmtree(self.target_dir, ignore_errors=True)
+        close_peer(self.ns, self.target_dir, self.stop)

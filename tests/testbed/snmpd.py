@@ -14,7 +14,6 @@ Check by hand while a session runs::
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import ClassVar
 
 from tests.testbed.commands import TestbedError, log_tail, run
 from tests.testbed.netns import Namespace
-from tests.testbed.start import start_peer
+from tests.testbed.start import close_peer, start_peer
 
 
 @dataclass
@@ -140,10 +139,5 @@ class SnmpPeer:
 
     def close(self) -> None:
         """Stop snmpd, delete the namespace and the work dir. Safe to call twice."""
-        try:
-            if self._proc is not None:
-                self.ns.stop_process(self._proc)
-                self._proc = None
-        finally:
-            self.ns.teardown()
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+        self._proc = None  # a process of the namespace: its teardown stops it
+        close_peer(self.ns, self.work_dir)

@@ -1,4 +1,4 @@
-"""The one start routine of every peer: namespace, work directory, peer object, launch, rollback.
+"""The one start routine of every peer (namespace, work directory, launch, rollback) and its stop routine.
 
 :func:`start_peer` is what ``SambaDC.start``, ``SnmpPeer.start`` and ``DnsPeer.start`` call. It
 creates the namespace ``pq-<pid>-<N>-<tag>`` and ``$TMPDIR/pq-<pid>-<tag>-XXXX``, builds the peer
@@ -8,12 +8,16 @@ step the peer's launch records itself, such as the DC's ``provision``). If anyth
 ``KeyboardInterrupt``, the peer is closed, which stops its processes and removes the namespace and the
 directory: nothing is left behind.
 
-Check by hand after a failed start: ``ip netns list | grep "pq-$PID-"`` and ``ls -d $TMPDIR/pq-$PID-*``
+:func:`close_peer` is the way back, used by every peer's ``close``: the peer's own stop step (if any),
+then the namespace (every process still inside is stopped) and the work directory.
+
+Check by hand after a failed start or a close: ``ip netns list | grep "pq-$PID-"`` and ``ls -d $TMPDIR/pq-$PID-*``
 print nothing.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,3 +75,18 @@ def start_peer(tag: str, build: Callable[[Namespace, Path], P], launch: Callable
         raise
     peer.timings.setdefault("start", time.monotonic() - launched)
     return peer
+
+
+def close_peer(ns: Namespace, work_dir: Path, stop: Callable[[], None] | None = None) -> None:
+    """Stop a peer: run ``stop`` (if given), then tear the namespace down and remove the work directory.
+
+    The namespace teardown stops every process started with :meth:`Namespace.popen` and kills whatever
+    else is left inside, so ``stop`` is only for a daemon that needs a gentler shutdown first (samba).
+    Safe to call twice; the namespace and the directory go even when ``stop`` raises.
+    """
+    try:
+        if stop is not None:
+            stop()
+    finally:
+        ns.teardown()
+        shutil.rmtree(work_dir, ignore_errors=True)
