@@ -106,7 +106,7 @@ def tcp_streams(name: str | Path) -> dict[int, bytes]:
 # pcap writer and tshark
 
 needs_tshark: Final = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
-"""Marker: skip the test when ``tshark`` is not installed."""
+"""Marker: skip the test when ``tshark`` is not installed, also in CI (:func:`tshark_verbose` fails there)."""
 
 
 def write_udp_pcap(
@@ -135,10 +135,22 @@ def write_udp_pcap(
     return path
 
 
-def tshark_verbose(path: Path, timeout: float = 60.0) -> str:
-    """``tshark -r PATH -V``: the full dissection of a capture file, as text (raises if tshark fails)."""
+def tshark_verbose(path: Path, *options: str, timeout: float = 60.0) -> str:
+    """``tshark -r PATH -V OPTIONS``: the full dissection of a capture file, as text.
+
+    Skips the test when tshark is missing outside CI, fails under ``CI=true`` (see :func:`require_tool`).
+
+    Args:
+        path: the capture file.
+        *options: more tshark options, e.g. ``"-O", "dcerpc,epm"``.
+        timeout: seconds.
+
+    Raises:
+        subprocess.CalledProcessError: tshark exited non-zero.
+    """
+    tshark = require_tool("tshark", "tshark")
     return subprocess.run(
-        ["tshark", "-r", str(path), "-V"], capture_output=True, text=True, check=True, timeout=timeout
+        [tshark, "-r", str(path), "-V", *options], capture_output=True, text=True, check=True, timeout=timeout
     ).stdout
 
 

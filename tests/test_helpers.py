@@ -27,6 +27,12 @@ def test_written_udp_pcap_reads_back(tmp_path: Path) -> None:
     assert helpers.payloads(path) == helpers.payloads(path, tcp=False) == [b"payload"]
 
 
+def test_tshark_reads_the_written_pcap(tmp_path: Path) -> None:
+    path = helpers.write_udp_pcap(tmp_path / "one.pcap", b"\x00" * 12, sport=40000, dport=9)
+    out = helpers.tshark_verbose(path, "-O", "udp")
+    assert "Src Port: 40000" in out and "Dst Port: 9" in out
+
+
 def _write_tcp(path: Path, segments: list[tuple[int, int, bytes]]) -> None:
     """Frames of one TCP connection: ``(sport, seq, data)`` each, loopback addresses, no handshake."""
     with path.open("wb") as fh:
