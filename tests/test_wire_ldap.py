@@ -49,7 +49,7 @@ from exporter.wire.netlogon import (
     encode_netlogon,
     flag_names,
 )
-from tests.fuzzing import mutated
+from tests.helpers import mutated
 
 CAPTURES = Path(os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures"))
 needs_captures = pytest.mark.skipif(not CAPTURES.is_dir(), reason=f"capture directory {CAPTURES} absent")

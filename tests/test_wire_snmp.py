@@ -35,7 +35,7 @@ from exporter.wire.snmp import (
     encode_get_request,
     encode_response,
 )
-from tests.fuzzing import mutated
+from tests.helpers import mutated
 
 DATA = Path(__file__).resolve().parent / "data"
 CAPTURES = Path(os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures"))
