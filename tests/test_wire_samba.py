@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.errors import DecodeError
-from exporter.wire import epm, kerberos, ldap, nbstat, netlogon
+from exporter.wire import epm, kerberos, ldap, nbstat, netlogon, rootdse
 
 DATA = Path(__file__).resolve().parent / "data" / "samba"
 FACTS: dict[str, Any] = json.loads((DATA / "facts.json").read_text())
@@ -77,7 +77,7 @@ def test_readme_describes_every_file() -> None:
 # ================================================================================= LDAP / CLDAP
 
 
-def check_root_dse(dse: ldap.RootDSE) -> None:
+def check_root_dse(dse: rootdse.RootDSE) -> None:
     assert dse.dns_host_name == FACTS["fqdn"]
     assert dse.default_naming_context == FACTS["base_dn"]
     assert dse.root_domain_naming_context == FACTS["base_dn"]
@@ -113,7 +113,7 @@ def test_cldap_rootdse() -> None:
     assert (result.references, result.disconnected) == (0, False)
     assert [e.object_name for e in result.entries] == [""]
     assert result.netlogon is None
-    dse = ldap.parse_root_dse(result)
+    dse = rootdse.parse_root_dse(result)
     check_root_dse(dse)
     assert dse.supported_sasl_mechanisms == ()  # Samba's CLDAP rootDSE leaves them out
 
@@ -126,14 +126,14 @@ def test_ldap_tcp_rootdse() -> None:
     result = ldap.decode_search_response(data)
     assert result.message_id == FACTS["ldap"]["tcp_rootdse_message_id"]
     assert (result.result_code, result.done, len(result.entries)) == (0, True, 1)
-    dse = ldap.parse_root_dse(result)
+    dse = rootdse.parse_root_dse(result)
     check_root_dse(dse)
     assert {"GSSAPI", "GSS-SPNEGO", "NTLM"} <= set(dse.supported_sasl_mechanisms)
 
 
 def test_rootdse_is_the_same_over_udp_and_tcp() -> None:
-    udp = ldap.parse_root_dse(ldap.decode_search_response(load(CLDAP_ROOTDSE))).attributes
-    tcp = ldap.parse_root_dse(ldap.decode_search_response(load(LDAP_TCP_ROOTDSE))).attributes
+    udp = rootdse.parse_root_dse(ldap.decode_search_response(load(CLDAP_ROOTDSE))).attributes
+    tcp = rootdse.parse_root_dse(ldap.decode_search_response(load(LDAP_TCP_ROOTDSE))).attributes
     volatile = {"currentTime", "highestCommittedUSN"}
     assert set(tcp) - set(udp) == {"supportedSASLMechanisms"}
     for name in set(udp) - volatile:
@@ -311,7 +311,7 @@ def test_epm_page2_not_registered() -> None:
 def _ldap_rootdse(data: bytes) -> None:
     for entry in ldap.decode_search_response(data).entries:
         if entry.object_name == "":
-            ldap.RootDSE.from_entry(entry)
+            rootdse.RootDSE.from_entry(entry)
 
 
 def _ldap_ping(data: bytes) -> None:
@@ -370,8 +370,8 @@ def test_unmodified_capture_decodes(name: str) -> None:
 
 STRICT_PREFIX: dict[str, Callable[[bytes], object]] = {
     # every strict prefix of these must be refused
-    CLDAP_ROOTDSE: lambda b: ldap.parse_root_dse(ldap.decode_search_response(b)),
-    LDAP_TCP_ROOTDSE: lambda b: ldap.parse_root_dse(ldap.decode_search_response(b)),
+    CLDAP_ROOTDSE: lambda b: rootdse.parse_root_dse(ldap.decode_search_response(b)),
+    LDAP_TCP_ROOTDSE: lambda b: rootdse.parse_root_dse(ldap.decode_search_response(b)),
     NBSTAT: nbstat.decode_node_status_response,
     KRB_UDP: kerberos.decode_kdc_reply,
     EPM_PAGE1_STUB: epm.decode_ept_lookup_response,

@@ -2,7 +2,7 @@
 
 Pure codec using impacket's RFC 4120 ASN.1 (:mod:`impacket.krb5.asn1`, pyasn1); every decode
 failure raises :class:`~exporter.errors.DecodeError`. Hostile bytes are bounded by
-:func:`exporter.wire.ldap.check_ber` before pyasn1 sees them.
+:func:`exporter.wire.ber.check_ber` before pyasn1 sees them.
 
 The probe sends an AS-REQ for a principal that does not exist (:func:`encode_as_req`); any KDC
 answers with a KRB-ERROR (RFC 4120 5.9.1): 6 KDC_ERR_C_PRINCIPAL_UNKNOWN for its own realm, 68
@@ -39,7 +39,7 @@ from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 
 from exporter.errors import DecodeError
-from exporter.wire.ldap import check_ber, parse_generalized_time, tlv_length
+from exporter.wire.ber import check_ber, parse_generalized_time, tlv_length
 
 __all__ = [
     "ERROR_NAMES",

@@ -2,7 +2,7 @@
 
 Pure codec on a minimal pyasn1 spec defined here (community-based messages only; SNMPv3 is
 not spoken). Every decode failure raises :class:`~exporter.errors.DecodeError`; hostile bytes
-are bounded by :func:`exporter.wire.ldap.check_ber` first.
+are bounded by :func:`exporter.wire.ber.check_ber` first.
 
 An agent that does not know the community usually sends nothing at all (RFC 3584 4.1; net-snmp
 just counts snmpInBadCommunityNames), so "no reply" is the usual symptom of a wrong community.
@@ -27,7 +27,7 @@ from pyasn1.error import PyAsn1Error
 from pyasn1.type import constraint, namedtype, tag, univ
 
 from exporter.errors import DecodeError
-from exporter.wire.ldap import check_ber
+from exporter.wire.ber import check_ber
 
 __all__ = [
     "ERROR_STATUS_NAMES",
