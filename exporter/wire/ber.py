@@ -182,7 +182,7 @@ def parse_generalized_time(text: str) -> datetime:
     if _GENERALIZED_TIME.fullmatch(text) is None:
         raise DecodeError(f"not a GeneralizedTime: {text[:40]!r}")
     try:
-        value = useful.GeneralizedTime(text).asDateTime
+        value: datetime = useful.GeneralizedTime(text).asDateTime
     except (PyAsn1Error, ValueError) as exc:
         raise DecodeError(f"impossible GeneralizedTime {text!r}: {str(exc)[:160]}") from exc
     if value.tzinfo is None:

@@ -8,6 +8,7 @@ only, the target never overlapping the name, a bounded chain, 255 bytes at most)
 
 from __future__ import annotations
 
+import builtins
 import struct
 
 import dns.exception
@@ -82,7 +83,7 @@ class Reader:
         """Skip to the next multiple of ``n`` (relative to ``data[0]``; NDR 14.2.2).  Raises: DecodeError."""
         self.skip(-self.pos % n, what)
 
-    def rest(self) -> bytes:
+    def rest(self) -> builtins.bytes:
         """Every byte left; the cursor moves to the end."""
         return self.bytes(self.remaining)
 
@@ -118,7 +119,7 @@ class Reader:
         start = self.offset
         return Reader(self.bytes(n, what), little_endian=self.little_endian, base=start)
 
-    def name(self, what: str = "DNS name") -> tuple[bytes, ...]:
+    def name(self, what: str = "DNS name") -> tuple[builtins.bytes, ...]:
         """A possibly compressed domain name (RFC 1035 3.1, 4.1.4) at the cursor, via :func:`dns.name.from_wire`.
 
         Pointers are resolved within ``data`` (so a sub-reader confines them); the cursor moves past the
