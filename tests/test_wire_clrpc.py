@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.errors import DecodeError
-from exporter.wire import clrpc, epm
+from exporter.wire import clrpc, dcerpc, epm
 from exporter.wire.clrpc import ClPdu
 
 CAPTURES = Path("/work/shared/captures")
@@ -215,10 +215,10 @@ def test_status_names_cover_impacket_table() -> None:
     from impacket.dcerpc.v5.rpcrt import rpc_status_codes
 
     nca = {code for code in rpc_status_codes if code >> 24 == 0x1C}
-    assert nca <= set(clrpc.NCA_STATUS_NAMES)
-    assert clrpc.status_name(0x1C010003) == "nca_s_unk_if"
-    assert clrpc.status_name(epm.EPT_S_NOT_REGISTERED) == "ept_s_not_registered"
-    assert clrpc.status_name(0x12345678) == "0x12345678"
+    assert nca <= set(dcerpc.NCA_STATUS_NAMES)
+    assert dcerpc.status_name(0x1C010003) == "nca_s_unk_if"
+    assert dcerpc.status_name(epm.EPT_S_NOT_REGISTERED) == "ept_s_not_registered"
+    assert dcerpc.status_name(0x12345678) == "0x12345678"
 
 
 def test_join_fragments() -> None:

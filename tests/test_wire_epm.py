@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.errors import DecodeError
-from exporter.wire import epm
+from exporter.wire import dcerpc, epm
 from exporter.wire.epm import EpmEntry, TowerFloor
 
 CAPTURES = Path("/work/shared/captures")
@@ -50,14 +50,14 @@ def tcp_streams(path: Path) -> dict[int, bytes]:
     return streams
 
 
-def server_pdus(name: str) -> tuple[epm.CoPdu, ...]:
-    return epm.decode_co_pdus(tcp_streams(CAPTURES / name)[135])
+def server_pdus(name: str) -> tuple[dcerpc.CoPdu, ...]:
+    return dcerpc.decode_co_pdus(tcp_streams(CAPTURES / name)[135])
 
 
-def client_pdus(name: str) -> tuple[epm.CoPdu, ...]:
+def client_pdus(name: str) -> tuple[dcerpc.CoPdu, ...]:
     streams = tcp_streams(CAPTURES / name)
     (client,) = (v for k, v in streams.items() if k != 135)
-    return epm.decode_co_pdus(client)
+    return dcerpc.decode_co_pdus(client)
 
 
 # --------------------------------------------------------------------------- the two dumps
@@ -149,7 +149,7 @@ def test_rpcdump_pcap_reassembles_to_the_346_dump() -> None:
     assert [p.pfc_flags for p in frags] == [0x01] + [0x00] * 9 + [0x02]
     assert [p.frag_length for p in frags] == [4280] * 10 + [2740]
     assert frags[0].alloc_hint == 45276
-    stub = epm.co_response_stub(frags)
+    stub = dcerpc.co_response_stub(frags)
     assert stub == DUMP_346.read_bytes()
     assert len(epm.decode_ept_lookup_response(stub).entries) == 346
 
@@ -165,7 +165,7 @@ def test_iterated_lookup_win10() -> None:
     responses = [p for p in server_pdus("corpc-epm-lookup-iterate-handle-win10.pcap") if p.ptype == 2]
     requests = [p for p in client_pdus("corpc-epm-lookup-iterate-handle-win10.pcap") if p.ptype == 0]
     assert len(responses) == len(requests) == 349
-    pages = [epm.decode_ept_lookup_response(epm.co_response_stub([p])) for p in responses]
+    pages = [epm.decode_ept_lookup_response(dcerpc.co_response_stub([p])) for p in responses]
     handle = bytes.fromhex("000000002d6482bbbdd58e498a326b0859c414d0")
     assert all(p.num_ents == 1 and p.entry_handle == handle and not p.is_last for p in pages[:-1])
     last = pages[-1]
@@ -192,7 +192,7 @@ def test_iterated_lookup_win10() -> None:
 
 def test_exchange_entry_keeps_unknown_floor_0x20() -> None:
     (_bind_ack, response) = server_pdus("corpc-epm-lookup-1entry-exchange-win2000.pcap")
-    page = epm.decode_ept_lookup_response(epm.co_response_stub([response]))
+    page = epm.decode_ept_lookup_response(dcerpc.co_response_stub([response]))
     assert page.entry_handle == bytes(4) + bytes.fromhex("7cfc5f3b92b07544a3e3e4d53df481df")
     assert (page.num_ents, page.status) == (1, 0)
     (entry,) = page.entries
@@ -223,11 +223,11 @@ def test_access_denied_fault() -> None:
     assert fault.ptype_name == "fault"
     assert fault.pfc_flags == 0x23
     assert (fault.frag_length, fault.call_id, fault.status) == (32, 0, 5)
-    from exporter.wire.clrpc import status_name
+    from exporter.wire.dcerpc import status_name
 
     assert status_name(5) == "nca_s_fault_access_denied"
     with pytest.raises(DecodeError):
-        epm.co_response_stub([fault])
+        dcerpc.co_response_stub([fault])
 
 
 def test_bind_nak() -> None:
@@ -237,11 +237,11 @@ def test_bind_nak() -> None:
 
 def test_co_stream_errors() -> None:
     with pytest.raises(DecodeError):
-        epm.decode_co_pdus(b"\x05\x00\x02\x03\x10\x00\x00\x00\xff\x00\x00\x00\x01\x00\x00\x00")
+        dcerpc.decode_co_pdus(b"\x05\x00\x02\x03\x10\x00\x00\x00\xff\x00\x00\x00\x01\x00\x00\x00")
     with pytest.raises(DecodeError):
-        epm.decode_co_pdus(b"\x04" * 16)
+        dcerpc.decode_co_pdus(b"\x04" * 16)
     with pytest.raises(DecodeError):
-        epm.co_response_stub([])
+        dcerpc.co_response_stub([])
 
 
 # --------------------------------------------------------------------------- encoder
@@ -293,7 +293,7 @@ def test_random_bytes_raise_only_decode_error(data: bytes) -> None:
     with contextlib.suppress(DecodeError):
         epm.decode_ept_lookup_response(data)
     with contextlib.suppress(DecodeError):
-        epm.decode_co_pdus(data)
+        dcerpc.decode_co_pdus(data)
     with contextlib.suppress(DecodeError):
         epm.decode_tower(data)
 

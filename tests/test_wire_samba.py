@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.errors import DecodeError
-from exporter.wire import epm, kerberos, ldap, nbstat, netlogon, rootdse
+from exporter.wire import dcerpc, epm, kerberos, ldap, nbstat, netlogon, rootdse
 
 DATA = Path(__file__).resolve().parent / "data" / "samba"
 FACTS: dict[str, Any] = json.loads((DATA / "facts.json").read_text())
@@ -280,14 +280,14 @@ def test_epm_page1_matches_impacket() -> None:
 
 
 def test_epm_page1_pdus() -> None:
-    pdus = epm.decode_co_pdus(load(EPM_PAGE1_PDUS))
+    pdus = dcerpc.decode_co_pdus(load(EPM_PAGE1_PDUS))
     assert len(pdus) >= 2  # Samba fragments at impacket's max_xmit of 4280
     assert all(p.ptype_name == "response" and p.little_endian and p.status is None for p in pdus)
     assert len({p.call_id for p in pdus}) == 1
     assert pdus[0].pfc_flags & 0x03 == 0x01 and pdus[-1].pfc_flags & 0x03 == 0x02
     assert pdus[0].alloc_hint == FACTS["files"][EPM_PAGE1_STUB]["bytes"]
     assert sum(p.frag_length for p in pdus) == len(load(EPM_PAGE1_PDUS))
-    assert epm.co_response_stub(pdus) == load(EPM_PAGE1_STUB)
+    assert dcerpc.co_response_stub(pdus) == load(EPM_PAGE1_STUB)
 
 
 def test_epm_page2_not_registered() -> None:
@@ -295,11 +295,11 @@ def test_epm_page2_not_registered() -> None:
     assert page.status == epm.EPT_S_NOT_REGISTERED == 0x16C9A0D6 == FACTS["epm"]["page2"]["status"]
     assert (page.num_ents, page.entries) == (0, ())
     assert page.entry_handle == epm.NULL_ENTRY_HANDLE and page.is_last
-    (pdu,) = epm.decode_co_pdus(load(EPM_PAGE2_PDUS))
+    (pdu,) = dcerpc.decode_co_pdus(load(EPM_PAGE2_PDUS))
     assert (pdu.ptype_name, pdu.pfc_flags & 0x03, pdu.status) == ("response", 0x03, None)
-    page1_call = epm.decode_co_pdus(load(EPM_PAGE1_PDUS))[0].call_id
+    page1_call = dcerpc.decode_co_pdus(load(EPM_PAGE1_PDUS))[0].call_id
     assert pdu.call_id == page1_call + 1  # same connection, next call
-    assert epm.co_response_stub([pdu]) == load(EPM_PAGE2_STUB)
+    assert dcerpc.co_response_stub([pdu]) == load(EPM_PAGE2_STUB)
 
 
 # ================================================================================= robustness
@@ -337,8 +337,8 @@ def _epm_stub(data: bytes) -> None:
 
 
 def _epm_pdus(data: bytes) -> None:
-    pdus = epm.decode_co_pdus(data)
-    stub = epm.co_response_stub(pdus)
+    pdus = dcerpc.decode_co_pdus(data)
+    stub = dcerpc.co_response_stub(pdus)
     epm.decode_ept_lookup_response(stub, little_endian=pdus[0].little_endian)
 
 
@@ -458,7 +458,7 @@ def _flip_positions(name: str, data: bytes) -> list[int]:
     if name == EPM_PAGE1_PDUS:
         out: list[int] = []
         pos = 0
-        while pos + epm.CO_HEADER_LEN <= len(data):
+        while pos + dcerpc.CO_HEADER_LEN <= len(data):
             out.extend(range(pos, pos + 24))
             pos += int.from_bytes(data[pos + 8 : pos + 10], "little")
         return out
