@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from impacket.ldap import ldapasn1
+from pyasn1.codec.ber import encoder as ber_encoder
+from pyasn1.type import univ
+from pyasn1_modules import rfc1157, rfc1901, rfc1905
 
 from exporter.wire.ldap import encode_message
 
@@ -53,3 +56,51 @@ def encode_search_response(
     done["diagnosticMessage"] = diagnostic_message
     out.append(encode_message(message_id, "searchResDone", done))
     return b"".join(out)
+
+
+# --------------------------------------------------------------------------- SNMP
+
+
+def encode_snmp_response(
+    community: str,
+    request_id: int,
+    varbinds: Sequence[tuple[str, int | str | bytes | None]],
+    *,
+    version: str = "v2c",
+    error_status: int = 0,
+    error_index: int = 0,
+) -> bytes:
+    """Encode a GetResponse-PDU (RFC 1157 4.1.4, v1) or Response-PDU (RFC 3416 4.2.1, v2c) with pyasn1-modules.
+
+    ``int`` values become INTEGER, ``str`` and ``bytes`` OCTET STRING, ``None`` NULL.
+    """
+    v1 = version == "v1"
+    if v1:
+        msg = rfc1157.Message()
+        pdu = msg["data"]["get-response"]
+    else:
+        msg = rfc1901.Message()
+        pdus = rfc1905.PDUs()
+        pdu = pdus["response"]
+    pdu["request-id"] = request_id
+    pdu["error-status"] = error_status
+    pdu["error-index"] = error_index
+    pdu["variable-bindings"].clear()
+    for i, (oid, value) in enumerate(varbinds):
+        vb = rfc1157.VarBind() if v1 else rfc1905.VarBind()
+        vb["name"] = oid
+        syntax = vb["value"] if v1 else vb[""]
+        if value is None:
+            (syntax["simple"] if v1 else syntax)["empty" if v1 else "unSpecified"] = univ.Null("")
+        else:
+            simple = syntax["simple"] if v1 else syntax["value"]["simple"]
+            if isinstance(value, int):
+                simple["number" if v1 else "integer-value"] = value
+            else:
+                simple["string" if v1 else "string-value"] = value.encode() if isinstance(value, str) else value
+        pdu["variable-bindings"][i] = vb
+    msg["version"] = 0 if v1 else 1
+    msg["community"] = community.encode()
+    if not v1:
+        msg["data"] = univ.Any(ber_encoder.encode(pdus))
+    return bytes(ber_encoder.encode(msg))
