@@ -8,9 +8,14 @@ connectionless RPC fragments, NBSTAT, Netlogon, MC-SQLR).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
+from impacket.krb5 import asn1 as krb_asn1
+from impacket.krb5 import constants
+from impacket.krb5.types import KerberosTime
 from impacket.ldap import ldapasn1
 from pyasn1.codec.ber import encoder as ber_encoder
+from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.type import univ
 from pyasn1_modules import rfc1157, rfc1901, rfc1905
 
@@ -104,3 +109,52 @@ def encode_snmp_response(
     if not v1:
         msg["data"] = univ.Any(ber_encoder.encode(pdus))
     return bytes(ber_encoder.encode(msg))
+
+
+# --------------------------------------------------------------------------- Kerberos
+
+
+def encode_krb_error(
+    error_code: int,
+    realm: str,
+    stime: datetime,
+    *,
+    susec: int = 0,
+    sname: Sequence[str] | None = None,
+    e_text: str | None = None,
+    e_data: bytes | None = None,
+) -> bytes:
+    """Encode a Windows-style KRB-ERROR (RFC 4120 5.9.1; no ctime, cusec, crealm, cname).
+
+    Args:
+        error_code: RFC 4120 7.5.9 code.
+        realm: the KDC's realm.
+        stime: the KDC's time (aware; whole seconds are sent, the rest goes in ``susec``).
+        susec: microseconds 0..999999.
+        sname: server name components; default ``krbtgt/REALM``.
+        e_text: optional text.
+        e_data: optional DER bytes (METHOD-DATA).
+
+    Returns:
+        The DER-encoded KRB-ERROR ([APPLICATION 30]).
+
+    Raises:
+        ValueError: a naive ``stime``.
+    """
+    err = krb_asn1.KRB_ERROR()
+    err["pvno"] = 5
+    err["msg-type"] = int(constants.ApplicationTagNumbers.KRB_ERROR.value)
+    if stime.tzinfo is None:
+        raise ValueError("Kerberos times must be timezone-aware")
+    err["stime"] = KerberosTime.to_asn1(stime.astimezone(UTC))
+    err["susec"] = susec
+    err["error-code"] = error_code
+    err["realm"] = realm
+    err["sname"]["name-type"] = constants.PrincipalNameType.NT_SRV_INST.value
+    for i, part in enumerate(list(sname) if sname is not None else ["krbtgt", realm]):
+        err["sname"]["name-string"][i] = part
+    if e_text is not None:
+        err["e-text"] = e_text
+    if e_data is not None:
+        err["e-data"] = e_data
+    return bytes(der_encoder.encode(err))
