@@ -7,6 +7,8 @@ connectionless RPC fragments, NBSTAT, Netlogon, MC-SQLR).
 
 from __future__ import annotations
 
+import ipaddress
+import struct
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -20,6 +22,7 @@ from pyasn1.type import univ
 from pyasn1_modules import rfc1157, rfc1901, rfc1905
 
 from exporter.wire.ldap import encode_message
+from exporter.wire.netlogon import NetlogonSamLogonResponseEx
 
 # --------------------------------------------------------------------------- LDAP
 
@@ -158,3 +161,50 @@ def encode_krb_error(
     if e_data is not None:
         err["e-data"] = e_data
     return bytes(der_encoder.encode(err))
+
+
+# --------------------------------------------------------------------------- Netlogon
+
+
+def _dns_name(name: str) -> bytes:
+    out = bytearray()
+    for label in name.split(".") if name else []:
+        raw = label.encode("utf-8")
+        if not 0 < len(raw) < 64:
+            raise ValueError(f"bad DNS label {label!r} in {name!r}")
+        out += bytes([len(raw)]) + raw
+    out.append(0)
+    if len(out) > 255:
+        raise ValueError(f"DNS name {name!r} longer than 255 bytes")
+    return bytes(out)
+
+
+def encode_netlogon(resp: NetlogonSamLogonResponseEx) -> bytes:
+    """Encode ``resp`` without name compression (MS-ADTS 6.3.1.9).
+
+    ``flags`` is ignored in favour of ``flags_raw``; ``dc_address`` adds a sockaddr_in with
+    port 0; ``next_closest_site_name`` is written when not ``None``.
+
+    Raises:
+        ValueError: a name with an empty or over-long label, or fields out of range.
+    """
+    out = bytearray(struct.pack("<HHI", resp.opcode, 0, resp.flags_raw))
+    out += resp.domain_guid.bytes_le
+    for name in (
+        resp.dns_forest_name,
+        resp.dns_domain_name,
+        resp.dns_host_name,
+        resp.netbios_domain_name,
+        resp.netbios_computer_name,
+        resp.user_name,
+        resp.dc_site_name,
+        resp.client_site_name,
+    ):
+        out += _dns_name(name)
+    if resp.dc_address is not None:
+        out += bytes([16])
+        out += struct.pack("<HH", 2, 0) + ipaddress.IPv4Address(resp.dc_address).packed + bytes(8)
+    if resp.next_closest_site_name is not None:
+        out += _dns_name(resp.next_closest_site_name)
+    out += struct.pack("<IHH", resp.nt_version, resp.lm_nt_token, resp.lm20_token)
+    return bytes(out)

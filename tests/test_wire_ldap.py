@@ -41,11 +41,10 @@ from exporter.wire.netlogon import (
     DS_FLAGS,
     NetlogonSamLogonResponseEx,
     decode_netlogon,
-    encode_netlogon,
     flag_names,
 )
 from exporter.wire.rootdse import RootDSE, parse_root_dse
-from tests.encoders import encode_search_response
+from tests.encoders import encode_netlogon, encode_search_response
 from tests.fuzzing import mutated
 
 CAPTURES = Path(os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures"))

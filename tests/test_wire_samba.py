@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from exporter.errors import DecodeError
 from exporter.wire import dcerpc, epm, kerberos, ldap, nbstat, netlogon, rootdse
+from tests.encoders import encode_netlogon
 
 DATA = Path(__file__).resolve().parent / "data" / "samba"
 FACTS: dict[str, Any] = json.loads((DATA / "facts.json").read_text())
@@ -172,7 +173,7 @@ def test_cldap_netlogon_ping() -> None:
     assert resp.dc_address is None  # NtVer 0x16 has no V5EX_WITH_IP
     assert resp.nt_version == 0x5  # V1 | V5EX
     # an uncompressed re-encoding decodes to the same thing
-    assert netlogon.decode_netlogon(netlogon.encode_netlogon(resp)) == resp
+    assert netlogon.decode_netlogon(encode_netlogon(resp)) == resp
 
 
 def test_cldap_netlogon_ping_with_ip() -> None:
