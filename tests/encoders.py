@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from impacket.krb5 import asn1 as krb_asn1
@@ -21,7 +21,9 @@ from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.type import univ
 from pyasn1_modules import rfc1157, rfc1901, rfc1905
 
+from exporter.wire import mssqlr
 from exporter.wire.ldap import encode_message
+from exporter.wire.mssqlr import SqlInstance
 from exporter.wire.netlogon import NetlogonSamLogonResponseEx
 
 # --------------------------------------------------------------------------- LDAP
@@ -208,3 +210,31 @@ def encode_netlogon(resp: NetlogonSamLogonResponseEx) -> bytes:
         out += _dns_name(resp.next_closest_site_name)
     out += struct.pack("<IHH", resp.nt_version, resp.lm_nt_token, resp.lm20_token)
     return bytes(out)
+
+
+# --------------------------------------------------------------------------- MC-SQLR
+
+
+def encode_svr_resp(instances: Iterable[SqlInstance]) -> bytes:
+    """Encode an SVR_RESP ([MC-SQLR] 2.2.5).
+
+    Args:
+        instances: the instance blocks.
+
+    Returns:
+        ``0x05`` + RESP_SIZE (little-endian) + ``key;value;...;;`` per instance, UTF-8.
+
+    Raises:
+        ValueError: a key or value containing ``;``, an empty key, or more than 65535 bytes.
+    """
+    parts: list[str] = []
+    for inst in instances:
+        for key, value in inst.fields:
+            if not key or ";" in key or ";" in value:
+                raise ValueError(f"bad pair {key!r}={value!r}")
+            parts.append(f"{key};{value};")
+        parts.append(";")
+    body = "".join(parts).encode("utf-8")
+    if len(body) > 0xFFFF:
+        raise ValueError(f"RESP_DATA of {len(body)} bytes exceeds 65535")
+    return bytes([mssqlr.SVR_RESP]) + struct.pack("<H", len(body)) + body
