@@ -7,8 +7,10 @@ connectionless RPC fragments, NBSTAT, Netlogon, MC-SQLR).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import struct
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -21,7 +23,7 @@ from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.type import univ
 from pyasn1_modules import rfc1157, rfc1901, rfc1905
 
-from exporter.wire import mssqlr
+from exporter.wire import clrpc, epm, mssqlr
 from exporter.wire.ldap import encode_message
 from exporter.wire.mssqlr import SqlInstance
 from exporter.wire.netlogon import NetlogonSamLogonResponseEx
@@ -238,3 +240,80 @@ def encode_svr_resp(instances: Iterable[SqlInstance]) -> bytes:
     if len(body) > 0xFFFF:
         raise ValueError(f"RESP_DATA of {len(body)} bytes exceeds 65535")
     return bytes([mssqlr.SVR_RESP]) + struct.pack("<H", len(body)) + body
+
+
+# --------------------------------------------------------------------------- EPM and connectionless RPC
+
+
+def encode_tower(floors: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """A tower octet string (C706 appendix L) from ``(lhs, rhs)`` floors."""
+    out = struct.pack("<H", len(floors))
+    for lhs, rhs in floors:
+        out += struct.pack("<H", len(lhs)) + lhs + struct.pack("<H", len(rhs)) + rhs
+    return out
+
+
+def tcp_tower(interface: uuid.UUID, major: int, minor: int, port: int, address: str = "198.18.0.2") -> bytes:
+    """The five-floor ``ncacn_ip_tcp`` tower Windows registers ([MS-RPCE] 2.2.1.1)."""
+    return encode_tower(
+        [
+            (b"\x0d" + interface.bytes_le + struct.pack("<H", major), struct.pack("<H", minor)),
+            (b"\x0d" + uuid.UUID(epm.NDR_TRANSFER_SYNTAX_UUID).bytes_le + b"\x02\x00", b"\x00\x00"),
+            (b"\x0b", b"\x00\x00"),
+            (b"\x07", struct.pack(">H", port)),
+            (b"\x09", ipaddress.IPv4Address(address).packed),
+        ]
+    )
+
+
+def encode_ept_lookup_response(
+    handle: bytes, entries: Sequence[tuple[uuid.UUID, bytes | None, bytes]], status: int
+) -> bytes:
+    """The little-endian NDR stub of an ``ept_lookup`` response (C706 appendix L).
+
+    Args:
+        handle: the 20-byte entry handle.
+        entries: ``(object_uuid, tower_octets or None for a null tower, annotation bytes incl. NUL)``.
+        status: ``error_status_t``.
+    """
+    out = bytearray(handle + struct.pack("<IIII", len(entries), len(entries) + 3, 0, len(entries)))
+    for i, (obj, tower, annotation) in enumerate(entries):
+        out += obj.bytes_le + struct.pack("<I", 0 if tower is None else 0x20000 + i)
+        out += struct.pack("<II", 0, len(annotation)) + annotation
+        out += bytes(-len(out) % 4)
+    for _obj, tower, _ann in entries:
+        if tower is not None:
+            out += struct.pack("<II", len(tower), len(tower)) + tower + bytes(-len(tower) % 4)
+    out += bytes(-len(out) % 4) + struct.pack("<I", status)
+    return bytes(out)
+
+
+def encode_cl_response(request: clrpc.ClPdu, body: bytes, *, fragment_size: int = 0) -> list[bytes]:
+    """The response datagrams to a connectionless request (C706 12.5.3.3), fragmented when asked.
+
+    Args:
+        request: the decoded request (its activity, sequence number, interface and opnum are echoed).
+        body: the response stub.
+        fragment_size: body bytes per fragment; 0 for one unfragmented datagram.
+
+    Returns:
+        The datagrams in fragment order: ``PF_FRAG`` on each, ``PF_LAST_FRAG`` on the last.
+    """
+    size = fragment_size or max(len(body), 1)
+    chunks = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
+    out = []
+    for num, chunk in enumerate(chunks):
+        flags = clrpc.PF_NO_FACK
+        if fragment_size:
+            flags |= clrpc.PF_FRAG | (clrpc.PF_LAST_FRAG if num == len(chunks) - 1 else 0)
+        pdu = dataclasses.replace(
+            request,
+            ptype=clrpc.PTYPE_RESPONSE,
+            flags1=flags,
+            server_boot=0x65000000,
+            fragnum=num,
+            body=chunk,
+            status=None,
+        )
+        out.append(clrpc.encode_pdu(pdu))
+    return out

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from exporter.errors import DecodeError
 from exporter.wire import dcerpc, epm
 from exporter.wire.epm import EpmEntry, TowerFloor
+from tests.encoders import encode_ept_lookup_response, encode_tower
 
 CAPTURES = Path("/work/shared/captures")
 DUMP_346 = CAPTURES / "epm-ept-lookup-response-stub-win10-346entries.bin"
@@ -311,27 +312,6 @@ def test_mutated_dump_decodes_or_raises_decode_error(data: st.DataObject) -> Non
 # --------------------------------------------------------------------------- round trip
 
 
-def _ndr_response(handle: bytes, entries: list[tuple[uuid.UUID, bytes | None, bytes]], status: int) -> bytes:
-    """Test-side NDR encoder of an ept_lookup response (C706 appendix L)."""
-    out = bytearray(handle + struct.pack("<IIII", len(entries), len(entries) + 3, 0, len(entries)))
-    for i, (obj, tower, annotation) in enumerate(entries):
-        out += obj.bytes_le + struct.pack("<I", 0 if tower is None else 0x20000 + i)
-        out += struct.pack("<II", 0, len(annotation)) + annotation
-        out += bytes(-len(out) % 4)
-    for _obj, tower, _ann in entries:
-        if tower is not None:
-            out += struct.pack("<II", len(tower), len(tower)) + tower + bytes(-len(tower) % 4)
-    out += bytes(-len(out) % 4) + struct.pack("<I", status)
-    return bytes(out)
-
-
-def _tower(floors: list[tuple[bytes, bytes]]) -> bytes:
-    out = struct.pack("<H", len(floors))
-    for lhs, rhs in floors:
-        out += struct.pack("<H", len(lhs)) + lhs + struct.pack("<H", len(rhs)) + rhs
-    return out
-
-
 _names = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_\\", max_size=30)
 
 
@@ -375,7 +355,7 @@ def _entries(draw: st.DrawFn) -> tuple[uuid.UUID, bytes | None, bytes, dict[str,
         "string_binding": binding,
         "annotation": annotation,
     }
-    return obj, _tower(floors), annotation + b"\x00", expected
+    return obj, encode_tower(floors), annotation + b"\x00", expected
 
 
 @settings(max_examples=150, deadline=None)
@@ -387,7 +367,7 @@ def _entries(draw: st.DrawFn) -> tuple[uuid.UUID, bytes | None, bytes, dict[str,
 def test_round_trip_generated_pages(
     handle: bytes, entries: list[tuple[uuid.UUID, bytes | None, bytes, dict[str, object]]], status: int
 ) -> None:
-    stub = _ndr_response(handle, [(o, t, a) for o, t, a, _ in entries], status)
+    stub = encode_ept_lookup_response(handle, [(o, t, a) for o, t, a, _ in entries], status)
     page = epm.decode_ept_lookup_response(stub)
     assert (page.entry_handle, page.num_ents, page.status) == (handle, len(entries), status)
     for entry, (obj, _tower_bytes, _ann, expected) in zip(page.entries, entries, strict=True):
@@ -402,3 +382,74 @@ def test_round_trip_generated_pages(
 def test_summaries_on_empty_input() -> None:
     assert epm.protocol_sequence_counts([]) == {}
     assert epm.tcp_ports([]) == []
+
+
+# --------------------------------------------------------------------------- end of list, dynamic ports
+
+
+@pytest.mark.parametrize(
+    ("handle", "num_ents", "status", "last"),
+    [
+        (bytes(4) + b"\x01" * 16, 1, 0, False),  # Windows mid-list: a live handle
+        (bytes(20), 3, 0, True),  # Windows: a null handle with the last entries
+        (b"\x01\x00\x00\x00" + bytes(16), 3, 0, True),  # nil UUID = null context handle, whatever the attributes
+        (bytes(20), 0, epm.EPT_S_NOT_REGISTERED, True),  # Samba (and Windows' empty last page)
+        (bytes(4) + b"\x01" * 16, 2, epm.EPT_S_NOT_REGISTERED, True),  # entries with the end status: still valid
+        (bytes(4) + b"\x01" * 16, 0, 0, True),  # an empty page ends the list (no endless paging)
+        (bytes(4) + b"\x01" * 16, 1, 5, True),  # any failure status
+    ],
+)
+def test_end_of_list_rule(handle: bytes, num_ents: int, status: int, last: bool) -> None:
+    assert epm.EptLookupPage(handle, num_ents, (), status).is_last is last
+
+
+def _tcp_entry(port: int, iface: str, version: str = "1.0", name: str = "", annotation: str = "") -> EpmEntry:
+    return EpmEntry(
+        object_uuid=str(uuid.UUID(int=0)),
+        interface_uuid=iface,
+        interface_version=version,
+        annotation=annotation,
+        protocol_sequence="ncacn_ip_tcp",
+        string_binding=f"ncacn_ip_tcp:198.18.0.2[{port}]",
+        address="198.18.0.2",
+        endpoint=str(port),
+        port=port,
+        transfer_syntax=epm.NDR_TRANSFER_SYNTAX_UUID,
+        interface_name=name,
+        provider="",
+        floors=(),
+        unknown_floors=(),
+    )
+
+
+def test_dynamic_tcp_ports_groups_labels_and_bounds() -> None:
+    drs = "[MS-DRSR]: Directory Replication Service (DRS) Remote Protocol"
+    entries = [
+        _tcp_entry(135, epm.EPM_INTERFACE_UUID, "3.0"),  # the mapper itself
+        _tcp_entry(
+            49668, "e3514235-4b06-11d1-ab04-00c04fc2dcd2", "4.0", drs, annotation="MS NT Directory DRS Interface"
+        ),
+        _tcp_entry(49668, "e3514235-4b06-11d1-ab04-00c04fc2dcd2", "4.0", drs),  # same label once
+        _tcp_entry(49668, "12345778-1234-abcd-ef00-0123456789ac", "1.0", annotation="free text, never a label"),
+        _tcp_entry(49664, "d95afe70-a6d5-4259-822e-2c84da1ddb0d", "1.0"),
+        _tcp_entry(0, "d95afe70-a6d5-4259-822e-2c84da1ddb0d", "1.0"),
+    ]
+    got = epm.dynamic_tcp_ports(entries, mapper_port=135, max_ports=10, max_labels=10)
+    assert got == (
+        (49664, ("d95afe70-a6d5-4259-822e-2c84da1ddb0d v1.0",)),
+        (49668, (drs, "12345778-1234-abcd-ef00-0123456789ac v1.0")),
+    )
+    assert epm.dynamic_tcp_ports(entries, mapper_port=135, max_ports=1, max_labels=1) == (
+        (49664, ("d95afe70-a6d5-4259-822e-2c84da1ddb0d v1.0",)),
+    )
+    assert epm.dynamic_tcp_ports(entries, mapper_port=135, max_ports=10, max_labels=1)[1] == (49668, (drs,))
+    many = [_tcp_entry(1000 + i % 300, str(uuid.UUID(int=i))) for i in range(3000)]
+    bounded = epm.dynamic_tcp_ports(many, mapper_port=135, max_ports=256, max_labels=32)
+    assert len(bounded) == 256 and all(len(labels) == 10 for _port, labels in bounded)
+
+
+def test_dynamic_tcp_ports_of_the_win10_dump() -> None:
+    page = epm.decode_ept_lookup_response(DUMP_346.read_bytes())
+    got = epm.dynamic_tcp_ports(page.entries, mapper_port=135, max_ports=256, max_labels=32)
+    assert [port for port, _ in got] == [p for p in epm.tcp_ports(page.entries) if p != 135]
+    assert all(labels for _port, labels in got)
