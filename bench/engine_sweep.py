@@ -12,7 +12,9 @@ import asyncio
 import json
 import sys
 
-from exporter.engine import Engine, PortSpec, ProbeOptions
+from exporter.engine import Engine
+from exporter.model import ProbeOptions
+from exporter.probes import port_spec
 from exporter.resolve import literal
 
 
@@ -25,7 +27,7 @@ async def sweep(args: argparse.Namespace) -> dict[str, object]:
     )
     resolved = literal(args.address)
     assert resolved is not None, "ADDRESS must be an IP literal"
-    specs = [PortSpec(args.proto, port, service="-", protocol_probe="") for port in range(args.first, args.last + 1)]
+    specs = [port_spec(args.proto, port, service="-", binding="") for port in range(args.first, args.last + 1)]
     options = ProbeOptions(
         timeout_seconds=args.timeout, tcp_tries=args.tries, udp_tries=args.udp_tries, protocol_probes=False
     )

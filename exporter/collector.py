@@ -104,6 +104,12 @@ class PortqryCollector(Collector):
         for s in PortState:
             total.add_metric([s.value], float(snap.probes_total.get(s, 0)))
         yield total
+        yield CounterMetricFamily(
+            "portqry_exporter_probe_errors",
+            "Probes that raised an unexpected error (a bug: see the log's traceback); the port kept its previous "
+            "result.",
+            value=float(snap.probe_errors_total),
+        )
 
         resolve = GaugeMetricFamily(
             "portqry_target_resolve_success",

@@ -11,13 +11,12 @@ is one line naming the file, the key and the problem.
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -36,8 +35,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from exporter.engine import PROTOCOL_MODULES, PortSpec, ProbeOptions
 from exporter.errors import ConfigError, PortqryError
+from exporter.model import PortSpec, ProbeOptions, ProbeParams
+from exporter.probes import PROBES, port_spec
+from exporter.suggest import did_you_mean
 
 DEFAULT_CONFIG_PATHS = ("config.example.toml", "/etc/portqry-exporter/config.toml")
 MAX_PORTS_PER_TARGET = 65535 * 2
@@ -156,9 +157,8 @@ class TargetConfig(_Section):
             specs = parse_port_spec(key)
             if len(specs) != 1 and len({p for _, p in specs}) != 1:
                 raise ValueError(f"{key!r}: bind a protocol to one port, not a range")
-            if name and name not in PROTOCOL_MODULES:
-                known = sorted(PROTOCOL_MODULES)
-                raise ValueError(f"{key!r}: unknown protocol {name!r}{_suggest(name, known)}")
+            if name and name not in PROBES:
+                raise ValueError(f"{key!r}: unknown protocol {name!r}{did_you_mean(name, sorted(PROBES))}")
         return value
 
     @model_validator(mode="after")
@@ -253,11 +253,6 @@ def parse_listen_address(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", port
 
 
-def _suggest(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-
-
 def _loc(loc: Sequence[int | str]) -> str:
     out = ""
     for part in loc:
@@ -348,25 +343,25 @@ def plan(settings: Settings) -> list[TargetPlan]:
         bindings = {spec: v for k, v in target.protocols.items() for spec in parse_port_spec(k)}
         for item in target.ports:
             for proto, port in parse_port_spec(item):
-                specs.setdefault((proto, port), PortSpec(proto, port, "", bindings.get((proto, port))))  # type: ignore[arg-type]
+                specs.setdefault((proto, port), port_spec(proto, port, "", bindings.get((proto, port))))  # type: ignore[arg-type]
         if target.services or target.profiles:
             for proto, port, label in _expand_catalog(index, target):
-                specs.setdefault((proto, port), PortSpec(proto, port, label, bindings.get((proto, port))))  # type: ignore[arg-type]
+                specs.setdefault((proto, port), port_spec(proto, port, label, bindings.get((proto, port))))  # type: ignore[arg-type]
         if len(specs) > MAX_PORTS_PER_TARGET:
             raise ConfigError("", f"targets[{index}].ports", f"{len(specs)} ports is more than {MAX_PORTS_PER_TARGET}")
-        params: dict[str, Any] = {
-            "snmp_community": target.snmp_community or d.snmp_community,
-            "snmp_version": target.snmp_version or d.snmp_version,
-            "domain": target.domain or "",
-            "dns_query_name": target.dns_query_name or "",
-            "dns_query_type": target.dns_query_type or "",
-        }
+        params = ProbeParams(
+            domain=target.domain or "",
+            snmp_community=target.snmp_community or d.snmp_community,
+            snmp_version=target.snmp_version or d.snmp_version,
+            dns_query_name=target.dns_query_name or "",
+            dns_query_type=target.dns_query_type or "",
+        )
         options = ProbeOptions(
             timeout_seconds=target.timeout_seconds or d.timeout_seconds,
             tcp_tries=target.tcp_tries or d.tcp_tries,
             udp_tries=target.udp_tries or d.udp_tries,
             protocol_probes=d.protocol_probes if target.protocol_probes is None else target.protocol_probes,
-            params=_FrozenParams(params),
+            params=params,
         )
         plans.append(
             TargetPlan(
@@ -379,13 +374,6 @@ def plan(settings: Settings) -> list[TargetPlan]:
             )
         )
     return plans
-
-
-class _FrozenParams(dict[str, Any]):
-    """A dict that hashes by content, so that plans compare and hash (the scheduler diffs plans)."""
-
-    def __hash__(self) -> int:  # type: ignore[override]
-        return hash(tuple(sorted((k, repr(v)) for k, v in self.items())))
 
 
 def _expand_catalog(index: int, target: TargetConfig) -> list[tuple[str, int, str]]:

@@ -52,7 +52,6 @@ class Daemon:
 
         from exporter.collector import ExporterStatus, PortqryCollector
         from exporter.engine import Engine
-        from exporter.resolve import Resolver
         from exporter.scheduler import Scheduler
         from exporter.store import ResultStore, duration_buckets
 
@@ -73,11 +72,11 @@ class Daemon:
             udp_recheck_gap_seconds=settings.exporter.udp_recheck_gap_seconds,
         )
         self.scheduler = Scheduler(self.engine, self.store)
+        self.engine.on_probe_error = self.scheduler.probe_failed
         self.status.ready = lambda: self.scheduler.ready
         self.registry = CollectorRegistry()
         self.registry.register(PortqryCollector(self.store, self.status))
         ProcessCollector(registry=self.registry)
-        self._resolver_cls = Resolver
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = asyncio.Event()
 
@@ -145,7 +144,8 @@ class Daemon:
         if path == "/-/reload":
             if method not in ("POST", "PUT"):
                 return _text(start_response, "405 Method Not Allowed", "Use POST\n", [("Allow", "POST")])
-            assert self.loop is not None
+            if self.loop is None:
+                return _text(start_response, "503 Service Unavailable", "starting\n")
             fut = asyncio.run_coroutine_threadsafe(self._reload_async(), self.loop)
             try:
                 ok, message = fut.result(timeout=30)

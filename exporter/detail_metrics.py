@@ -1,18 +1,21 @@
 """Protocol details -> metric families (endpoint-mapper counts, rootDSE, LDAP ping flags, TLS, ...).
 
-Each protocol-aware probe stores its parsed findings in ``ProbeResult.details[name]``; this module is the
-only place that turns them into ``portqry_*`` families (see the README's metric reference).  Families are
-yielded even when empty, so that their HELP and TYPE are always visible.
+Each protocol-aware probe stores its parsed findings in ``ProbeResult.details[binding]`` as one of the
+:data:`exporter.model.Detail` dataclasses; this module is the only place that turns them into ``portqry_*``
+families (see the README's metric reference).  Families are yielded even when empty, so that their HELP and
+TYPE are always visible.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
+from exporter.model import DnsDetails, LdapDetails, RpcDetails, TlsDetails
 from exporter.result import ProbeResult
+from exporter.wire.kerberos import KrbError
+from exporter.wire.netlogon import DS_FLAG_NAMES
 
 _SCHEDULE = "From the latest protocol-aware probe of the schedule, not from the scrape."
 
@@ -82,23 +85,22 @@ def detail_families(results: Iterable[ProbeResult]) -> Iterator[Metric]:
     rpc_seen: set[tuple[str, ...]] = set()
     for r in results:
         where = [r.target, r.protocol, str(r.port)]
-        d = r.details
-        rpc: Any = d.get("rpc")
-        if rpc is not None:
-            for seq, count in sorted(getattr(rpc, "protocol_sequence_counts", {}).items()):
+        rpc = r.details.get("rpc")
+        if isinstance(rpc, RpcDetails):
+            for seq, count in sorted(rpc.protocol_sequence_counts.items()):
                 labels: tuple[str, ...] = (r.target, r.protocol, seq)
                 if labels not in rpc_seen:
                     rpc_seen.add(labels)
                     rpc_endpoints.add_metric(list(labels), float(count))
-            for dyn in getattr(rpc, "dynamic_ports", ()):
+            for dyn in rpc.dynamic_ports:
                 for interface in dyn.interfaces:
                     labels = ("reachable", r.target, r.address, interface, str(dyn.port))
                     if labels not in rpc_seen:
                         rpc_seen.add(labels)
                         rpc_reachable.add_metric(list(labels[1:]), 1.0 if dyn.state == "listening" else 0.0)
-        ldap: Any = d.get("ldap")
-        dse: Any = getattr(ldap, "root_dse", None)
-        if dse is not None:
+        ldap = r.details.get("ldap")
+        if isinstance(ldap, LdapDetails):
+            dse = ldap.root_dse
             root_dse.add_metric(
                 where,
                 {
@@ -116,25 +118,21 @@ def detail_families(results: Iterable[ProbeResult]) -> Iterator[Metric]:
                 synced.add_metric(where, 1.0 if dse.is_synchronized else 0.0)
             if dse.is_global_catalog_ready is not None:
                 gc_ready.add_metric(where, 1.0 if dse.is_global_catalog_ready else 0.0)
-        offset = getattr(ldap, "clock_offset_seconds", None)
-        if offset is not None:
-            clock.add_metric(where, float(offset))
-        netlogon: Any = getattr(ldap, "netlogon", None)
-        if netlogon is not None and r.target not in flags_done:
-            flags_done.add(r.target)
-            from exporter.wire.netlogon import DS_FLAG_NAMES
-
-            for name in DS_FLAG_NAMES:
-                dc_flag.add_metric([r.target, name], 1.0 if name in netlogon.flags else 0.0)
-        dns: Any = d.get("dns")
-        if dns is not None:
+            if ldap.clock_offset_seconds is not None:
+                clock.add_metric(where, float(ldap.clock_offset_seconds))
+            if ldap.netlogon is not None and r.target not in flags_done:
+                flags_done.add(r.target)
+                for name in DS_FLAG_NAMES:
+                    dc_flag.add_metric([r.target, name], 1.0 if name in ldap.netlogon.flags else 0.0)
+        dns = r.details.get("dns")
+        if isinstance(dns, DnsDetails):
             rcode.add_metric(where, float(dns.rcode))
-        tls: Any = d.get("tls")
-        cert: Any = getattr(tls, "certificate", None)
-        if cert is not None:
+        tls = r.details.get("tls")
+        if isinstance(tls, TlsDetails) and tls.certificate is not None:
+            cert = tls.certificate
             not_after.add_metric([r.target, str(r.port), cert.subject, cert.issuer], cert.not_after.timestamp())
-        kerberos: Any = d.get("kerberos")
-        if kerberos is not None and getattr(kerberos, "error_code", None) is not None:
+        kerberos = r.details.get("kerberos")
+        if isinstance(kerberos, KrbError):
             krb.add_metric(where, float(kerberos.error_code))
     yield from (
         rpc_endpoints,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from exporter.model import Detail, Protocol
 from exporter.states import PortState, Reason
 
-Protocol = Literal["tcp", "udp"]
+__all__ = ["ProbeResult", "Protocol"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +30,8 @@ class ProbeResult:
         duration_seconds: wall time of the whole probe, all tries and the protocol follow-up, in seconds.
         tries: datagrams or connection attempts sent for the state probe.
         timestamp: when the probe finished, Unix time in seconds.
-        details: protocol-aware findings keyed by protocol name (``"ldap"``, ``"rpc"``...); each value is a
-            frozen dataclass or a JSON-able mapping.
+        details: protocol-aware findings keyed by binding (``"ldap"``, ``"tls"``, ``"rpc"``...), each one of
+            the :data:`~exporter.model.Detail` dataclasses.
         error: a one-line human description of a failure (resolver error, decode error...), or ``""``.
         initial_state: when a protocol-aware follow-up ran, the state the first step saw (PortQry prints it
             before the protocol block, e.g. UDP "LISTENING or FILTERED"); else ``None``.
@@ -47,7 +48,7 @@ class ProbeResult:
     duration_seconds: float
     tries: int
     timestamp: float
-    details: Mapping[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Detail] = field(default_factory=dict)
     error: str = ""
     initial_state: PortState | None = None
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from exporter.config import TargetPlan
 from exporter.engine import Engine
 from exporter.logs import get_logger
+from exporter.model import PortSpec
 from exporter.result import ProbeResult
 from exporter.store import ResultStore
 
@@ -65,6 +66,20 @@ class Scheduler:
         dropped = self.store.retain(keys, new)
         if dropped:
             log.info("results dropped after reload", series_keys=dropped)
+
+    def probe_failed(self, spec: PortSpec, exc: Exception) -> None:
+        """The engine's ``on_probe_error``: a bug in one port's probe is logged with its traceback and counted.
+
+        The port publishes nothing this round, so it keeps its previous result.
+        """
+        self.store.count_probe_error()
+        log.error(
+            "probe raised; the port keeps its previous result",
+            protocol=spec.protocol,
+            port=spec.port,
+            binding=spec.binding,
+            exc_info=exc,
+        )
 
     def _cancel(self, name: str) -> None:
         task = self._tasks.pop(name, None)

@@ -17,10 +17,14 @@ silence after all tries    FILTERED (timeout)            LISTENING or FILTERED (
 protocol reply             LISTENING (protocol-reply)    LISTENING (protocol-reply)
 no protocol reply          -                             FILTERED (protocol-no-reply)
 =========================  ============================  ===========================
+
+A protocol-aware query ends in one :class:`Finding`; :func:`protocol_verdict` is the one table that turns
+it into the port's final state and reason.
 """
 
 from __future__ import annotations
 
+import errno
 from enum import StrEnum
 
 
@@ -117,3 +121,59 @@ def classify_icmp(family: int, icmp_type: int, icmp_code: int) -> tuple[PortStat
     elif icmp_type == 3:
         return ICMP4_UNREACH.get(icmp_code, (PortState.FILTERED, Reason.ICMP_UNREACHABLE))
     return (PortState.FILTERED, Reason.ICMP_UNREACHABLE)
+
+
+#: errno of a failed connect()/send() without ICMP evidence in the error queue -> (state, reason).
+ERRNO_EVIDENCE: dict[int, tuple[PortState, Reason]] = {
+    errno.ECONNREFUSED: (PortState.NOT_LISTENING, Reason.REFUSED),
+    errno.EHOSTUNREACH: (PortState.FILTERED, Reason.ICMP_HOST_UNREACHABLE),
+    errno.ENETUNREACH: (PortState.FILTERED, Reason.LOCAL_ERROR),  # without ICMP evidence: no route here
+    errno.EACCES: (PortState.FILTERED, Reason.ICMP_ADMIN_PROHIBITED),
+    errno.EPERM: (PortState.FILTERED, Reason.LOCAL_ERROR),  # a local netfilter rule refused the send
+}
+
+
+def classify_errno(code: int) -> tuple[PortState, Reason]:
+    """Map the errno of a failed connect or send to a port state (any other errno: FILTERED/``local-error``)."""
+    return ERRNO_EVIDENCE.get(code, (PortState.FILTERED, Reason.LOCAL_ERROR))
+
+
+class Finding(StrEnum):
+    """How a protocol-aware query ended; :func:`protocol_verdict` gives the state it means."""
+
+    PARSED = "parsed"  # a reply of the protocol came back and was parsed
+    REFUSED = "refused"  # the server answered with a fault, reject, bind_nak or error result
+    GARBLED = "garbled"  # something answered, but not a valid reply of the protocol (or the TLS handshake failed)
+    SILENT = "silent"  # UDP: the query got no accepted reply (the query's own evidence: silence or ICMP)
+    STALLED = "stalled"  # TCP: connected, then the peer closed or stayed silent before a whole reply
+    UNREACHED = "unreached"  # the query could not reach the port again (connect failed or timed out)
+
+
+def protocol_verdict(finding: Finding, state: PortState, reason: Reason) -> tuple[PortState, Reason]:
+    """PortQry's rule for the state after a protocol-aware query (KB 310099, "UDP port ... LISTENING").
+
+    Args:
+        finding: how the query ended.
+        state: the evidence the finding rests on: for :attr:`Finding.SILENT` the query's own evidence (silence
+            is ``LISTENING_OR_FILTERED``/``no-reply``, or an ICMP state); otherwise the state probe's.
+        reason: that evidence's reason.
+
+    Returns:
+        ``(state, reason)``: a parsed, refused or garbled reply is LISTENING (``protocol-reply``,
+        ``protocol-refused``, ``protocol-error``); silence to the query is FILTERED/``protocol-no-reply`` and
+        an ICMP error keeps its own state; a stalled TCP exchange stays LISTENING with the handshake's reason;
+        an unreached port keeps the state probe's state and reason.
+    """
+    if finding is Finding.PARSED:
+        return PortState.LISTENING, Reason.PROTOCOL_REPLY
+    if finding is Finding.REFUSED:
+        return PortState.LISTENING, Reason.PROTOCOL_REFUSED
+    if finding is Finding.GARBLED:
+        return PortState.LISTENING, Reason.PROTOCOL_ERROR
+    if finding is Finding.SILENT:
+        if state in (PortState.LISTENING_OR_FILTERED, PortState.LISTENING):
+            return PortState.FILTERED, Reason.PROTOCOL_NO_REPLY
+        return state, reason
+    if finding is Finding.STALLED:
+        return PortState.LISTENING, reason
+    return state, reason

@@ -96,6 +96,7 @@ class Snapshot:
     histograms: dict[Key, Histogram]
     probes_total: dict[PortState, int]
     resolve_ok: dict[str, bool]
+    probe_errors_total: int = 0
 
 
 class ResultStore:
@@ -112,6 +113,12 @@ class ResultStore:
         self._hist: dict[Key, Histogram] = {}
         self._total: dict[PortState, int] = dict.fromkeys(PortState, 0)
         self._resolve_ok: dict[str, bool] = {}
+        self._probe_errors = 0
+
+    def count_probe_error(self) -> None:
+        """Count a probe that raised a bug instead of producing a result (``portqry_exporter_probe_errors_total``)."""
+        with self._lock:
+            self._probe_errors += 1
 
     def record(self, target: str, results: Iterable[ProbeResult]) -> list[tuple[ProbeResult | None, ProbeResult]]:
         """Store one round of a target's results.
@@ -171,4 +178,5 @@ class ResultStore:
                 histograms={k: Histogram(h.bounds, list(h.counts), h.total, h.count) for k, h in self._hist.items()},
                 probes_total=dict(self._total),
                 resolve_ok=dict(self._resolve_ok),
+                probe_errors_total=self._probe_errors,
             )

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.engine import Engine, PortSpec, ProbeOptions
+from exporter.engine import Engine
+from exporter.model import ProbeOptions
+from exporter.probes import port_spec
 from exporter.states import PortState, Reason
 from tests import testbed
 from tests.daemon import RunningDaemon, run_daemon
@@ -119,7 +121,7 @@ async def test_udp_datagrams_really_sent(dc: testbed.SambaDC, dc_firewall: testb
     with dc_firewall.blocked("udp", port) as spec:
         before = dc_firewall.packet_count(*spec)
         [r] = await Engine(udp_pacing_seconds=0.0).probe_target(
-            "dc1", dc.address, [PortSpec("udp", port)], ProbeOptions(timeout_seconds=0.3, udp_tries=3)
+            "dc1", dc.address, [port_spec("udp", port)], ProbeOptions(timeout_seconds=0.3, udp_tries=3)
         )
         after = dc_firewall.packet_count(*spec)
     assert (r.state, r.reason, r.tries) == (PortState.LISTENING_OR_FILTERED, Reason.NO_REPLY, 3)

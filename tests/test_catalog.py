@@ -1,4 +1,4 @@
-"""Tests for the Windows service catalog (exporter/catalog.py, exporter/data/catalog.toml).
+"""Tests for the Windows service catalog (exporter/catalog/, exporter/data/catalog.toml).
 
 The cross-check tests read Microsoft's "Service overview and network port requirements for Windows"
 (KB 832017, seed ``003_*.txt`` in ``../shared/seeds/`` beside the repository) and skip when it is absent.
@@ -530,14 +530,22 @@ def _mutated(old: str, new: str) -> str:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ('transport = "tcp", port = 9389', 'transport = "tpc", port = 9389', "unknown transport 'tpc'"),
+        (
+            'transport = "tcp", port = 9389',
+            'transport = "tpc", port = 9389',
+            "].transport: unknown transport 'tpc'; did you mean 'tcp'?",
+        ),
         (
             'transport = "tcp", port = 9389',
             'transport = "tcp", port = 99999',
             "port must be an integer 1-65535",
         ),
         ('aliases = ["RADIUS"]', 'aliases = ["kdc"]', "name 'kdc' is also 'Internet Authentication Service'"),
-        ('{ app = "X.400", transport', '{ app = "X.400", colour = "red", transport', "unknown key(s) colour"),
+        ('{ app = "X.400", transport', '{ app = "X.400", colour = "red", transport', "rows[0]: unknown key 'colour'"),
+        ('aliases = ["RADIUS"]', 'aliasses = ["RADIUS"]', "unknown key 'aliasses'; did you mean 'aliases'?"),
+        ('transport = "tcp", port = 9389', 'transport = "tcp", port = "9389"', "port: Input should be a valid integer"),
+        ('transport = "tcp", port = 9389', 'transport = "tcp", port = true', "port: Input should be a valid integer"),
+        ("schema = 1", "schema = 2", "schema: unsupported schema 2"),
         (
             '{ service = "Trivial FTP Daemon", transport = "udp", port = 69 }',
             '{ service = "Trivial FTP Daemon", transport = "tcp", port = 69 }',
@@ -557,6 +565,16 @@ def test_malformed_data_is_refused(old: str, new: str, message: str) -> None:
         parse_catalog(_mutated(old, new))
 
 
+def test_data_errors_are_one_line_naming_the_key() -> None:
+    with pytest.raises(CatalogDataError) as info:
+        parse_catalog(_mutated('transport = "tcp", port = 9389', 'transport = "tpc", port = 9389'))
+    err = info.value
+    assert re.fullmatch(r"service\[\d+\]\.rows\[\d+\]\.transport", err.key), err.key
+    assert str(err) == f"{err.key}: unknown transport 'tpc'; did you mean 'tcp'?"
+    assert "\n" not in str(err) and isinstance(err, PortqryError)
+
+
 def test_invalid_toml_is_a_data_error() -> None:
-    with pytest.raises(CatalogDataError):
+    with pytest.raises(CatalogDataError) as info:
         parse_catalog("schema = ")
+    assert info.value.key == "catalog.toml" and "not valid TOML" in str(info.value)

@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from exporter import cli, local
+from exporter.cli import entry, exits, local, watch
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Run:
 
 def run(*argv: str, stdin: str = "") -> Run:
     out, err = io.StringIO(), io.StringIO()
-    code = cli.main(list(argv), stdin=io.StringIO(stdin), stdout=out, stderr=err)
+    code = entry.main(list(argv), stdin=io.StringIO(stdin), stdout=out, stderr=err)
     return Run(code, out.getvalue(), err.getvalue())
 
 
@@ -136,7 +136,7 @@ def test_watch_pid_that_does_not_exist_exits_7() -> None:
     while psutil.pid_exists(pid):
         pid += 7919
     r = run("-wpid", str(pid), "-wt", "1", "--duration", "1")
-    assert r.code == cli.EXIT_LOCAL == 7
+    assert r.code == exits.EXIT_LOCAL == 7
     assert r.err == f"portqry: Process ID {pid} not found\n"
 
 
@@ -172,7 +172,7 @@ def test_diff_kinds() -> None:
     a = local.LocalSocket("TCP", "127.0.0.1", 80, "", 0, "LISTENING", 1, "x")
     b = local.LocalSocket("TCP", "127.0.0.1", 80, "127.0.0.1", 5000, "ESTABLISHED", 1, "x")
     b2 = local.LocalSocket("TCP", "127.0.0.1", 80, "127.0.0.1", 5000, "CLOSE WAIT", 1, "x")
-    changes = local.diff([a, b], [b2])
+    changes = watch.diff([a, b], [b2])
     assert sorted((c.kind, c.socket.state) for c in changes) == [
         ("changed", "CLOSE WAIT"),
         ("closed", "LISTENING"),

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collector import ExporterStatus, PortqryCollector
-from exporter.probes.rpc import DynamicPort, RpcDetails
+from exporter.model import DynamicPort, RpcDetails
 from exporter.result import ProbeResult
 from exporter.states import PortState, Reason
 from exporter.store import ResultStore, duration_buckets

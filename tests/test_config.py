@@ -178,7 +178,7 @@ def test_both_binding_binds_tcp_and_udp(tmp_path: Path) -> None:
         '[[targets]]\nname = "d"\nhost = "127.0.0.1"\nports = ["both/1389"]\nprotocols = { "both/1389" = "ldap" }\n'
     )
     [target] = plan(load_config(path))
-    assert {(s.protocol, s.port): s.probe_name for s in target.specs} == {
+    assert {(s.protocol, s.port): s.binding for s in target.specs} == {
         ("tcp", 1389): "ldap",
         ("udp", 1389): "ldap",
     }

@@ -8,7 +8,9 @@ import socket
 
 import pytest
 
-from exporter.engine import Engine, PortSpec, ProbeOptions
+from exporter.engine import Engine
+from exporter.model import ProbeOptions
+from exporter.probes import port_spec
 from exporter.resolve import Resolver
 from exporter.states import PortState, Reason
 from tests.dnsserver import dns_server
@@ -27,7 +29,7 @@ async def test_tcp_listening_and_refused() -> None:
     with tcp_listener() as open_port:
         closed = closed_port()
         results = await engine().probe_target(
-            "lo", "127.0.0.1", [PortSpec("tcp", open_port), PortSpec("tcp", closed)], FAST
+            "lo", "127.0.0.1", [port_spec("tcp", open_port), port_spec("tcp", closed)], FAST
         )
     assert [(r.port, r.state, r.reason, r.tries) for r in results] == [
         (open_port, PortState.LISTENING, Reason.SYN_ACK, 1),
@@ -42,7 +44,7 @@ async def test_udp_reply_icmp_and_silence() -> None:
         results = await engine().probe_target(
             "lo",
             "127.0.0.1",
-            [PortSpec("udp", echo_port), PortSpec("udp", closed), PortSpec("udp", silent_port)],
+            [port_spec("udp", echo_port), port_spec("udp", closed), port_spec("udp", silent_port)],
             FAST,
         )
     states = [(r.state, r.reason) for r in results]
@@ -61,9 +63,9 @@ async def test_udp_reply_icmp_and_silence() -> None:
 async def test_no_recheck_without_icmp_from_the_host_or_when_off() -> None:
     with udp_peer(echo=False) as (silent_port, seen):
         closed = closed_port(socket.SOCK_DGRAM)
-        [alone] = await engine().probe_target("lo", "127.0.0.1", [PortSpec("udp", silent_port)], FAST)
+        [alone] = await engine().probe_target("lo", "127.0.0.1", [port_spec("udp", silent_port)], FAST)
         off = await engine(udp_recheck_max=0).probe_target(
-            "lo", "127.0.0.1", [PortSpec("udp", silent_port), PortSpec("udp", closed)], FAST
+            "lo", "127.0.0.1", [port_spec("udp", silent_port), port_spec("udp", closed)], FAST
         )
         await asyncio.sleep(0.05)
     assert alone.tries == 1 and off[0].tries == 1
@@ -73,7 +75,7 @@ async def test_no_recheck_without_icmp_from_the_host_or_when_off() -> None:
 async def test_udp_tries_send_that_many_datagrams() -> None:
     with udp_peer(echo=False) as (port, seen):
         [result] = await engine().probe_target(
-            "lo", "127.0.0.1", [PortSpec("udp", port)], ProbeOptions(timeout_seconds=0.1, udp_tries=3)
+            "lo", "127.0.0.1", [port_spec("udp", port)], ProbeOptions(timeout_seconds=0.1, udp_tries=3)
         )
         await asyncio.sleep(0.05)
     assert result.tries == 3
@@ -89,7 +91,7 @@ async def test_ipv6_loopback() -> None:
     except OSError as exc:
         pytest.skip(f"::1 not usable: {exc}")
     try:
-        [result] = await engine().probe_target("lo6", "::1", [PortSpec("tcp", port)], FAST)
+        [result] = await engine().probe_target("lo6", "::1", [port_spec("tcp", port)], FAST)
     finally:
         cm.__exit__(None, None, None)
     assert (result.address, result.state) == ("::1", PortState.LISTENING)
@@ -98,7 +100,7 @@ async def test_ipv6_loopback() -> None:
 async def test_concurrency_limit_bounds_probes_in_flight() -> None:
     with udp_peer(echo=False) as (port, _seen):
         eng = engine(concurrency=4)
-        specs = [PortSpec("udp", port)] * 12
+        specs = [port_spec("udp", port)] * 12
         results = await eng.probe_target("lo", "127.0.0.1", specs, ProbeOptions(timeout_seconds=0.2))
     assert len(results) == 12
     assert eng.max_in_flight == 4
@@ -108,7 +110,7 @@ async def test_concurrency_limit_bounds_probes_in_flight() -> None:
 async def test_udp_pacing_spaces_datagrams_to_one_address() -> None:
     with udp_peer(echo=True) as (port, seen):
         eng = engine(udp_pacing_seconds=0.15)
-        await eng.probe_target("lo", "127.0.0.1", [PortSpec("udp", port)] * 4, FAST)
+        await eng.probe_target("lo", "127.0.0.1", [port_spec("udp", port)] * 4, FAST)
     times = sorted(t for t, _ in seen)
     assert len(times) == 4
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -124,8 +126,8 @@ async def test_udp_pacing_is_per_address() -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         await asyncio.gather(
-            eng.probe_target("a", "127.0.0.1", [PortSpec("udp", p1)], FAST),
-            eng.probe_target("b", "127.0.0.2", [PortSpec("udp", p2)], FAST),
+            eng.probe_target("a", "127.0.0.1", [port_spec("udp", p1)], FAST),
+            eng.probe_target("b", "127.0.0.2", [port_spec("udp", p2)], FAST),
         )
         took = loop.time() - started
     assert len(seen1) == len(seen2) == 1
@@ -135,9 +137,9 @@ async def test_udp_pacing_is_per_address() -> None:
 async def test_resolution_through_configured_nameserver() -> None:
     with tcp_listener() as port, dns_server({"dc1.portqry.test": "127.0.0.1"}) as (ns, ns_port, _):
         eng = engine(resolver=Resolver([ns], port=ns_port, timeout=2.0))
-        [ok] = await eng.probe_target("dc1", "dc1.portqry.test", [PortSpec("tcp", port)], FAST)
+        [ok] = await eng.probe_target("dc1", "dc1.portqry.test", [port_spec("tcp", port)], FAST)
         missing = await eng.probe_target(
-            "ghost", "ghost.portqry.test", [PortSpec("tcp", port), PortSpec("udp", 53)], FAST
+            "ghost", "ghost.portqry.test", [port_spec("tcp", port), port_spec("udp", 53)], FAST
         )
     assert (ok.address, ok.state) == ("127.0.0.1", PortState.LISTENING)
     assert [(r.state, r.reason, r.address) for r in missing] == [
@@ -150,7 +152,7 @@ async def test_resolution_through_configured_nameserver() -> None:
 async def test_resolver_timeout_is_a_result_not_an_exception() -> None:
     with udp_peer(echo=False) as (silent_dns, _):  # a "DNS server" that never answers
         eng = engine(resolver=Resolver(["127.0.0.1"], port=silent_dns, timeout=0.3))
-        [result] = await eng.probe_target("slow", "slow.portqry.test", [PortSpec("tcp", 1)], FAST)
+        [result] = await eng.probe_target("slow", "slow.portqry.test", [port_spec("tcp", 1)], FAST)
     assert result.reason is Reason.RESOLVE_FAILED
     assert result.duration_seconds < 2.0
 
@@ -160,10 +162,10 @@ async def test_service_labels() -> None:
         "lo",
         "127.0.0.1",
         [
-            PortSpec("udp", 135),
-            PortSpec("tcp", 389),
-            PortSpec("tcp", 47999),
-            PortSpec("tcp", 1, service="LDAP Server"),
+            port_spec("udp", 135),
+            port_spec("tcp", 389),
+            port_spec("tcp", 47999),
+            port_spec("tcp", 1, service="LDAP Server"),
         ],
         ProbeOptions(timeout_seconds=0.2, protocol_probes=False),
     )

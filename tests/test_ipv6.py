@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from exporter.engine import Engine, PortSpec, ProbeOptions
+from exporter.engine import Engine
+from exporter.model import ProbeOptions
+from exporter.probes import port_spec
 from exporter.states import PortState, Reason
 from tests import testbed
 
@@ -80,12 +82,12 @@ def v6_host() -> Iterator[V6Host]:
 
 async def test_ipv6_states_and_icmpv6_reasons(v6_host: V6Host) -> None:
     specs = [
-        PortSpec("tcp", 9300),
-        PortSpec("tcp", 9301),
-        PortSpec("tcp", 9302),
-        PortSpec("udp", 9303),
-        PortSpec("udp", 9304),
-        PortSpec("udp", 9305),
+        port_spec("tcp", 9300),
+        port_spec("tcp", 9301),
+        port_spec("tcp", 9302),
+        port_spec("udp", 9303),
+        port_spec("udp", 9304),
+        port_spec("udp", 9305),
     ]
     results = await Engine(udp_pacing_seconds=0).probe_target(
         "v6", v6_host.address, specs, ProbeOptions(timeout_seconds=0.5, tcp_tries=2)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
-from exporter.engine import Engine, PortSpec, ProbeOptions
+from exporter.engine import Engine
+from exporter.model import PortSpec, ProbeOptions, ProbeParams
+from exporter.probes import port_spec
 from exporter.resolve import Resolver
 from exporter.states import PortState, Reason
 from tests import testbed
@@ -36,7 +38,7 @@ def rpcclient_epm_count(dc: testbed.SambaDC) -> int:
 
 
 async def test_rpc_tcp_dump_and_dynamic_ports(dc: testbed.SambaDC) -> None:
-    [result] = await probe(dc, PortSpec("tcp", 135))
+    [result] = await probe(dc, port_spec("tcp", 135))
     assert (result.state, result.reason) == (PortState.LISTENING, Reason.PROTOCOL_REPLY), result.error
     rpc = result.details["rpc"]
     assert rpc.via == "tcp" and rpc.total > 20
@@ -53,9 +55,9 @@ async def test_rpc_tcp_dump_and_dynamic_ports(dc: testbed.SambaDC) -> None:
 
 
 async def test_ldap_udp_moves_from_listening_or_filtered_to_listening(dc: testbed.SambaDC) -> None:
-    [raw] = await probe(dc, PortSpec("udp", 389, protocol_probe=""))  # no protocol query: PortQry's first step
+    [raw] = await probe(dc, port_spec("udp", 389, binding=""))  # no protocol query: PortQry's first step
     assert raw.state is PortState.LISTENING_OR_FILTERED
-    [result] = await probe(dc, PortSpec("udp", 389))
+    [result] = await probe(dc, port_spec("udp", 389))
     assert (result.state, result.reason) == (PortState.LISTENING, Reason.PROTOCOL_REPLY), result.error
     ldap = result.details["ldap"]
     assert ldap.root_dse.dns_host_name.lower() == dc.fqdn
@@ -70,7 +72,7 @@ async def test_ldap_udp_moves_from_listening_or_filtered_to_listening(dc: testbe
 
 async def test_ldap_tcp_gc_and_ldaps(dc: testbed.SambaDC) -> None:
     tcp, gc, ldaps, gcs = await probe(
-        dc, PortSpec("tcp", 389), PortSpec("tcp", 3268), PortSpec("tcp", 636), PortSpec("tcp", 3269)
+        dc, port_spec("tcp", 389), port_spec("tcp", 3268), port_spec("tcp", 636), port_spec("tcp", 3269)
     )
     for r in (tcp, gc, ldaps, gcs):
         assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_REPLY), (r.port, r.error)
@@ -84,7 +86,7 @@ async def test_ldap_tcp_gc_and_ldaps(dc: testbed.SambaDC) -> None:
 
 
 async def test_kerberos_udp_and_tcp_answer_with_krb_error(dc: testbed.SambaDC) -> None:
-    udp, tcp = await probe(dc, PortSpec("udp", 88), PortSpec("tcp", 88))
+    udp, tcp = await probe(dc, port_spec("udp", 88), port_spec("tcp", 88))
     for r in (udp, tcp):
         assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_REPLY), r.error
         assert r.details["kerberos"].error_code == 6  # KDC_ERR_C_PRINCIPAL_UNKNOWN
@@ -94,7 +96,7 @@ async def test_kerberos_udp_and_tcp_answer_with_krb_error(dc: testbed.SambaDC) -
 async def test_netbios_node_status_names(dc: testbed.SambaDC) -> None:
     # Samba registers DC1/PQTEST about 2 s after it starts serving: ask again, bounded, until they are there
     for _ in range(20):
-        [r] = await probe(dc, PortSpec("udp", 137))
+        [r] = await probe(dc, port_spec("udp", 137))
         assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_REPLY), r.error
         names = {(n.name.strip(), n.suffix) for n in r.details["netbios"].names}
         if ("DC1", 0x00) in names:
@@ -105,8 +107,8 @@ async def test_netbios_node_status_names(dc: testbed.SambaDC) -> None:
 
 
 async def test_dns_udp_and_tcp(dc: testbed.SambaDC) -> None:
-    options = ProbeOptions(timeout_seconds=2.0, params={"domain": dc.dns_domain})
-    udp, tcp = await probe(dc, PortSpec("udp", 53), PortSpec("tcp", 53), options=options)
+    options = ProbeOptions(timeout_seconds=2.0, params=ProbeParams(domain=dc.dns_domain))
+    udp, tcp = await probe(dc, port_spec("udp", 53), port_spec("tcp", 53), options=options)
     for r in (udp, tcp):
         assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_REPLY), r.error
         dns = r.details["dns"]
@@ -115,19 +117,19 @@ async def test_dns_udp_and_tcp(dc: testbed.SambaDC) -> None:
 
 
 async def test_udp_135_on_samba_is_not_listening(dc: testbed.SambaDC) -> None:
-    [r] = await probe(dc, PortSpec("udp", 135))
+    [r] = await probe(dc, port_spec("udp", 135))
     assert (r.state, r.reason) == (PortState.NOT_LISTENING, Reason.ICMP_PORT_UNREACHABLE)
 
 
 async def test_dropped_dynamic_rpc_port_turns_exactly_that_one_unreachable(
     dc: testbed.SambaDC, dc_firewall: testbed.Firewall
 ) -> None:
-    [first] = await probe(dc, PortSpec("tcp", 135))
+    [first] = await probe(dc, port_spec("tcp", 135))
     ports = sorted(d.port for d in first.details["rpc"].dynamic_ports)
     assert len(ports) >= 2
     victim = ports[0]
     with dc_firewall.blocked("tcp", victim):
-        [r] = await probe(dc, PortSpec("tcp", 135), options=ProbeOptions(timeout_seconds=1.0))
+        [r] = await probe(dc, port_spec("tcp", 135), options=ProbeOptions(timeout_seconds=1.0))
     states = {d.port: d.state for d in r.details["rpc"].dynamic_ports}
     assert states.pop(victim) == "filtered"
     assert set(states.values()) == {"listening"}
@@ -139,16 +141,18 @@ async def test_snmp_right_and_wrong_community(snmp_peer: testbed.SnmpPeer) -> No
         [ok] = await eng.probe_target(
             "snmp",
             snmp_peer.address,
-            [PortSpec("udp", 161)],
-            ProbeOptions(timeout_seconds=2.0, params={"snmp_community": snmp_peer.community, "snmp_version": version}),
+            [port_spec("udp", 161)],
+            ProbeOptions(
+                timeout_seconds=2.0, params=ProbeParams(snmp_community=snmp_peer.community, snmp_version=version)
+            ),
         )
         assert (ok.state, ok.reason) == (PortState.LISTENING, Reason.PROTOCOL_REPLY), ok.error
         assert ok.details["snmp"].sys_descr == snmp_peer.sys_descr
     [bad] = await eng.probe_target(
         "snmp",
         snmp_peer.address,
-        [PortSpec("udp", 161)],
-        ProbeOptions(timeout_seconds=1.0, params={"snmp_community": "wrong-community"}),
+        [port_spec("udp", 161)],
+        ProbeOptions(timeout_seconds=1.0, params=ProbeParams(snmp_community="wrong-community")),
     )
     assert (bad.state, bad.reason) == (PortState.FILTERED, Reason.PROTOCOL_NO_REPLY)
     assert "community" in bad.error
@@ -159,8 +163,8 @@ async def test_dns_peer_dnsmasq(dns_peer: testbed.DnsPeer) -> None:
     [r] = await eng.probe_target(
         "dns",
         dns_peer.address,
-        [PortSpec("udp", 53)],
-        ProbeOptions(timeout_seconds=2.0, params={"dns_query_name": "www.peer.test", "dns_query_type": "A"}),
+        [port_spec("udp", 53)],
+        ProbeOptions(timeout_seconds=2.0, params=ProbeParams(dns_query_name="www.peer.test", dns_query_type="A")),
     )
     assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_REPLY), r.error
     assert (r.details["dns"].rcode, r.details["dns"].answers, r.details["dns"].authoritative) == (0, 1, True)

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.engine import Engine, PortSpec, ProbeOptions
+from exporter.engine import Engine
+from exporter.model import ProbeOptions
+from exporter.probes import port_spec
 from exporter.states import PortState, Reason
 from tests.daemon import run_daemon
 
@@ -154,7 +156,7 @@ async def test_binding_can_be_switched_off(tls_server: int) -> None:
     [r] = await Engine().probe_target(
         "web",
         "127.0.0.1",
-        [PortSpec("tcp", tls_server, protocol_probe="")],
+        [port_spec("tcp", tls_server, binding="")],
         ProbeOptions(timeout_seconds=1.0),
     )
     assert (r.state, r.reason, dict(r.details)) == (PortState.LISTENING, Reason.SYN_ACK, {})
@@ -174,7 +176,7 @@ async def test_garbage_dns_reply_is_a_protocol_error_not_a_crash() -> None:
     [r] = await Engine(udp_pacing_seconds=0).probe_target(
         "dns",
         "127.0.0.1",
-        [PortSpec("udp", sock.getsockname()[1], protocol_probe="dns")],
+        [port_spec("udp", sock.getsockname()[1], binding="dns")],
         ProbeOptions(timeout_seconds=1.0),
     )
     thread.join(2)
@@ -199,7 +201,7 @@ async def test_endless_ldap_stream_is_bounded() -> None:
         [r] = await Engine().probe_target(
             "ldap",
             "127.0.0.1",
-            [PortSpec("tcp", port, protocol_probe="ldap")],
+            [port_spec("tcp", port, binding="ldap")],
             ProbeOptions(timeout_seconds=1.0),
         )
     assert r.state is PortState.LISTENING
@@ -217,7 +219,7 @@ async def test_silent_ldap_server_gives_a_result_by_the_deadline() -> None:
         [r] = await Engine().probe_target(
             "ldap",
             "127.0.0.1",
-            [PortSpec("tcp", port, protocol_probe="ldap")],
+            [port_spec("tcp", port, binding="ldap")],
             ProbeOptions(timeout_seconds=0.5),
         )
         took = loop.time() - started
@@ -258,7 +260,7 @@ async def test_many_ldap_entries_do_not_block_the_event_loop() -> None:
         [r] = await Engine().probe_target(
             "ldap",
             "127.0.0.1",
-            [PortSpec("tcp", port, protocol_probe="ldap")],
+            [port_spec("tcp", port, binding="ldap")],
             ProbeOptions(timeout_seconds=5.0),
         )
     tick.cancel()
@@ -280,7 +282,7 @@ async def test_garbage_snmp_reply_is_listening_not_filtered() -> None:
     [r] = await Engine(udp_pacing_seconds=0).probe_target(
         "snmp",
         "127.0.0.1",
-        [PortSpec("udp", sock.getsockname()[1], protocol_probe="snmp")],
+        [port_spec("udp", sock.getsockname()[1], binding="snmp")],
         ProbeOptions(timeout_seconds=0.5),
     )
     thread.join(2)

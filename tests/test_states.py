@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from exporter.states import PortState, Reason, classify_icmp
+from exporter.states import Finding, PortState, Reason, classify_icmp, protocol_verdict
 
 
 @pytest.mark.parametrize(
@@ -36,3 +36,45 @@ def test_portqry_words_and_exit_codes() -> None:
     ]
     assert [s.exit_code for s in PortState] == [0, 1, 2, 2]
     assert [s.value for s in PortState] == ["listening", "not_listening", "filtered", "listening_or_filtered"]
+
+
+@pytest.mark.parametrize(
+    ("finding", "evidence", "verdict"),
+    [
+        (
+            Finding.PARSED,
+            (PortState.LISTENING_OR_FILTERED, Reason.NO_REPLY),
+            (PortState.LISTENING, Reason.PROTOCOL_REPLY),
+        ),
+        (Finding.REFUSED, (PortState.LISTENING, Reason.SYN_ACK), (PortState.LISTENING, Reason.PROTOCOL_REFUSED)),
+        (Finding.GARBLED, (PortState.LISTENING, Reason.SYN_ACK), (PortState.LISTENING, Reason.PROTOCOL_ERROR)),
+        # PortQry: a UDP port silent to its protocol query is FILTERED; an ICMP answer keeps its own state
+        (
+            Finding.SILENT,
+            (PortState.LISTENING_OR_FILTERED, Reason.NO_REPLY),
+            (PortState.FILTERED, Reason.PROTOCOL_NO_REPLY),
+        ),
+        (
+            Finding.SILENT,
+            (PortState.NOT_LISTENING, Reason.ICMP_PORT_UNREACHABLE),
+            (PortState.NOT_LISTENING, Reason.ICMP_PORT_UNREACHABLE),
+        ),
+        (
+            Finding.SILENT,
+            (PortState.FILTERED, Reason.ICMP_ADMIN_PROHIBITED),
+            (PortState.FILTERED, Reason.ICMP_ADMIN_PROHIBITED),
+        ),
+        (Finding.STALLED, (PortState.LISTENING, Reason.SYN_ACK), (PortState.LISTENING, Reason.SYN_ACK)),
+        (Finding.UNREACHED, (PortState.FILTERED, Reason.TIMEOUT), (PortState.FILTERED, Reason.TIMEOUT)),
+    ],
+)
+def test_protocol_verdict(
+    finding: Finding, evidence: tuple[PortState, Reason], verdict: tuple[PortState, Reason]
+) -> None:
+    assert protocol_verdict(finding, *evidence) == verdict
+
+
+def test_every_finding_has_a_verdict() -> None:
+    for finding in Finding:
+        state, reason = protocol_verdict(finding, PortState.LISTENING, Reason.SYN_ACK)
+        assert isinstance(state, PortState) and isinstance(reason, Reason)

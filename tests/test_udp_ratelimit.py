@@ -7,7 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.engine import Engine, PortSpec, ProbeOptions
+from exporter.engine import Engine
+from exporter.model import ProbeOptions
+from exporter.probes import port_spec
 from exporter.states import PortState
 from tests import testbed
 
@@ -28,7 +30,7 @@ def limited_host() -> Iterator[testbed.Namespace]:
 
 async def sweep(ns: testbed.Namespace, recheck: int) -> dict[int, PortState]:
     engine = Engine(udp_pacing_seconds=0.0, udp_recheck_max=recheck, udp_recheck_gap_seconds=1.0)
-    specs = [PortSpec("udp", p, protocol_probe="") for p in [*CLOSED, DROPPED]]
+    specs = [port_spec("udp", p, binding="") for p in [*CLOSED, DROPPED]]
     results = await engine.probe_target("limited", ns.address, specs, ProbeOptions(timeout_seconds=0.5))
     return {r.port: r.state for r in results}
 

@@ -10,7 +10,6 @@ Configurable with the target params ``dns_query_name`` and ``dns_query_type``.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import dns.exception
 import dns.flags
@@ -18,32 +17,12 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from exporter.engine import ProbeContext, ProtocolOutcome
 from exporter.errors import DecodeError
-from exporter.states import PortState, Reason
+from exporter.model import DnsDetails
+from exporter.probes.context import ProbeContext, ProtocolOutcome
+from exporter.states import Finding
 
 PORTQRY_NAME = "portqry.microsoft.com"
-
-
-@dataclass(frozen=True, slots=True)
-class DnsDetails:
-    """A DNS reply, summarised (RFC 1035 section 4.1.1).
-
-    Attributes:
-        query_name: the name asked.
-        query_type: the type asked (``SOA``, ``A``...).
-        rcode: the reply's RCODE (0 NOERROR, 3 NXDOMAIN, 5 REFUSED...).
-        rcode_text: its mnemonic.
-        authoritative: the AA flag.
-        answers: records in the answer section.
-    """
-
-    query_name: str
-    query_type: str
-    rcode: int
-    rcode_text: str
-    authoritative: bool
-    answers: int
 
 
 def build_query(name: str, rdtype: str, query_id: int) -> dns.message.Message:
@@ -81,20 +60,19 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
     """Query the DNS server on ``ctx.address:ctx.port`` over ``ctx.protocol``.
 
     Returns:
-        LISTENING/``protocol-reply`` with ``details["dns"]`` (:class:`DnsDetails`) for any well-formed reply;
-        UDP silence is FILTERED/``protocol-no-reply``; a malformed reply is LISTENING/``protocol-error``.
+        LISTENING/``protocol-reply`` with ``details["dns"]`` (:class:`~exporter.model.DnsDetails`) for any
+        well-formed reply; UDP silence is FILTERED/``protocol-no-reply``; a malformed reply is
+        LISTENING/``protocol-error``.
     """
-    params = ctx.options.params
-    domain = str(params.get("domain") or "")
-    name = str(params.get("dns_query_name") or (domain or PORTQRY_NAME))
-    rdtype = str(params.get("dns_query_type") or ("SOA" if domain and not params.get("dns_query_name") else "A"))
+    params = ctx.params
+    name = params.dns_query_name or params.domain or PORTQRY_NAME
+    rdtype = params.dns_query_type or ("SOA" if params.domain and not params.dns_query_name else "A")
     query = build_query(name, rdtype, random.randrange(1 << 16))
     wire = query.to_wire()
     if ctx.protocol == "udp":
-        evidence = await ctx.udp(wire, accept=lambda d: d[:2] == wire[:2])
-        if evidence.state is not PortState.LISTENING:
-            return ctx.unanswered(evidence, "DNS")
-        data = evidence.data
+        details = await ctx.udp_query(
+            wire, lambda data: summarise(query, data), what="DNS", accept=lambda d: d[:2] == wire[:2]
+        )
     else:
         reply = await ctx.tcp_exchange(
             len(wire).to_bytes(2, "big") + wire,
@@ -104,9 +82,10 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
         )
         if isinstance(reply, ProtocolOutcome):
             return reply
-        data = reply[2 : 2 + int.from_bytes(reply[:2], "big")]
-    try:
-        details = summarise(query, data)
-    except DecodeError as exc:
-        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=str(exc))
-    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"dns": details})
+        try:
+            details = summarise(query, reply[2 : 2 + int.from_bytes(reply[:2], "big")])
+        except DecodeError as exc:
+            return ctx.outcome(Finding.GARBLED, error=str(exc))
+    if isinstance(details, ProtocolOutcome):
+        return details
+    return ctx.outcome(Finding.PARSED, {"dns": details})

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import random
 
-from exporter.engine import ProbeContext, ProtocolOutcome
 from exporter.errors import DecodeError
+from exporter.probes.context import ProbeContext, ProtocolOutcome
 from exporter.resolve import literal
-from exporter.states import PortState, Reason
+from exporter.states import Finding
 from exporter.wire.kerberos import decode_kdc_reply, encode_as_req, frame_tcp, tcp_record_length
 
 #: The client principal asked for: it must not exist, so the KDC answers C_PRINCIPAL_UNKNOWN.
@@ -30,20 +30,18 @@ def realm_for(domain: str, host: str) -> str:
 
 async def probe(ctx: ProbeContext) -> ProtocolOutcome:
     """Send the AS-REQ; details: ``details["kerberos"]`` (``KrbError`` or ``KdcRep``)."""
-    realm = realm_for(str(ctx.options.params.get("domain") or ""), ctx.host)
+    realm = realm_for(ctx.params.domain, ctx.host)
     request = encode_as_req(realm, PROBE_PRINCIPAL, random.randrange(1, 1 << 31))
     if ctx.protocol == "udp":
-        evidence = await ctx.udp(request)
-        if evidence.state is not PortState.LISTENING:
-            return ctx.unanswered(evidence, "Kerberos AS-REQ")
-        data = evidence.data
+        reply = await ctx.udp_query(request, decode_kdc_reply, what="Kerberos AS-REQ")
     else:
         framed = await ctx.tcp_exchange(frame_tcp(request), tcp_record_length, what="Kerberos")
         if isinstance(framed, ProtocolOutcome):
             return framed
-        data = framed[4 : tcp_record_length(framed)]  # the record length includes the 4-byte prefix
-    try:
-        reply = decode_kdc_reply(data)
-    except DecodeError as exc:
-        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"Kerberos reply: {exc}")
-    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"kerberos": reply})
+        try:  # the record length includes the 4-byte prefix
+            reply = decode_kdc_reply(framed[4 : tcp_record_length(framed)])
+        except DecodeError as exc:
+            return ctx.outcome(Finding.GARBLED, error=f"Kerberos reply: {exc}")
+    if isinstance(reply, ProtocolOutcome):
+        return reply
+    return ctx.outcome(Finding.PARSED, {"kerberos": reply})

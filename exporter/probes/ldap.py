@@ -14,16 +14,16 @@ import asyncio
 import dataclasses
 import random
 import time
-from dataclasses import dataclass
 
-from exporter.engine import ProbeContext, ProtocolOutcome
 from exporter.errors import DecodeError, ProtocolError
+from exporter.model import Detail, LdapDetails
 from exporter.probes.blocking import run_blocking
+from exporter.probes.context import ProbeContext, ProtocolOutcome
 from exporter.probes.tls import client_context, describe
-from exporter.states import PortState, Reason
+from exporter.states import Finding, PortState
 from exporter.wire.ber import read_tlv_header
 from exporter.wire.ldap import decode_search_response, encode_ldap_ping, encode_root_dse_search, split_messages
-from exporter.wire.netlogon import NetlogonSamLogonResponseEx, decode_netlogon
+from exporter.wire.netlogon import decode_netlogon
 from exporter.wire.rootdse import RootDSE, parse_root_dse
 
 #: The most bytes read for one rootDSE search over TCP (a rootDSE is about 2 KB).
@@ -31,25 +31,6 @@ MAX_REPLY_BYTES = 1024 * 1024
 #: NtVer asked in the LDAP ping: V5 | V5EX | V5EX_WITH_CLOSEST_SITE (MS-ADTS 6.3.1.1), as Windows clients send
 #: (without V5EX_WITH_IP, so the reply carries no DC address: we already know the address we asked).
 NT_VERSION = 0x16
-
-
-@dataclass(frozen=True, slots=True)
-class LdapDetails:
-    """What the LDAP server told us.
-
-    Attributes:
-        root_dse: the parsed rootDSE.
-        clock_offset_seconds: DC currentTime minus our clock at the reply, seconds (``None`` without currentTime).
-        netlogon: the LDAP ping's parsed Netlogon reply (UDP only), or ``None``.
-        ping_domain: the DnsDomain the ping asked about ("" when no ping was sent).
-        ping_error: why the LDAP ping gave no Netlogon reply, or "".
-    """
-
-    root_dse: RootDSE
-    clock_offset_seconds: float | None
-    netlogon: NetlogonSamLogonResponseEx | None = None
-    ping_domain: str = ""
-    ping_error: str = ""
 
 
 def domain_of(dse: RootDSE) -> str:
@@ -75,21 +56,17 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
 
 async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
     msg_id = random.randrange(1, 1 << 31)
-    evidence = await ctx.udp(encode_root_dse_search(msg_id))
-    if evidence.state is not PortState.LISTENING:
-        return ctx.unanswered(evidence, "LDAP")
+    dse = await ctx.udp_query(
+        encode_root_dse_search(msg_id), lambda data: parse_root_dse(decode_search_response(data)), what="LDAP"
+    )
+    if isinstance(dse, ProtocolOutcome):
+        return dse
     received = time.time()
-    try:
-        dse = parse_root_dse(decode_search_response(evidence.data))
-    except ProtocolError as exc:
-        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REFUSED, error=str(exc))
-    except DecodeError as exc:
-        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"LDAP reply: {exc}")
-    domain = str(ctx.options.params.get("domain") or "") or domain_of(dse)
+    domain = ctx.params.domain or domain_of(dse)
     netlogon = None
     ping_error = ""
     if domain:
-        ping = await ctx.udp(encode_ldap_ping(msg_id + 1, domain, NT_VERSION))
+        ping = await ctx.udp_exchange(encode_ldap_ping(msg_id + 1, domain, NT_VERSION))
         if ping.state is not PortState.LISTENING:
             ping_error = f"no reply to the LDAP ping ({ping.reason.value})"
         else:
@@ -104,7 +81,7 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
     else:
         ping_error = "no domain to ping (set the target's domain)"
     details = LdapDetails(dse, _offset(dse, received), netlogon, domain, ping_error)
-    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"ldap": details}, error=ping_error)
+    return ctx.outcome(Finding.PARSED, {"ldap": details}, ping_error)
 
 
 _SEARCH_RESULT_DONE = 0x65  # [APPLICATION 5] constructed, RFC 4511 4.5.2
@@ -139,7 +116,7 @@ def _search_done(buf: bytes) -> int | None:
 
 
 async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
-    details: dict[str, object] = {}
+    details: dict[str, Detail] = {}
     notes: list[str] = []
 
     def record_tls(writer: asyncio.StreamWriter) -> None:
@@ -166,12 +143,10 @@ async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
             lambda: parse_root_dse(decode_search_response(reply)), timeout=max(ctx.remaining(), 0.5)
         )
     except ProtocolError as exc:
-        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REFUSED, details, error=str(exc))
+        return ctx.outcome(Finding.REFUSED, details, str(exc))
     except DecodeError as exc:
-        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, details, error=f"LDAP reply: {exc}")
+        return ctx.outcome(Finding.GARBLED, details, f"LDAP reply: {exc}")
     except TimeoutError:
-        return ProtocolOutcome(
-            PortState.LISTENING, Reason.PROTOCOL_ERROR, details, error="LDAP reply: decode timed out"
-        )
+        return ctx.outcome(Finding.GARBLED, details, "LDAP reply: decode timed out")
     details["ldap"] = LdapDetails(dse, _offset(dse, received))
-    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, details, error="; ".join(notes))
+    return ctx.outcome(Finding.PARSED, details, "; ".join(notes))

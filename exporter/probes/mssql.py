@@ -6,19 +6,16 @@ tcp port and named pipe of every instance (MC-SQLR 2.2.2 and 2.2.5), parsed by :
 
 from __future__ import annotations
 
-from exporter.engine import ProbeContext, ProtocolOutcome
-from exporter.errors import DecodeError
-from exporter.states import PortState, Reason
+from exporter.probes.context import ProbeContext, ProtocolOutcome
+from exporter.states import Finding
 from exporter.wire.mssqlr import decode_svr_resp, encode_clnt_ucast_ex
 
 
 async def probe(ctx: ProbeContext) -> ProtocolOutcome:
     """Ask for every instance; details: ``details["mssql"]`` (a tuple of ``SqlInstance``)."""
-    evidence = await ctx.udp(encode_clnt_ucast_ex(), accept=lambda d: d[:1] == b"\x05")
-    if evidence.state is not PortState.LISTENING:
-        return ctx.unanswered(evidence, "SQL Server Browser")
-    try:
-        instances = decode_svr_resp(evidence.data)
-    except DecodeError as exc:
-        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"SVR_RESP: {exc}")
-    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"mssql": instances})
+    instances = await ctx.udp_query(
+        encode_clnt_ucast_ex(), decode_svr_resp, what="SQL Server Browser", accept=lambda d: d[:1] == b"\x05"
+    )
+    if isinstance(instances, ProtocolOutcome):
+        return instances
+    return ctx.outcome(Finding.PARSED, {"mssql": instances})

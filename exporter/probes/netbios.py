@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import random
 
-from exporter.engine import ProbeContext, ProtocolOutcome
-from exporter.errors import DecodeError
-from exporter.states import PortState, Reason
+from exporter.probes.context import ProbeContext, ProtocolOutcome
+from exporter.states import Finding
 from exporter.wire.nbstat import decode_node_status_response, encode_node_status_request
 
 
 async def probe(ctx: ProbeContext) -> ProtocolOutcome:
     """Ask the node status of ``*``; details: ``details["netbios"]`` (:class:`~exporter.wire.nbstat.NodeStatus`)."""
     tid = random.randrange(1, 1 << 16)
-    evidence = await ctx.udp(
-        encode_node_status_request(tid), accept=lambda d: len(d) >= 2 and int.from_bytes(d[:2], "big") == tid
+    status = await ctx.udp_query(
+        encode_node_status_request(tid),
+        decode_node_status_response,
+        what="NetBIOS node status",
+        accept=lambda d: len(d) >= 2 and int.from_bytes(d[:2], "big") == tid,
     )
-    if evidence.state is not PortState.LISTENING:
-        return ctx.unanswered(evidence, "NetBIOS node status")
-    try:
-        status = decode_node_status_response(evidence.data)
-    except DecodeError as exc:
-        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"NetBIOS reply: {exc}")
-    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"netbios": status})
+    if isinstance(status, ProtocolOutcome):
+        return status
+    return ctx.outcome(Finding.PARSED, {"netbios": status})

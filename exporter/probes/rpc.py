@@ -16,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
 from exporter.adapters.impacket import EpmSession
-from exporter.engine import ProbeContext, ProtocolOutcome
 from exporter.errors import DecodeError, ProtocolError
+from exporter.model import DynamicPort, RpcDetails
 from exporter.probes.blocking import run_blocking
-from exporter.states import PortState, Reason
+from exporter.probes.context import ProbeContext, ProtocolOutcome
+from exporter.states import Finding, PortState
 from exporter.wire import clrpc, dcerpc, epm
 
 #: The most distinct dynamic ports probed after one dump.
@@ -33,51 +33,6 @@ MAX_INTERFACES_PER_PORT = 32
 #: Entries asked per connectionless page: small enough for one unfragmented datagram.
 CL_MAX_ENTS = 8
 CL_MAX_PAGES = 64
-
-
-@dataclass(frozen=True, slots=True)
-class DynamicPort:
-    """A dynamic ``ncacn_ip_tcp`` port from the dump and what a TCP probe of it found.
-
-    Attributes:
-        port: the TCP port.
-        interfaces: names (or UUIDs) of the interfaces registered on it.
-        state: the port state (``listening``...).
-        reason: the reason.
-    """
-
-    port: int
-    interfaces: tuple[str, ...]
-    state: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class RpcDetails:
-    """An endpoint-mapper dump.
-
-    Attributes:
-        via: ``tcp`` or ``udp``: the transport of the dump.
-        entries: every entry, in server order.
-        protocol_sequence_counts: entries per protocol sequence (``ncacn_ip_tcp``: 36, ...).
-        dynamic_ports: the probed ``ncacn_ip_tcp`` ports (TCP dumps only).
-        pages: ``ept_lookup`` calls answered.
-        status: a Fault / reject status that ended the dump, or ``None``.
-        status_name: its name (``nca_s_fault_access_denied``...).
-    """
-
-    via: str
-    entries: tuple[epm.EpmEntry, ...]
-    protocol_sequence_counts: Mapping[str, int]
-    dynamic_ports: tuple[DynamicPort, ...] = ()
-    pages: int = 0
-    status: int | None = None
-    status_name: str = ""
-
-    @property
-    def total(self) -> int:
-        """Endpoints found."""
-        return len(self.entries)
 
 
 def interface_label(entry: epm.EpmEntry) -> str:
@@ -104,11 +59,11 @@ async def _probe_tcp(ctx: ProbeContext) -> ProtocolOutcome:
             lambda: session.lookup_all(deadline=deadline), timeout=budget + 0.2, cancel=session.close
         )
     except ProtocolError as exc:
-        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REFUSED, error=str(exc))
+        return ctx.outcome(Finding.REFUSED, error=str(exc))
     except DecodeError as exc:
-        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"endpoint mapper reply: {exc}")
+        return ctx.outcome(Finding.GARBLED, error=f"endpoint mapper reply: {exc}")
     except TimeoutError:
-        return ProtocolOutcome(ctx.evidence.state, ctx.evidence.reason, error="endpoint mapper: no reply in time")
+        return ctx.outcome(Finding.UNREACHED, error="endpoint mapper: no reply in time")
     entries = tuple(e for page in dump.pages for e in page.entries)
     dynamic = await _probe_dynamic(ctx, entries)
     details = RpcDetails(
@@ -121,13 +76,8 @@ async def _probe_tcp(ctx: ProbeContext) -> ProtocolOutcome:
         status_name=dcerpc.status_name(dump.fault_status) if dump.fault_status is not None else "",
     )
     if dump.fault_status is not None and not entries:
-        return ProtocolOutcome(
-            PortState.LISTENING,
-            Reason.PROTOCOL_REFUSED,
-            {"rpc": details},
-            error=f"endpoint mapper fault {details.status_name}",
-        )
-    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"rpc": details}, error=dump.error)
+        return ctx.outcome(Finding.REFUSED, {"rpc": details}, f"endpoint mapper fault {details.status_name}")
+    return ctx.outcome(Finding.PARSED, {"rpc": details}, dump.error)
 
 
 async def _probe_dynamic(ctx: ProbeContext, entries: Iterable[epm.EpmEntry]) -> tuple[DynamicPort, ...]:
@@ -137,14 +87,14 @@ async def _probe_dynamic(ctx: ProbeContext, entries: Iterable[epm.EpmEntry]) -> 
         )
     )
     ports = list(by_port)
-    evidence = await asyncio.gather(*(ctx.tcp(p) for p in ports))
+    evidence = await asyncio.gather(*(ctx.follow_up_tcp(p) for p in ports))
     return tuple(
         DynamicPort(p, tuple(by_port[p]), ev.state.value, ev.reason.value)
         for p, ev in zip(ports, evidence, strict=True)
     )
 
 
-def _ours(act_id: uuid.UUID, seqnum: int, fragments: clrpc.Reassembly):  # type: ignore[no-untyped-def]
+def _ours(act_id: uuid.UUID, seqnum: int, fragments: clrpc.Reassembly) -> Callable[[bytes], bool]:
     want = str(act_id)
 
     def accept(data: bytes) -> bool:
@@ -175,7 +125,7 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
             act_id, seqnum=seqnum, max_ents=CL_MAX_ENTS, entry_handle=handle, server_boot=server_boot
         )
         fragments = clrpc.Reassembly()
-        evidence = await ctx.udp(payload, accept=_ours(act_id, seqnum, fragments))
+        evidence = await ctx.udp_exchange(payload, accept=_ours(act_id, seqnum, fragments))
         if evidence.state is not PortState.LISTENING:
             if seqnum == 0:
                 return ctx.unanswered(evidence, "RPC endpoint mapper")
@@ -183,9 +133,9 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
         try:
             pdu = clrpc.decode_pdu(evidence.data)
         except DecodeError as exc:
-            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"endpoint mapper reply: {exc}")
+            return ctx.outcome(Finding.GARBLED, error=f"endpoint mapper reply: {exc}")
         if pdu.act_id != str(act_id):
-            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error="reply for another activity")
+            return ctx.outcome(Finding.GARBLED, error="reply for another activity")
         if pdu.ptype in (clrpc.PTYPE_REJECT, clrpc.PTYPE_FAULT):
             details = RpcDetails(
                 "udp",
@@ -196,24 +146,19 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
                 pdu.status,
                 pdu.status_name,
             )
-            reason = Reason.PROTOCOL_REFUSED if not entries else Reason.PROTOCOL_REPLY
-            return ProtocolOutcome(
-                PortState.LISTENING,
-                reason,
-                {"rpc": details},
-                error=f"endpoint mapper {pdu.ptype_name}: {pdu.status_name}",
-            )
+            finding = Finding.REFUSED if not entries else Finding.PARSED
+            return ctx.outcome(finding, {"rpc": details}, f"endpoint mapper {pdu.ptype_name}: {pdu.status_name}")
         if pdu.ptype != clrpc.PTYPE_RESPONSE:
-            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"unexpected {pdu.ptype_name} PDU")
+            return ctx.outcome(Finding.GARBLED, error=f"unexpected {pdu.ptype_name} PDU")
         try:
             body = fragments.body() if pdu.flags1 & clrpc.PF_FRAG else pdu.body
             page = epm.decode_ept_lookup_response(body, little_endian=pdu.little_endian)
         except DecodeError as exc:
-            return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"endpoint mapper reply: {exc}")
+            return ctx.outcome(Finding.GARBLED, error=f"endpoint mapper reply: {exc}")
         pages += 1
         entries.extend(page.entries)
         handle, server_boot = page.entry_handle, pdu.server_boot
         if page.is_last:
             break
     details = RpcDetails("udp", tuple(entries), epm.protocol_sequence_counts(entries), (), pages)
-    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"rpc": details})
+    return ctx.outcome(Finding.PARSED, {"rpc": details})

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import random
 
-from exporter.engine import ProbeContext, ProtocolOutcome
 from exporter.errors import DecodeError
-from exporter.states import PortState, Reason
-from exporter.wire.snmp import decode_response, encode_get_request
+from exporter.probes.context import ProbeContext, ProtocolOutcome
+from exporter.states import Finding, Reason
+from exporter.wire.snmp import SnmpResponse, decode_response, encode_get_request
 
 
 async def probe(ctx: ProbeContext) -> ProtocolOutcome:
     """Ask sysDescr.0; details: ``details["snmp"]`` (``SnmpResponse``)."""
-    params = ctx.options.params
-    community = str(params.get("snmp_community") or "public")
-    version = str(params.get("snmp_version") or "v2c")
+    version = ctx.params.snmp_version
     request_id = random.randrange(1, 1 << 31)
 
     def ours(data: bytes) -> bool:
@@ -28,18 +26,18 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
         except DecodeError:
             return False
 
-    evidence = await ctx.udp(encode_get_request(community, request_id, version), accept=ours)  # type: ignore[arg-type]
-    if evidence.state is not PortState.LISTENING:
-        outcome = ctx.unanswered(evidence, f"SNMP {version}")
-        if outcome.reason is Reason.PROTOCOL_NO_REPLY:
-            return ProtocolOutcome(
-                outcome.state, outcome.reason, error=f"no reply to SNMP {version}: the community may be wrong"
-            )
-        return outcome
-    try:
-        response = decode_response(evidence.data)
+    def decode(data: bytes) -> SnmpResponse:
+        response = decode_response(data)
         if response.request_id != request_id:
             raise DecodeError(f"request-id {response.request_id}, not ours")
-    except DecodeError as exc:
-        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"SNMP reply: {exc}")
-    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"snmp": response})
+        return response
+
+    what = f"SNMP {version}"
+    response = await ctx.udp_query(
+        encode_get_request(ctx.params.snmp_community, request_id, version), decode, what=what, accept=ours
+    )
+    if isinstance(response, ProtocolOutcome):
+        if response.reason is Reason.PROTOCOL_NO_REPLY:
+            return ctx.outcome(Finding.SILENT, error=f"no reply to {what}: the community may be wrong")
+        return response
+    return ctx.outcome(Finding.PARSED, {"snmp": response})

@@ -11,13 +11,12 @@ Everything here is non-blocking on the running event loop; every wait has a dead
 from __future__ import annotations
 
 import asyncio
-import errno
 import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.states import PortState, Reason, classify_icmp
+from exporter.states import PortState, Reason, classify_errno, classify_icmp
 
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
@@ -97,17 +96,8 @@ def _from_icmp(family: int, icmp: tuple[int, int, int], tries: int) -> Evidence:
     return Evidence(state, reason, tries, icmp=(icmp_type, icmp_code))
 
 
-_ERRNO_FALLBACK: dict[int, tuple[PortState, Reason]] = {
-    errno.ECONNREFUSED: (PortState.NOT_LISTENING, Reason.REFUSED),
-    errno.EHOSTUNREACH: (PortState.FILTERED, Reason.ICMP_HOST_UNREACHABLE),
-    errno.ENETUNREACH: (PortState.FILTERED, Reason.LOCAL_ERROR),  # without ICMP evidence: no route here
-    errno.EACCES: (PortState.FILTERED, Reason.ICMP_ADMIN_PROHIBITED),
-    errno.EPERM: (PortState.FILTERED, Reason.LOCAL_ERROR),  # a local netfilter rule refused the send
-}
-
-
 def _from_errno(exc: OSError, tries: int) -> Evidence:
-    state, reason = _ERRNO_FALLBACK.get(exc.errno or 0, (PortState.FILTERED, Reason.LOCAL_ERROR))
+    state, reason = classify_errno(exc.errno or 0)
     if reason is Reason.REFUSED:
         return Evidence(state, reason, tries)
     return Evidence(state, reason, tries, error=f"{exc.strerror or exc}")

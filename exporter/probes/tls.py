@@ -8,27 +8,12 @@ Details: protocol version, cipher, and the server certificate's subject, issuer 
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
 
-from exporter.engine import ProbeContext, ProtocolOutcome
 from exporter.errors import DecodeError
-from exporter.states import PortState, Reason
+from exporter.model import TlsDetails
+from exporter.probes.context import ProbeContext, ProtocolOutcome
+from exporter.states import Finding
 from exporter.wire.x509 import CertificateSummary, parse_certificate
-
-
-@dataclass(frozen=True, slots=True)
-class TlsDetails:
-    """What the TLS handshake showed.
-
-    Attributes:
-        version: negotiated protocol (``TLSv1.3``).
-        cipher: negotiated cipher suite name.
-        certificate: the server certificate, or ``None`` when it could not be parsed.
-    """
-
-    version: str
-    cipher: str
-    certificate: CertificateSummary | None
 
 
 def client_context() -> ssl.SSLContext:
@@ -59,19 +44,17 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
     """Complete a TLS handshake on the port and read the certificate.
 
     Returns:
-        LISTENING/``protocol-reply`` with ``details["tls"]``; LISTENING/``protocol-error`` when the port
-        accepted TCP but the handshake failed.
+        LISTENING/``protocol-reply`` with ``details["tls"]`` (:class:`~exporter.model.TlsDetails`);
+        LISTENING/``protocol-error`` when the port accepted TCP but the handshake failed.
     """
-    try:
-        _reader, writer = await ctx.open_tcp(ssl=client_context(), server_hostname=ctx.server_name)
-    except ssl.SSLError as exc:
-        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=f"TLS handshake: {exc.reason or exc}")
-    except (OSError, TimeoutError) as exc:
-        return ProtocolOutcome(ctx.evidence.state, ctx.evidence.reason, error=f"TLS: {exc or 'timeout'}")
+    opened = await ctx.connect(what="TLS", tls=client_context())
+    if isinstance(opened, ProtocolOutcome):
+        return opened
+    _reader, writer = opened
     try:
         details, error = describe(writer.get_extra_info("ssl_object"))
     finally:
         writer.close()
     if details is None:
-        return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_ERROR, error=error)
-    return ProtocolOutcome(PortState.LISTENING, Reason.PROTOCOL_REPLY, {"tls": details}, error=error)
+        return ctx.outcome(Finding.GARBLED, error=error)
+    return ctx.outcome(Finding.PARSED, {"tls": details}, error)

@@ -1,0 +1,7 @@
+"""``python -m exporter.cli`` runs ``portqry``."""
+
+import sys
+
+from exporter.cli.entry import main
+
+sys.exit(main())

@@ -1,0 +1,218 @@
+"""The probe model: what to probe (:class:`PortSpec`), how (:class:`ProbeOptions`, :class:`ProbeParams`) and
+what the protocol-aware probes found (the detail dataclasses and their union :data:`Detail`).
+
+Plain frozen data, shared by the config loader, the engine, the probes, the exposition and the CLI; it
+imports no sockets and no probe.  Who builds a :class:`PortSpec` applies the default protocol bindings
+(:func:`exporter.probes.port_spec`), so the model never reaches into the probes' table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from exporter.services import service_name
+from exporter.wire.epm import EpmEntry
+from exporter.wire.kerberos import KdcRep, KrbError
+from exporter.wire.mssqlr import SqlInstance
+from exporter.wire.nbstat import NodeStatus
+from exporter.wire.netlogon import NetlogonSamLogonResponseEx
+from exporter.wire.rootdse import RootDSE
+from exporter.wire.snmp import SnmpResponse
+from exporter.wire.x509 import CertificateSummary
+
+Protocol = Literal["tcp", "udp"]
+
+
+@dataclass(frozen=True, slots=True)
+class PortSpec:
+    """One port of a target to probe.
+
+    Attributes:
+        protocol: ``"tcp"`` or ``"udp"``.
+        port: 1-65535.
+        service: the ``service`` label; empty means "look it up" (:func:`exporter.services.service_name`).
+        binding: the protocol-aware probe to run (a key of :data:`exporter.probes.PROBES`), or ``""`` for none.
+    """
+
+    protocol: Protocol
+    port: int
+    service: str = ""
+    binding: str = ""
+
+    @property
+    def service_label(self) -> str:
+        """The service label, looked up when not configured."""
+        return self.service or service_name(self.protocol, self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeParams:
+    """Protocol parameters of a target (hashable: the scheduler compares plans).
+
+    Attributes:
+        domain: AD DNS domain: the LDAP ping's DnsDomain, the Kerberos realm, the DNS probe's SOA; ``""`` = none.
+        snmp_community: SNMP community string (PortQry ``-cn``).
+        snmp_version: ``"v1"`` (RFC 1157) or ``"v2c"`` (RFC 1901).
+        dns_query_name: the DNS probe's name; ``""`` = the domain's SOA, else PortQry's name.
+        dns_query_type: the DNS probe's record type; ``""`` = SOA with a domain, else A.
+    """
+
+    domain: str = ""
+    snmp_community: str = "public"
+    snmp_version: Literal["v1", "v2c"] = "v2c"
+    dns_query_name: str = ""
+    dns_query_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeOptions:
+    """How to probe (per target).
+
+    Attributes:
+        timeout_seconds: wait per try, seconds.
+        tcp_tries: TCP connection attempts before FILTERED (PortQry: 3).
+        udp_tries: unformatted datagrams before LISTENING or FILTERED (PortQry: 1).
+        source_port: local source port of the state probe (PortQry ``-sp``), or ``None``.
+        slow_link: double the UDP wait (PortQry ``-sl``).
+        protocol_probes: run protocol-aware follow-ups at all.
+        udp_unformatted_first: on a UDP port with a protocol-aware probe, first send PortQry's unformatted
+            datagram (the CLI does, for parity); when false the protocol query is the first datagram.
+        params: protocol parameters.
+    """
+
+    timeout_seconds: float = 2.0
+    tcp_tries: int = 3
+    udp_tries: int = 1
+    source_port: int | None = None
+    slow_link: bool = False
+    protocol_probes: bool = True
+    udp_unformatted_first: bool = False
+    params: ProbeParams = ProbeParams()
+
+    @property
+    def udp_timeout(self) -> float:
+        """Seconds to wait for a UDP reply (doubled on a slow link)."""
+        return self.timeout_seconds * (2 if self.slow_link else 1)
+
+    @property
+    def protocol_budget(self) -> float:
+        """Seconds a protocol-aware follow-up may take: every try's wait, plus one more."""
+        tries = max(self.tcp_tries, self.udp_tries, 1)
+        return self.timeout_seconds * tries * (2 if self.slow_link else 1) + self.timeout_seconds
+
+
+@dataclass(frozen=True, slots=True)
+class DnsDetails:
+    """A DNS reply, summarised (RFC 1035 section 4.1.1).
+
+    Attributes:
+        query_name: the name asked.
+        query_type: the type asked (``SOA``, ``A``...).
+        rcode: the reply's RCODE (0 NOERROR, 3 NXDOMAIN, 5 REFUSED...).
+        rcode_text: its mnemonic.
+        authoritative: the AA flag.
+        answers: records in the answer section.
+    """
+
+    query_name: str
+    query_type: str
+    rcode: int
+    rcode_text: str
+    authoritative: bool
+    answers: int
+
+
+@dataclass(frozen=True, slots=True)
+class TlsDetails:
+    """What a TLS handshake showed.
+
+    Attributes:
+        version: negotiated protocol (``TLSv1.3``).
+        cipher: negotiated cipher suite name.
+        certificate: the server certificate, or ``None`` when it could not be parsed.
+    """
+
+    version: str
+    cipher: str
+    certificate: CertificateSummary | None
+
+
+@dataclass(frozen=True, slots=True)
+class LdapDetails:
+    """What the LDAP server told us (RFC 4511 rootDSE; over UDP also the MS-ADTS 6.3.3 LDAP ping).
+
+    Attributes:
+        root_dse: the parsed rootDSE.
+        clock_offset_seconds: DC currentTime minus our clock at the reply, seconds (``None`` without currentTime).
+        netlogon: the LDAP ping's parsed Netlogon reply (UDP only), or ``None``.
+        ping_domain: the DnsDomain the ping asked about ("" when no ping was sent).
+        ping_error: why the LDAP ping gave no Netlogon reply, or "".
+    """
+
+    root_dse: RootDSE
+    clock_offset_seconds: float | None
+    netlogon: NetlogonSamLogonResponseEx | None = None
+    ping_domain: str = ""
+    ping_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicPort:
+    """A dynamic ``ncacn_ip_tcp`` port from an endpoint-mapper dump and what a TCP probe of it found.
+
+    Attributes:
+        port: the TCP port.
+        interfaces: names (or ``UUID vX.Y``) of the interfaces registered on it.
+        state: the port state's label word (``listening``...).
+        reason: the reason's label word.
+    """
+
+    port: int
+    interfaces: tuple[str, ...]
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RpcDetails:
+    """An endpoint-mapper dump (MS-RPCE 2.2.1.2.5 ``ept_lookup``).
+
+    Attributes:
+        via: ``tcp`` or ``udp``: the transport of the dump.
+        entries: every entry, in server order.
+        protocol_sequence_counts: entries per protocol sequence (``ncacn_ip_tcp``: 36, ...).
+        dynamic_ports: the probed ``ncacn_ip_tcp`` ports (TCP dumps only).
+        pages: ``ept_lookup`` calls answered.
+        status: a fault / reject status that ended the dump, or ``None``.
+        status_name: its name (``nca_s_fault_access_denied``...).
+    """
+
+    via: str
+    entries: tuple[EpmEntry, ...]
+    protocol_sequence_counts: Mapping[str, int]
+    dynamic_ports: tuple[DynamicPort, ...] = ()
+    pages: int = 0
+    status: int | None = None
+    status_name: str = ""
+
+    @property
+    def total(self) -> int:
+        """Endpoints found."""
+        return len(self.entries)
+
+
+#: What one protocol-aware probe keeps, under its binding's key in ``ProbeResult.details`` (``"ldap"``, ``"tls"``,
+#: ``"rpc"``, ``"dns"``, ``"kerberos"``, ``"netbios"``, ``"snmp"``, ``"mssql"``).
+Detail = (
+    LdapDetails
+    | TlsDetails
+    | RpcDetails
+    | DnsDetails
+    | KrbError
+    | KdcRep
+    | NodeStatus
+    | SnmpResponse
+    | tuple[SqlInstance, ...]
+)
