@@ -106,7 +106,7 @@ def test_version() -> None:
 
 def test_community_between_exclamation_marks() -> None:
     opts = args.parse_args(["-n", "127.0.0.1", "-cn", "!s3cret!"])
-    assert query.settings_from(opts).probe_options().params["snmp_community"] == "s3cret"
+    assert query.settings_from(opts).probe_options().params.snmp_community == "s3cret"
     spaced = args.parse_args(["-n", "127.0.0.1", "-cn", "!my", "snmp", "string!", "-e", "161"])
     assert spaced.community == "my snmp string" and spaced.endpoint == 161
     assert args.parse_args(["-n", "x"]).community == "public"
@@ -114,8 +114,8 @@ def test_community_between_exclamation_marks() -> None:
 
 def test_domain_is_passed_to_the_probes() -> None:
     opts = args.parse_args(["-n", "dc1", "--domain", "pqtest.test."])
-    assert query.settings_from(opts).probe_options().params["domain"] == "pqtest.test"
-    assert "domain" not in query.settings_from(args.parse_args(["-n", "dc1"])).probe_options().params
+    assert query.settings_from(opts).probe_options().params.domain == "pqtest.test"
+    assert query.settings_from(args.parse_args(["-n", "dc1"])).probe_options().params.domain == ""
     assert run("-n", "dc1", "--domain", "").code == 3
 
 

@@ -12,7 +12,6 @@ import os
 import re
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,8 +19,7 @@ import pytest
 
 from exporter.cli import blocks
 from exporter.cli import text as fmt
-from exporter.probes.ldap import LdapDetails
-from exporter.probes.rpc import DynamicPort, RpcDetails
+from exporter.model import DnsDetails, DynamicPort, LdapDetails, RpcDetails, TlsDetails
 from exporter.result import ProbeResult
 from exporter.states import PortState, Reason
 from exporter.wire.epm import EpmEntry
@@ -32,6 +30,7 @@ from exporter.wire.nbstat import NetbiosName, NodeStatus
 from exporter.wire.netlogon import NetlogonSamLogonResponseEx
 from exporter.wire.rootdse import RootDSE
 from exporter.wire.snmp import SnmpResponse, VarBind
+from exporter.wire.x509 import CertificateSummary
 from tests.clirun import dns_server, run
 from tests.peers import closed_port, tcp_listener
 
@@ -167,16 +166,6 @@ def rpc_details(entries: tuple[EpmEntry, ...], dynamic_ports: tuple[DynamicPort,
     return RpcDetails("tcp", entries, {}, dynamic_ports)
 
 
-@dataclass(frozen=True)
-class Cert:
-    """A certificate summary, shaped as ``exporter.wire.x509.CertificateSummary``."""
-
-    subject: str
-    issuer: str
-    not_before: datetime
-    not_after: datetime
-
-
 def _golden_cases() -> dict[str, list[str]]:
     udp, tcp = "udp", "tcp"
     krb = KrbError(
@@ -222,30 +211,31 @@ def _golden_cases() -> dict[str, list[str]]:
             )
         ),
     )
-    dns_details = {
-        "query_name": "portqry.microsoft.com.",
-        "query_type": "A",
-        "rcode_text": "NXDOMAIN",
-        "authoritative": False,
-    }
-    tls = {  # a partial shape: no cipher, a certificate without notBefore
-        "version": "TLSv1.3",
-        "certificate": {
-            "subject": "CN=dc1.pqtest.test",
-            "issuer": "CN=PQTEST CA",
-            "not_after": datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
-        },
-    }
-    tls_probe = {
-        "version": "TLSv1.2",
-        "cipher": "ECDHE-RSA-AES256-GCM-SHA384",
-        "certificate": Cert(
+    dns_details = DnsDetails("portqry.microsoft.com.", "A", 3, "NXDOMAIN", authoritative=False, answers=0)
+    tls = TlsDetails(  # no cipher name: the line is left out
+        "TLSv1.3",
+        "",
+        CertificateSummary(
+            "CN=dc1.pqtest.test",
+            "CN=PQTEST CA",
+            datetime(2028, 1, 2, 3, 4, 5, tzinfo=UTC),
+            datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
+            serial_number="01",
+            self_signed=False,
+        ),
+    )
+    tls_probe = TlsDetails(
+        "TLSv1.2",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        CertificateSummary(
             "CN=dc1.pqtest.test",
             "CN=dc1.pqtest.test",
             datetime(2024, 1, 1, tzinfo=UTC),
             datetime(2026, 1, 1, tzinfo=UTC),
+            serial_number="02",
+            self_signed=True,
         ),
-    }
+    )
     lor = PortState.LISTENING_OR_FILTERED
     cases: dict[tuple[str, str], tuple[ProbeResult, str]] = {
         ("states", "tcp_listening"): (
@@ -488,14 +478,14 @@ def test_golden_ldap_follows_portqrys_order() -> None:
     assert names.count("namingContexts") == 2
 
 
-def test_blocks_tolerate_missing_and_foreign_shapes() -> None:
+def test_blocks_without_details_print_the_query_line_and_the_verdict() -> None:
     for name in ("ldap", "rpc", "netbios", "snmp", "dns", "kerberos", "tls", "mssql", "isa"):
-        for details in (None, {}, object(), {"unexpected": 1}, [1, 2]):
-            result = _result("udp", 1000, PortState.LISTENING, Reason.PROTOCOL_REPLY, details={name: details})
-            lines = fmt.port_lines(result, probe_name=name)
-            assert lines[-2] == "UDP port 1000 is LISTENING"
-    mapping_dse = {"attributes": {"dnsHostName": ["dc1"], "currentTime": ["20240102030405.0Z"]}}
-    lines = blocks.ldap_block({"root_dse": mapping_dse, "ping_error": "no reply to the LDAP ping"}, "udp", 389)
+        result = _result("udp", 1000, PortState.FILTERED, Reason.PROTOCOL_NO_REPLY)
+        lines = fmt.port_lines(result, probe_name=name)
+        assert lines[-2] == "UDP port 1000 is FILTERED"
+        assert len(lines) <= 12, lines  # the query lines only: nothing is made up
+    dse = RootDSE.from_entry(SearchEntry("", (("dnsHostName", (b"dc1",)), ("currentTime", (b"20240102030405.0Z",)))))
+    lines = blocks.ldap_block(LdapDetails(dse, None, ping_error="no reply to the LDAP ping"), "udp", 389)
     assert "currentdate: 01/02/2024 03:04:05 (unadjusted GMT)" in lines and "dnsHostName: dc1" in lines
     assert "LDAP ping: no reply to the LDAP ping" in lines
 
