@@ -23,8 +23,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.engine import Engine, PortSpec, ProbeOptions
+from exporter.engine import Engine
 from exporter.errors import DecodeError
+from exporter.model import ProbeOptions
+from exporter.probes import port_spec
 from exporter.result import ProbeResult
 from exporter.states import PortState, Reason
 from exporter.wire import clrpc, dcerpc, epm
@@ -397,7 +399,10 @@ def _epm_udp_server(fragment_size: int, *, drop: int | None = None) -> tuple[soc
     stub = encode_ept_lookup_response(bytes(20), towers, 0)
 
     def answer() -> None:
-        data, peer = sock.recvfrom(4096)
+        try:
+            data, peer = sock.recvfrom(4096)
+        except OSError:  # no request (the probe failed early): nothing to answer, no stray thread error
+            return
         request = clrpc.decode_pdu(data)
         datagrams = encode_cl_response(request, stub, fragment_size=fragment_size)
         order = [*range(len(datagrams)), 0]
@@ -413,7 +418,7 @@ def _epm_udp_server(fragment_size: int, *, drop: int | None = None) -> tuple[soc
 
 async def _probe_udp_epm(port: int) -> ProbeResult:
     [result] = await Engine(udp_pacing_seconds=0).probe_target(
-        "epm", "127.0.0.1", [PortSpec("udp", port, protocol_probe="rpc")], ProbeOptions(timeout_seconds=1.0)
+        "epm", "127.0.0.1", [port_spec("udp", port, binding="rpc")], ProbeOptions(timeout_seconds=1.0)
     )
     return result
 
