@@ -28,14 +28,12 @@ Check by hand while it runs: ``ip netns exec pq-<pid>-<n>-bench ss -Hltn | wc -l
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import random
 import socket
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Final, Literal
+
+from tests import testbed
 
 State = Literal["listening", "not_listening", "filtered", "listening_or_filtered"]
 """Expected port state, in the exporter's words (``portqry_port_state`` values)."""
@@ -49,22 +47,6 @@ TCP_COUNTS: Final[dict[str, int]] = {"listening": 300, "not_listening": 600, "fi
 UDP_COUNTS: Final[dict[str, int]] = {"listening": 100, "not_listening": 150, "listening_or_filtered": 50}
 SEED: Final = 1701
 """Seed of the port shuffle; the layout is the same on every run."""
-
-_TESTBED_PATH: Final = Path(__file__).resolve().parent.parent / "tests" / "testbed.py"
-
-
-def _load_testbed() -> ModuleType:
-    """Import ``tests/testbed.py`` once, as module ``testbed`` (shared with the pytest conftest)."""
-    loaded = sys.modules.get("testbed")
-    if loaded is not None and Path(getattr(loaded, "__file__", "")).resolve() == _TESTBED_PATH:
-        return loaded
-    spec = importlib.util.spec_from_file_location("testbed", _TESTBED_PATH)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {_TESTBED_PATH}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["testbed"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def build_truth(seed: int = SEED) -> Truth:
@@ -134,12 +116,11 @@ def bench_namespace(icmp_deterministic: bool = True) -> Iterator[tuple[str, Trut
     Raises:
         RuntimeError: not root, or the namespace could not be built (``testbed.TestbedError``).
     """
-    tb = _load_testbed()
-    reason = tb.netns_unavailable_reason()
+    reason = testbed.netns_unavailable_reason()
     if reason is not None:
         raise RuntimeError(f"bench namespace unavailable: {reason}")
     truth = build_truth()
-    ns = tb.Namespace.create("bench", icmp_deterministic=icmp_deterministic)
+    ns = testbed.Namespace.create("bench", icmp_deterministic=icmp_deterministic)
     try:
         ns.start_listeners(
             tcp=sorted(port for (proto, port), s in truth.items() if proto == "tcp" and s == "listening"),

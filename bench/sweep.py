@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.fixture import TCP_BASE, TCP_COUNTS, UDP_BASE, UDP_COUNTS, bench_namespace
+from bench.fixture import TCP_BASE, TCP_COUNTS, UDP_BASE, UDP_COUNTS, Truth, bench_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 NMAP_STATES = {
@@ -81,7 +81,7 @@ def engine_run(
     proto: str,
     first: int,
     last: int,
-    truth: dict[tuple[str, int], str],
+    truth: Truth,
     args: argparse.Namespace,
 ) -> Run:
     """Sweep with the engine in a child process."""
@@ -117,7 +117,7 @@ def nmap_run(
     proto: str,
     first: int,
     last: int,
-    truth: dict[tuple[str, int], str],
+    truth: Truth,
     args: argparse.Namespace,
 ) -> Run | None:
     """The same sweep with nmap -sT / -sU."""
@@ -150,10 +150,10 @@ def nmap_run(
                     low, _, high = part.partition("-")
                     for port in range(int(low), int(high or low) + 1):
                         found[port] = state
-        for port in host.iter("port"):
-            state_el = port.find("state")
+        for port_el in host.iter("port"):
+            state_el = port_el.find("state")
             if state_el is not None:
-                found[int(port.get("portid", "0"))] = NMAP_STATES.get(state_el.get("state", ""), "?")
+                found[int(port_el.get("portid", "0"))] = NMAP_STATES.get(state_el.get("state", ""), "?")
     ports = range(first, last + 1)
     correct = sum(1 for p in ports if found.get(p) == truth[(proto, p)])
     return Run(f"nmap {scan}", wall, cpu, rss, len(ports), correct, f"--max-retries {argv[5]}")

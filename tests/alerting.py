@@ -40,6 +40,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from tests.helpers import find_promtool, run_promtool
+
 T = TypeVar("T")
 
 PROMETHEUS_BIN = "prometheus"
@@ -426,13 +428,8 @@ def run_prometheus(work_dir: Path, config: dict[str, Any], timeout: float = 60.0
     work_dir.mkdir(parents=True, exist_ok=True)
     config_path = work_dir / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    promtool = shutil.which("promtool")
-    if promtool is not None:
-        check = subprocess.run(
-            [promtool, "check", "config", str(config_path)],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        assert check.returncode == 0, f"promtool check config:\n{check.stdout}\n{check.stderr}"
+    if find_promtool() is not None:
+        run_promtool("check", "config", str(config_path), timeout=60)
 
     def argv(port: int) -> list[str]:
         return [

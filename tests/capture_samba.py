@@ -1,6 +1,6 @@
 """Capture real replies from the Samba AD DC test bed into ``tests/data/samba/`` (issue 3).
 
-Run as root from the repository root (needs ``ip netns``, iptables and samba, see ``tests/testbed.py``)::
+Run as root from the repository root (needs ``ip netns``, iptables and samba, see ``tests/testbed/``)::
 
     sudo python -m tests.capture_samba            # writes tests/data/samba/*.bin, facts.json, README.md
     sudo python -m tests.capture_samba --out DIR  # somewhere else
@@ -514,7 +514,7 @@ def readme(facts: dict[str, Any]) -> str:
     return f"""# Real replies from the Samba AD DC test bed
 
 Captured by `tests/capture_samba.py` (issue 3) from a freshly provisioned Samba AD DC of the test bed
-(`tests/testbed.py`: `SambaDC.start()`, realm `{facts["realm"]}`, DC `{facts["fqdn"]}`, NetBIOS domain
+(`tests/testbed/samba.py`: `SambaDC.start()`, realm `{facts["realm"]}`, DC `{facts["fqdn"]}`, NetBIOS domain
 `{facts["netbios_domain"]}`), **{facts["samba_version"]}**, between {facts["captured_from"]} and
 {facts["captured_until"]}. The DC ran in its own network namespace at {facts["address"]} (RFC 2544
 test range; addresses inside replies are that address). Every file holds the reply bytes exactly as the

@@ -1,7 +1,8 @@
-"""Shared pytest fixtures: the network-namespace test bed (see ``testbed.py``).
+"""Shared pytest fixtures: the network-namespace test bed (see ``tests/testbed/``).
 
 Session-scoped and lazy: a peer starts the first time a test asks for it and is torn down at the
-end of the session (also after failures; an ``atexit`` hook in ``testbed`` catches the rest, and the
+end of the session (also after failures; the one ``atexit`` hook in
+``tests.testbed.netns`` catches the rest, and the
 next session removes leftovers of a killed one). Tests that use any of these fixtures get the
 ``testbed`` marker automatically, so ``pytest -m "not testbed"`` runs everything else.
 
@@ -10,21 +11,17 @@ Without root or ``ip netns`` the test-bed fixtures skip; with ``CI=true`` they f
 
 from __future__ import annotations
 
+import contextlib
 import socket
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 
-_TESTS_DIR = str(Path(__file__).resolve().parent)
-_REPO_DIR = str(Path(__file__).resolve().parent.parent)
-for _path in (_TESTS_DIR, _REPO_DIR):  # testbed.py and bench/ (pytest's importlib mode adds neither)
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
+from tests import testbed
 
-import testbed  # noqa: E402
+T = TypeVar("T")
 
 TESTBED_FIXTURES = frozenset({"dc", "dc_firewall", "snmp_peer", "dns_peer"})
 """Fixtures that need root and network namespaces; tests using them are marked ``testbed``."""
@@ -48,6 +45,24 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"testbed start-up: {parts}")
 
 
+@contextlib.contextmanager
+def _started(name: str, tools: tuple[str, ...], start: Callable[[], T], stop: Callable[[T], None]) -> Iterator[T]:
+    """Skip unless the test bed can run, start a peer, record its start-up time, stop it at the end.
+
+    Steps the peer timed itself (``peer.timings``) are recorded as ``<name>.<step>``.
+    """
+    testbed.require_netns(*tools)
+    began = time.monotonic()
+    peer = start()
+    STARTUP_SECONDS[name] = time.monotonic() - began
+    timings: dict[str, float] = getattr(peer, "timings", {})
+    STARTUP_SECONDS.update({f"{name}.{step}": seconds for step, seconds in timings.items()})
+    try:
+        yield peer
+    finally:
+        stop(peer)
+
+
 @pytest.fixture(scope="session")
 def dc() -> Iterator[testbed.SambaDC]:
     """A real Samba AD DC (realm ``PQTEST.TEST``, ``dc1.pqtest.test``) in its own namespace.
@@ -56,15 +71,8 @@ def dc() -> Iterator[testbed.SambaDC]:
     ``admin_password``, ``ns``, ``target_dir``. Provisioned once per session: about 9 s on an idle
     2-core machine, up to about 40 s when it is busy.
     """
-    testbed.require_netns()
-    start = time.monotonic()
-    server = testbed.SambaDC.start()
-    STARTUP_SECONDS["dc"] = time.monotonic() - start
-    STARTUP_SECONDS.update({f"dc.{step}": seconds for step, seconds in server.timings.items()})
-    try:
+    with _started("dc", (), testbed.SambaDC.start, testbed.SambaDC.close) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="session")
@@ -74,40 +82,22 @@ def dc_firewall(dc: testbed.SambaDC) -> Iterator[testbed.Firewall]:
     Use ``dc_firewall.address``, ``dc_firewall.ports.tcp_drop`` ..., and ``dc_firewall.blocked("tcp",
     389)`` to DROP a DC port for the length of a ``with`` block.
     """
-    testbed.require_netns()
-    start = time.monotonic()
-    firewall = testbed.Firewall.install(dc.ns)
-    STARTUP_SECONDS["dc_firewall"] = time.monotonic() - start
-    try:
+    with _started("dc_firewall", (), lambda: testbed.Firewall.install(dc.ns), testbed.Firewall.remove) as firewall:
         yield firewall
-    finally:
-        firewall.remove()
 
 
 @pytest.fixture(scope="session")
 def snmp_peer() -> Iterator[testbed.SnmpPeer]:
     """snmpd in its own namespace: community ``pqsecret``, sysDescr ``snmp_peer.sys_descr``."""
-    testbed.require_netns("snmpd", "snmpget")
-    start = time.monotonic()
-    peer = testbed.SnmpPeer.start()
-    STARTUP_SECONDS["snmp_peer"] = time.monotonic() - start
-    try:
+    with _started("snmp_peer", ("snmpd", "snmpget"), testbed.SnmpPeer.start, testbed.SnmpPeer.close) as peer:
         yield peer
-    finally:
-        peer.close()
 
 
 @pytest.fixture(scope="session")
 def dns_peer() -> Iterator[testbed.DnsPeer]:
     """dnsmasq in its own namespace, authoritative for ``peer.test`` (``www.peer.test`` A)."""
-    testbed.require_netns("dnsmasq")
-    start = time.monotonic()
-    peer = testbed.DnsPeer.start()
-    STARTUP_SECONDS["dns_peer"] = time.monotonic() - start
-    try:
+    with _started("dns_peer", ("dnsmasq",), testbed.DnsPeer.start, testbed.DnsPeer.close) as peer:
         yield peer
-    finally:
-        peer.close()
 
 
 @pytest.fixture

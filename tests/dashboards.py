@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO
+
 README = REPO / "README.md"
 DASHBOARD = REPO / "grafana" / "portqry-exporter.json"
 RULES = REPO / "deploy" / "prometheus" / "portqry-alerts.yml"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-import testbed
-
+from tests import testbed
 from tests.clirun import run
 
 

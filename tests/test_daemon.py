@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.daemon import ROOT, run_daemon
+from tests.daemon import ROOT, RunningDaemon, run_daemon
+from tests.helpers import config_check
 from tests.peers import closed_port, tcp_listener, udp_peer
 
 
@@ -67,8 +68,11 @@ ports = ["tcp/{open_port}", "tcp/{closed_tcp}", "udp/{closed_udp}", "udp/{echo}"
             total = {x["state"]: v for x, v in s["portqry_probes_total"]}
             assert set(total) == {"listening", "not_listening", "filtered", "listening_or_filtered"}
             assert total["listening"] >= 2
+
             # results come from the schedule: the timestamp advances between rounds
-            ts = lambda d: max(v for _, v in d.samples()["portqry_probe_last_timestamp_seconds"])  # noqa: E731
+            def ts(d: RunningDaemon) -> float:
+                return max(v for _, v in d.samples()["portqry_probe_last_timestamp_seconds"])
+
             first = ts(d)
             d.wait_for(lambda d: ts(d) > first, timeout=10)
             assert d.get("/-/healthy")[0] == 200
@@ -148,14 +152,7 @@ def test_bad_config_at_start_exits_with_one_line(tmp_path: Path) -> None:
 
 
 def test_config_check_flag(tmp_path: Path) -> None:
-    proc = subprocess.run(  # exit codes are asserted below
-        [sys.executable, "-m", "exporter", "--config", str(ROOT / "config.example.toml"), "--config.check"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
+    proc = config_check("--config", ROOT / "config.example.toml", timeout=30)
     assert proc.returncode == 0 and "OK (1 targets)" in proc.stdout
 
 

@@ -19,15 +19,13 @@ test runs the same queries against a real Prometheus.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from dashboards import (
+
+from tests.dashboards import (
     DASHBOARD,
     EMPTY_WHEN_HEALTHY,
     TARGET_LABELS,
@@ -42,6 +40,7 @@ from dashboards import (
     runnable,
     selectors,
 )
+from tests.helpers import run_promtool
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRID_COLUMNS = 24
@@ -137,17 +136,6 @@ def _failing_series() -> list[tuple[str, str]]:
             values = "0x20"
         changed.append((series, values))
     return changed
-
-
-def promtool() -> str:
-    """Path of promtool; skips the test when it is missing outside CI, fails in CI."""
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool not installed (Debian package `prometheus`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -270,10 +258,7 @@ def _query_rules(path: Path) -> Path:
 
 def test_promtool_parses_every_query(tmp_path: Path) -> None:
     rules = _query_rules(tmp_path / "dashboard-queries.yml")
-    result = subprocess.run(
-        [promtool(), "check", "rules", str(rules)], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_promtool("check", "rules", str(rules))
 
 
 def _expression_test(name: str, series: list[tuple[str, str]], empty: frozenset[str]) -> dict[str, Any]:
@@ -310,10 +295,7 @@ def test_panels_have_data_on_synthetic_series(
         yaml.safe_dump({"evaluation_interval": "1m", "tests": [_expression_test(name, series, empty)]}),
         encoding="utf-8",
     )
-    result = subprocess.run(
-        [promtool(), "test", "rules", str(tests)], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_promtool("test", "rules", str(tests))
 
 
 def test_synthetic_series_match_the_readme() -> None:

@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -32,7 +29,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from dashboards import REPO
+
+from tests.helpers import REPO, config_check
 
 CHART = REPO / "deploy" / "helm" / "portqry-exporter"
 TEMPLATES = CHART / "templates"
@@ -358,16 +356,7 @@ def test_default_values_make_a_config_the_exporter_accepts(tmp_path: Path) -> No
     assert tomllib.loads(text)["exporter"]["listen_address"] == "0.0.0.0:9727"
     config = tmp_path / "config.toml"
     config.write_text(text, encoding="utf-8")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PORTQRY_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "exporter", "--config", str(config), "--config.check"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = config_check("--config", config)
     assert result.returncode == 0, f"{text}\n{result.stdout}{result.stderr}"
 
 

@@ -17,17 +17,15 @@ where they fail.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from dashboards import (
-    REPO,
+
+from tests.dashboards import (
     RULES,
     TARGET_LABELS,
     base_name,
@@ -36,6 +34,8 @@ from dashboards import (
     readme_metrics,
     selectors,
 )
+from tests.helpers import REPO, find_promtool, run_promtool
+from tests.testbed import is_ci
 
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 RULE_TESTS = PROMETHEUS_DIR / "portqry-alerts.test.yml"
@@ -82,24 +82,6 @@ def rules_with_for(source: Path, destination: Path, duration: str = "10s") -> Pa
     return destination
 
 
-def promtool() -> str:
-    """Path of promtool; skips the test when it is missing outside CI, fails in CI."""
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool not installed (Debian package `prometheus`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-def run_promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run promtool; fail with its output when it exits non-zero."""
-    result = subprocess.run([promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, f"promtool {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
 def alert_rules(path: Path = RULES) -> list[dict[str, Any]]:
     """Every alerting rule of a rule file."""
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -122,14 +104,7 @@ def test_promtool_unit_tests_fail_when_a_rule_changes(tmp_path: Path) -> None:
     assert "abs(portqry_ldap_clock_offset_seconds) > 240" in text
     (tmp_path / RULES.name).write_text(text.replace("> 240", "> 260"), encoding="utf-8")
     shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
-    result = subprocess.run(
-        [promtool(), "test", "rules", RULE_TESTS.name],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path, check=False)
     assert result.returncode != 0
     assert "PortqryDcClockSkew" in result.stdout + result.stderr
 
@@ -212,5 +187,5 @@ def test_rules_with_for_shortens_every_for(tmp_path: Path) -> None:
     rules = alert_rules(short)
     assert {rule["for"] for rule in rules} == {"15s"}
     assert [rule["expr"] for rule in rules] == [rule["expr"] for rule in alert_rules()]
-    if shutil.which("promtool") is not None or os.environ.get("CI") == "true":
+    if find_promtool() is not None or is_ci():
         run_promtool("check", "rules", short.name, cwd=tmp_path)

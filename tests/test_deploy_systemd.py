@@ -12,16 +12,15 @@ systemd-analyze comes from Debian's ``systemd`` package: without it these tests 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
-from dashboards import REPO
+
+from tests.helpers import REPO, config_check, require_tool
 
 SYSTEMD_DIR = REPO / "deploy" / "systemd"
 UNIT = SYSTEMD_DIR / "portqry-exporter.service"
@@ -49,13 +48,7 @@ def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
 
 def systemd_analyze() -> str:
     """Path of systemd-analyze; skips the test when it is missing outside CI, fails in CI."""
-    path = shutil.which("systemd-analyze")
-    if path is None:
-        message = "systemd-analyze not installed (Debian package `systemd`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return require_tool("systemd-analyze", "systemd")
 
 
 def verifiable_copy(directory: Path) -> Path:
@@ -133,16 +126,7 @@ def test_exec_start_command_line_is_accepted(tmp_path: Path, unit: dict[str, dic
     config = tmp_path / "config.toml"
     shutil.copy(REPO / "config.example.toml", config)
     args = [str(config) if arg == "/etc/portqry-exporter/config.toml" else arg for arg in args[:-1]]
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PORTQRY_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "exporter", *args, "--config.check"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = config_check(*args)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -7,12 +7,16 @@ of namespaces the fixtures created (198.18.N.2).
 from __future__ import annotations
 
 import errno
+import json
 import os
 import resource
 import select
 import socket
 import subprocess
+import sys
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import dns.flags
 import dns.message
@@ -20,7 +24,9 @@ import dns.query
 import dns.rcode
 import dns.resolver
 import pytest
-import testbed
+
+from tests import testbed
+from tests.testbed import preflight
 
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 """Linux ``IP_RECVERR`` (Python's socket module exports it only from 3.12)."""
@@ -73,10 +79,59 @@ def test_require_netns_fails_in_ci_and_skips_elsewhere(
     monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
 ) -> None:
     monkeypatch.setenv("CI", ci)
-    monkeypatch.setattr(testbed, "_REASON_CACHE", {})
+    monkeypatch.setattr(preflight, "_REASON_CACHE", {})
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(outcome, match="root"):
         testbed.require_netns()
+
+
+_ONE_COPY_SCRIPT = """
+import atexit, json, sys
+from pathlib import Path
+hooks = []
+register = atexit.register
+def spy(func, *args, **kwargs):
+    hooks.append(f"{func.__module__}.{func.__qualname__}")
+    return register(func, *args, **kwargs)
+atexit.register = spy
+import tests.conftest, bench.fixture, bench.sweep, bench.cli_range, tests.capture_samba
+from tests import testbed
+tests_dir = Path(testbed.__file__).resolve().parent.parent
+files = sorted(
+    str(Path(m.__file__).resolve().relative_to(tests_dir))
+    for m in list(sys.modules.values())
+    if getattr(m, "__file__", None) and Path(m.__file__).resolve().is_relative_to(tests_dir)
+)
+print(json.dumps({
+    "top_level": sorted(name for name in sys.modules if name.split(".")[0] == "testbed"),
+    "hooks": [hook for hook in hooks if "testbed" in hook],
+    "files": files,
+    "same": bench.fixture.testbed is testbed is tests.conftest.testbed is tests.capture_samba.testbed,
+}))
+"""
+"""Imports what loads the test bed (conftest, bench, the capture script), spying on ``atexit.register``."""
+
+
+def test_one_copy_of_the_test_bed_with_one_exit_hook() -> None:
+    """conftest, bench and the tests share one ``tests.testbed``: one namespace registry, one ``atexit`` hook.
+
+    A top-level ``import testbed`` (or loading the file by path) would make a second module object with
+    its own list of live namespaces and its own exit hook.
+    """
+    assert not [name for name in sys.modules if name.split(".")[0] == "testbed"]
+    proc = subprocess.run(
+        [sys.executable, "-c", _ONE_COPY_SCRIPT],
+        cwd=Path(testbed.__file__).resolve().parents[2],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["top_level"] == []
+    assert report["hooks"] == ["tests.testbed.netns._cleanup_at_exit"]
+    assert report["same"] is True
+    assert len(report["files"]) == len(set(report["files"]))
+    assert "testbed/netns.py" in report["files"]
+    assert "testbed.py" not in report["files"]
 
 
 # -- Samba AD DC ------------------------------------------------------------------------------------
@@ -254,6 +309,36 @@ def test_namespace_teardown_leaves_nothing() -> None:
         ns.teardown()
     assert ns.name not in testbed.run(["ip", "netns", "list"]).stdout
     assert ns.veth_host not in testbed.run(["ip", "-o", "link", "show"]).stdout
+
+
+@dataclass
+class _FailingPeer:
+    ns: testbed.Namespace
+    work_dir: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def close(self) -> None:
+        testbed.close_peer(self.ns, self.work_dir)
+
+
+@pytest.mark.testbed
+def test_failed_start_leaves_nothing() -> None:
+    """start_peer closes the peer when its launch fails: no namespace, no veth, no work directory."""
+    testbed.require_netns()
+    built: list[_FailingPeer] = []
+
+    def launch(peer: _FailingPeer) -> None:
+        built.append(peer)
+        peer.ns.start_listeners(tcp=[7002])
+        raise testbed.TestbedError("launch failed on purpose")
+
+    with pytest.raises(testbed.TestbedError, match="on purpose"):
+        testbed.start_peer("fail", _FailingPeer, launch)
+    (peer,) = built
+    assert "namespace" in peer.timings
+    assert not peer.work_dir.exists()
+    assert peer.ns.name not in testbed.run(["ip", "netns", "list"]).stdout
+    assert peer.ns.veth_host not in testbed.run(["ip", "-o", "link", "show"]).stdout
 
 
 # -- benchmark namespace -------------------------------------------------------------------------------

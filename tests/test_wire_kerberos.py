@@ -34,7 +34,7 @@ from exporter.wire.kerberos import (
     tcp_record_length,
 )
 from tests.encoders import encode_krb_error
-from tests.fuzzing import mutated
+from tests.helpers import mutated
 
 CAPTURES = Path(os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures"))
 needs_captures = pytest.mark.skipif(not CAPTURES.is_dir(), reason=f"capture directory {CAPTURES} absent")

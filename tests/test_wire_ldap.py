@@ -45,7 +45,7 @@ from exporter.wire.netlogon import (
 )
 from exporter.wire.rootdse import RootDSE, parse_root_dse
 from tests.encoders import encode_netlogon, encode_search_response
-from tests.fuzzing import mutated
+from tests.helpers import mutated
 
 CAPTURES = Path(os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures"))
 needs_captures = pytest.mark.skipif(not CAPTURES.is_dir(), reason=f"capture directory {CAPTURES} absent")

@@ -35,7 +35,7 @@ from exporter.wire.snmp import (
     encode_get_request,
 )
 from tests.encoders import encode_snmp_response as encode_response
-from tests.fuzzing import mutated
+from tests.helpers import mutated
 
 DATA = Path(__file__).resolve().parent / "data"
 CAPTURES = Path(os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures"))
