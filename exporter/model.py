@@ -15,10 +15,10 @@ from typing import Literal
 from exporter.services import service_name
 from exporter.wire.epm import EpmEntry
 from exporter.wire.kerberos import KdcRep, KrbError
-from exporter.wire.ldap import RootDSE
 from exporter.wire.mssqlr import SqlInstance
 from exporter.wire.nbstat import NodeStatus
 from exporter.wire.netlogon import NetlogonSamLogonResponseEx
+from exporter.wire.rootdse import RootDSE
 from exporter.wire.snmp import SnmpResponse
 from exporter.wire.x509 import CertificateSummary
 

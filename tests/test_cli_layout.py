@@ -24,10 +24,11 @@ from exporter.result import ProbeResult
 from exporter.states import PortState, Reason
 from exporter.wire.epm import EpmEntry
 from exporter.wire.kerberos import KrbError
-from exporter.wire.ldap import RootDSE, SearchEntry
+from exporter.wire.ldap import SearchEntry
 from exporter.wire.mssqlr import SqlInstance
 from exporter.wire.nbstat import NetbiosName, NodeStatus
 from exporter.wire.netlogon import NetlogonSamLogonResponseEx
+from exporter.wire.rootdse import RootDSE
 from exporter.wire.snmp import SnmpResponse, VarBind
 from exporter.wire.x509 import CertificateSummary
 from tests.clirun import dns_server, run

@@ -233,7 +233,7 @@ async def test_many_ldap_entries_do_not_block_the_event_loop() -> None:
 
     Before the fix the probe decoded everything received so far after every read (minutes of CPU here).
     """
-    from exporter.wire.ldap import encode_search_response
+    from tests.encoders import encode_search_response
 
     entries = [("", [("namingContexts", [f"DC=x{i},DC=test".encode()] * 500)]) for i in range(100)]
     whole = encode_search_response(1, entries)  # about 900 KB; encoded before the loop is measured

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import random
 import shutil
 import socket
 import subprocess
+import threading
 import uuid
 from pathlib import Path
 
@@ -21,9 +23,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.engine import Engine
 from exporter.errors import DecodeError
-from exporter.wire import clrpc, epm
+from exporter.model import ProbeOptions
+from exporter.probes import port_spec
+from exporter.result import ProbeResult
+from exporter.states import PortState, Reason
+from exporter.wire import clrpc, dcerpc, epm
 from exporter.wire.clrpc import ClPdu
+from tests.encoders import encode_cl_response, encode_ept_lookup_response
+from tests.encoders import tcp_tower as encode_tcp_tower
 
 CAPTURES = Path("/work/shared/captures")
 ACT_ID = uuid.UUID("6a1f7c1e-2b3d-4e5f-8091-a2b3c4d5e6f7")
@@ -215,10 +224,10 @@ def test_status_names_cover_impacket_table() -> None:
     from impacket.dcerpc.v5.rpcrt import rpc_status_codes
 
     nca = {code for code in rpc_status_codes if code >> 24 == 0x1C}
-    assert nca <= set(clrpc.NCA_STATUS_NAMES)
-    assert clrpc.status_name(0x1C010003) == "nca_s_unk_if"
-    assert clrpc.status_name(epm.EPT_S_NOT_REGISTERED) == "ept_s_not_registered"
-    assert clrpc.status_name(0x12345678) == "0x12345678"
+    assert nca <= set(dcerpc.NCA_STATUS_NAMES)
+    assert dcerpc.status_name(0x1C010003) == "nca_s_unk_if"
+    assert dcerpc.status_name(epm.EPT_S_NOT_REGISTERED) == "ept_s_not_registered"
+    assert dcerpc.status_name(0x12345678) == "0x12345678"
 
 
 def test_join_fragments() -> None:
@@ -236,6 +245,63 @@ def test_join_fragments() -> None:
         clrpc.join_fragments([parts[0], dataclasses.replace(parts[1], seqnum=9)])
     single = clrpc.decode_pdu(clrpc.encode_ept_lookup_request(ACT_ID))
     assert clrpc.join_fragments([single]) == single.body
+
+
+def _frag(num: int, flags: int, body: bytes) -> ClPdu:
+    pdu = clrpc.decode_pdu(clrpc.encode_ept_lookup_request(ACT_ID))
+    return dataclasses.replace(pdu, ptype=2, fragnum=num, flags1=clrpc.PF_FRAG | flags, body=body)
+
+
+def test_reassembly_as_fragments_arrive() -> None:
+    fragments = clrpc.Reassembly()
+    assert not fragments.add(_frag(2, clrpc.PF_LAST_FRAG, b"cc"))
+    assert not fragments.add(_frag(0, 0, b"aa"))
+    assert not fragments.add(_frag(0, 0, b"aa"))  # a retransmission
+    with pytest.raises(DecodeError, match="missing fragments \\[1\\]"):
+        fragments.body()
+    assert fragments.add(_frag(1, 0, b"bb"))
+    assert fragments.complete and fragments.body() == b"aabbcc"
+
+
+def test_reassembly_caps_and_conflicts() -> None:
+    with pytest.raises(DecodeError, match="beyond 4 fragments"):
+        clrpc.Reassembly(max_fragments=4).add(_frag(4, 0, b"x"))
+    big = clrpc.Reassembly(max_bytes=5)
+    big.add(_frag(0, 0, b"abc"))
+    with pytest.raises(DecodeError, match="larger than 5 bytes"):
+        big.add(_frag(1, clrpc.PF_LAST_FRAG, b"def"))
+    with pytest.raises(DecodeError, match="larger than 5 bytes"):  # the failure sticks
+        big.body()
+    assert big.failure is not None and not big.complete
+    two_lasts = clrpc.Reassembly()
+    two_lasts.add(_frag(1, clrpc.PF_LAST_FRAG, b"b"))
+    with pytest.raises(DecodeError, match="both carry the last-fragment flag"):
+        two_lasts.add(_frag(2, clrpc.PF_LAST_FRAG, b"c"))
+    past = clrpc.Reassembly()
+    past.add(_frag(1, clrpc.PF_LAST_FRAG, b"b"))
+    with pytest.raises(DecodeError, match="does not fit"):
+        past.add(_frag(5, 0, b"c"))
+    other = clrpc.Reassembly()
+    other.add(_frag(0, 0, b"a"))
+    with pytest.raises(DecodeError, match="another call"):
+        other.add(dataclasses.replace(_frag(1, 0, b"b"), seqnum=3))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    bodies=st.lists(st.binary(min_size=1, max_size=20), min_size=1, max_size=12),
+    order=st.randoms(use_true_random=False),
+    dupes=st.lists(st.integers(0, 11), max_size=5),
+)
+def test_reassembly_any_order_with_duplicates(bodies: list[bytes], order: random.Random, dupes: list[int]) -> None:
+    last = len(bodies) - 1
+    frags = [_frag(i, clrpc.PF_LAST_FRAG if i == last else 0, b) for i, b in enumerate(bodies)]
+    frags += [frags[i] for i in dupes if i <= last]
+    order.shuffle(frags)
+    fragments = clrpc.Reassembly()
+    done = [fragments.add(f) for f in frags]
+    assert done[-1] and fragments.body() == b"".join(bodies)
+    assert clrpc.join_fragments(frags) == b"".join(bodies)
 
 
 # --------------------------------------------------------------------------- properties
@@ -315,3 +381,68 @@ def test_encode_rejects_out_of_range() -> None:
         clrpc.encode_pdu(dataclasses.replace(pdu, drep=b"\x20\x00\x00"))
     with pytest.raises(ValueError, match="serial"):
         clrpc.encode_pdu(dataclasses.replace(pdu, serial=0x10000))
+
+
+# --------------------------------------------------------------------------- the UDP probe, fragmented replies
+
+
+def _epm_udp_server(fragment_size: int, *, drop: int | None = None) -> tuple[socket.socket, threading.Thread]:
+    """A loopback endpoint mapper on UDP: answers one ept_lookup with 20 entries in fragments (shuffled, one
+    duplicated, fragment ``drop`` never sent), the handle null so the list ends with this page."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    towers = [
+        (uuid.UUID(int=i + 1), encode_tcp_tower(uuid.UUID(int=0xABC0 + i), 1, 0, 49664 + i % 5), b"\x00")
+        for i in range(20)
+    ]
+    stub = encode_ept_lookup_response(bytes(20), towers, 0)
+
+    def answer() -> None:
+        try:
+            data, peer = sock.recvfrom(4096)
+        except OSError:  # no request (the probe failed early): nothing to answer, no stray thread error
+            return
+        request = clrpc.decode_pdu(data)
+        datagrams = encode_cl_response(request, stub, fragment_size=fragment_size)
+        order = [*range(len(datagrams)), 0]
+        random.Random(7).shuffle(order)
+        for i in order:
+            if i != drop:
+                sock.sendto(datagrams[i], peer)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    return sock, thread
+
+
+async def _probe_udp_epm(port: int) -> ProbeResult:
+    [result] = await Engine(udp_pacing_seconds=0).probe_target(
+        "epm", "127.0.0.1", [port_spec("udp", port, binding="rpc")], ProbeOptions(timeout_seconds=1.0)
+    )
+    return result
+
+
+async def test_udp_probe_reassembles_a_fragmented_ept_lookup_reply() -> None:
+    sock, thread = _epm_udp_server(fragment_size=200)
+    try:
+        r = await _probe_udp_epm(sock.getsockname()[1])
+    finally:
+        thread.join(3)
+        sock.close()
+    assert (r.state, r.reason, r.error) == (PortState.LISTENING, Reason.PROTOCOL_REPLY, "")
+    details = r.details["rpc"]
+    assert (details.via, details.pages, details.total) == ("udp", 1, 20)
+    assert [e.object_uuid for e in details.entries] == [str(uuid.UUID(int=i + 1)) for i in range(20)]
+    assert details.protocol_sequence_counts == {"ncacn_ip_tcp": 20}
+
+
+async def test_udp_probe_reports_a_missing_fragment() -> None:
+    sock, thread = _epm_udp_server(fragment_size=200, drop=1)
+    try:
+        r = await _probe_udp_epm(sock.getsockname()[1])
+    finally:
+        thread.join(3)
+        sock.close()
+    assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_ERROR)
+    assert "missing fragments [1]" in r.error

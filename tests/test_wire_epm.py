@@ -18,8 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.errors import DecodeError
-from exporter.wire import epm
+from exporter.wire import dcerpc, epm
 from exporter.wire.epm import EpmEntry, TowerFloor
+from tests.encoders import encode_ept_lookup_response, encode_tower
 
 CAPTURES = Path("/work/shared/captures")
 DUMP_346 = CAPTURES / "epm-ept-lookup-response-stub-win10-346entries.bin"
@@ -50,14 +51,14 @@ def tcp_streams(path: Path) -> dict[int, bytes]:
     return streams
 
 
-def server_pdus(name: str) -> tuple[epm.CoPdu, ...]:
-    return epm.decode_co_pdus(tcp_streams(CAPTURES / name)[135])
+def server_pdus(name: str) -> tuple[dcerpc.CoPdu, ...]:
+    return dcerpc.decode_co_pdus(tcp_streams(CAPTURES / name)[135])
 
 
-def client_pdus(name: str) -> tuple[epm.CoPdu, ...]:
+def client_pdus(name: str) -> tuple[dcerpc.CoPdu, ...]:
     streams = tcp_streams(CAPTURES / name)
     (client,) = (v for k, v in streams.items() if k != 135)
-    return epm.decode_co_pdus(client)
+    return dcerpc.decode_co_pdus(client)
 
 
 # --------------------------------------------------------------------------- the two dumps
@@ -149,7 +150,7 @@ def test_rpcdump_pcap_reassembles_to_the_346_dump() -> None:
     assert [p.pfc_flags for p in frags] == [0x01] + [0x00] * 9 + [0x02]
     assert [p.frag_length for p in frags] == [4280] * 10 + [2740]
     assert frags[0].alloc_hint == 45276
-    stub = epm.co_response_stub(frags)
+    stub = dcerpc.co_response_stub(frags)
     assert stub == DUMP_346.read_bytes()
     assert len(epm.decode_ept_lookup_response(stub).entries) == 346
 
@@ -165,7 +166,7 @@ def test_iterated_lookup_win10() -> None:
     responses = [p for p in server_pdus("corpc-epm-lookup-iterate-handle-win10.pcap") if p.ptype == 2]
     requests = [p for p in client_pdus("corpc-epm-lookup-iterate-handle-win10.pcap") if p.ptype == 0]
     assert len(responses) == len(requests) == 349
-    pages = [epm.decode_ept_lookup_response(epm.co_response_stub([p])) for p in responses]
+    pages = [epm.decode_ept_lookup_response(dcerpc.co_response_stub([p])) for p in responses]
     handle = bytes.fromhex("000000002d6482bbbdd58e498a326b0859c414d0")
     assert all(p.num_ents == 1 and p.entry_handle == handle and not p.is_last for p in pages[:-1])
     last = pages[-1]
@@ -192,7 +193,7 @@ def test_iterated_lookup_win10() -> None:
 
 def test_exchange_entry_keeps_unknown_floor_0x20() -> None:
     (_bind_ack, response) = server_pdus("corpc-epm-lookup-1entry-exchange-win2000.pcap")
-    page = epm.decode_ept_lookup_response(epm.co_response_stub([response]))
+    page = epm.decode_ept_lookup_response(dcerpc.co_response_stub([response]))
     assert page.entry_handle == bytes(4) + bytes.fromhex("7cfc5f3b92b07544a3e3e4d53df481df")
     assert (page.num_ents, page.status) == (1, 0)
     (entry,) = page.entries
@@ -223,11 +224,11 @@ def test_access_denied_fault() -> None:
     assert fault.ptype_name == "fault"
     assert fault.pfc_flags == 0x23
     assert (fault.frag_length, fault.call_id, fault.status) == (32, 0, 5)
-    from exporter.wire.clrpc import status_name
+    from exporter.wire.dcerpc import status_name
 
     assert status_name(5) == "nca_s_fault_access_denied"
     with pytest.raises(DecodeError):
-        epm.co_response_stub([fault])
+        dcerpc.co_response_stub([fault])
 
 
 def test_bind_nak() -> None:
@@ -237,11 +238,11 @@ def test_bind_nak() -> None:
 
 def test_co_stream_errors() -> None:
     with pytest.raises(DecodeError):
-        epm.decode_co_pdus(b"\x05\x00\x02\x03\x10\x00\x00\x00\xff\x00\x00\x00\x01\x00\x00\x00")
+        dcerpc.decode_co_pdus(b"\x05\x00\x02\x03\x10\x00\x00\x00\xff\x00\x00\x00\x01\x00\x00\x00")
     with pytest.raises(DecodeError):
-        epm.decode_co_pdus(b"\x04" * 16)
+        dcerpc.decode_co_pdus(b"\x04" * 16)
     with pytest.raises(DecodeError):
-        epm.co_response_stub([])
+        dcerpc.co_response_stub([])
 
 
 # --------------------------------------------------------------------------- encoder
@@ -293,7 +294,7 @@ def test_random_bytes_raise_only_decode_error(data: bytes) -> None:
     with contextlib.suppress(DecodeError):
         epm.decode_ept_lookup_response(data)
     with contextlib.suppress(DecodeError):
-        epm.decode_co_pdus(data)
+        dcerpc.decode_co_pdus(data)
     with contextlib.suppress(DecodeError):
         epm.decode_tower(data)
 
@@ -309,27 +310,6 @@ def test_mutated_dump_decodes_or_raises_decode_error(data: st.DataObject) -> Non
 
 
 # --------------------------------------------------------------------------- round trip
-
-
-def _ndr_response(handle: bytes, entries: list[tuple[uuid.UUID, bytes | None, bytes]], status: int) -> bytes:
-    """Test-side NDR encoder of an ept_lookup response (C706 appendix L)."""
-    out = bytearray(handle + struct.pack("<IIII", len(entries), len(entries) + 3, 0, len(entries)))
-    for i, (obj, tower, annotation) in enumerate(entries):
-        out += obj.bytes_le + struct.pack("<I", 0 if tower is None else 0x20000 + i)
-        out += struct.pack("<II", 0, len(annotation)) + annotation
-        out += bytes(-len(out) % 4)
-    for _obj, tower, _ann in entries:
-        if tower is not None:
-            out += struct.pack("<II", len(tower), len(tower)) + tower + bytes(-len(tower) % 4)
-    out += bytes(-len(out) % 4) + struct.pack("<I", status)
-    return bytes(out)
-
-
-def _tower(floors: list[tuple[bytes, bytes]]) -> bytes:
-    out = struct.pack("<H", len(floors))
-    for lhs, rhs in floors:
-        out += struct.pack("<H", len(lhs)) + lhs + struct.pack("<H", len(rhs)) + rhs
-    return out
 
 
 _names = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_\\", max_size=30)
@@ -375,7 +355,7 @@ def _entries(draw: st.DrawFn) -> tuple[uuid.UUID, bytes | None, bytes, dict[str,
         "string_binding": binding,
         "annotation": annotation,
     }
-    return obj, _tower(floors), annotation + b"\x00", expected
+    return obj, encode_tower(floors), annotation + b"\x00", expected
 
 
 @settings(max_examples=150, deadline=None)
@@ -387,7 +367,7 @@ def _entries(draw: st.DrawFn) -> tuple[uuid.UUID, bytes | None, bytes, dict[str,
 def test_round_trip_generated_pages(
     handle: bytes, entries: list[tuple[uuid.UUID, bytes | None, bytes, dict[str, object]]], status: int
 ) -> None:
-    stub = _ndr_response(handle, [(o, t, a) for o, t, a, _ in entries], status)
+    stub = encode_ept_lookup_response(handle, [(o, t, a) for o, t, a, _ in entries], status)
     page = epm.decode_ept_lookup_response(stub)
     assert (page.entry_handle, page.num_ents, page.status) == (handle, len(entries), status)
     for entry, (obj, _tower_bytes, _ann, expected) in zip(page.entries, entries, strict=True):
@@ -402,3 +382,74 @@ def test_round_trip_generated_pages(
 def test_summaries_on_empty_input() -> None:
     assert epm.protocol_sequence_counts([]) == {}
     assert epm.tcp_ports([]) == []
+
+
+# --------------------------------------------------------------------------- end of list, dynamic ports
+
+
+@pytest.mark.parametrize(
+    ("handle", "num_ents", "status", "last"),
+    [
+        (bytes(4) + b"\x01" * 16, 1, 0, False),  # Windows mid-list: a live handle
+        (bytes(20), 3, 0, True),  # Windows: a null handle with the last entries
+        (b"\x01\x00\x00\x00" + bytes(16), 3, 0, True),  # nil UUID = null context handle, whatever the attributes
+        (bytes(20), 0, epm.EPT_S_NOT_REGISTERED, True),  # Samba (and Windows' empty last page)
+        (bytes(4) + b"\x01" * 16, 2, epm.EPT_S_NOT_REGISTERED, True),  # entries with the end status: still valid
+        (bytes(4) + b"\x01" * 16, 0, 0, True),  # an empty page ends the list (no endless paging)
+        (bytes(4) + b"\x01" * 16, 1, 5, True),  # any failure status
+    ],
+)
+def test_end_of_list_rule(handle: bytes, num_ents: int, status: int, last: bool) -> None:
+    assert epm.EptLookupPage(handle, num_ents, (), status).is_last is last
+
+
+def _tcp_entry(port: int, iface: str, version: str = "1.0", name: str = "", annotation: str = "") -> EpmEntry:
+    return EpmEntry(
+        object_uuid=str(uuid.UUID(int=0)),
+        interface_uuid=iface,
+        interface_version=version,
+        annotation=annotation,
+        protocol_sequence="ncacn_ip_tcp",
+        string_binding=f"ncacn_ip_tcp:198.18.0.2[{port}]",
+        address="198.18.0.2",
+        endpoint=str(port),
+        port=port,
+        transfer_syntax=epm.NDR_TRANSFER_SYNTAX_UUID,
+        interface_name=name,
+        provider="",
+        floors=(),
+        unknown_floors=(),
+    )
+
+
+def test_dynamic_tcp_ports_groups_labels_and_bounds() -> None:
+    drs = "[MS-DRSR]: Directory Replication Service (DRS) Remote Protocol"
+    entries = [
+        _tcp_entry(135, epm.EPM_INTERFACE_UUID, "3.0"),  # the mapper itself
+        _tcp_entry(
+            49668, "e3514235-4b06-11d1-ab04-00c04fc2dcd2", "4.0", drs, annotation="MS NT Directory DRS Interface"
+        ),
+        _tcp_entry(49668, "e3514235-4b06-11d1-ab04-00c04fc2dcd2", "4.0", drs),  # same label once
+        _tcp_entry(49668, "12345778-1234-abcd-ef00-0123456789ac", "1.0", annotation="free text, never a label"),
+        _tcp_entry(49664, "d95afe70-a6d5-4259-822e-2c84da1ddb0d", "1.0"),
+        _tcp_entry(0, "d95afe70-a6d5-4259-822e-2c84da1ddb0d", "1.0"),
+    ]
+    got = epm.dynamic_tcp_ports(entries, mapper_port=135, max_ports=10, max_labels=10)
+    assert got == (
+        (49664, ("d95afe70-a6d5-4259-822e-2c84da1ddb0d v1.0",)),
+        (49668, (drs, "12345778-1234-abcd-ef00-0123456789ac v1.0")),
+    )
+    assert epm.dynamic_tcp_ports(entries, mapper_port=135, max_ports=1, max_labels=1) == (
+        (49664, ("d95afe70-a6d5-4259-822e-2c84da1ddb0d v1.0",)),
+    )
+    assert epm.dynamic_tcp_ports(entries, mapper_port=135, max_ports=10, max_labels=1)[1] == (49668, (drs,))
+    many = [_tcp_entry(1000 + i % 300, str(uuid.UUID(int=i))) for i in range(3000)]
+    bounded = epm.dynamic_tcp_ports(many, mapper_port=135, max_ports=256, max_labels=32)
+    assert len(bounded) == 256 and all(len(labels) == 10 for _port, labels in bounded)
+
+
+def test_dynamic_tcp_ports_of_the_win10_dump() -> None:
+    page = epm.decode_ept_lookup_response(DUMP_346.read_bytes())
+    got = epm.dynamic_tcp_ports(page.entries, mapper_port=135, max_ports=256, max_labels=32)
+    assert [port for port, _ in got] == [p for p in epm.tcp_ports(page.entries) if p != 135]
+    assert all(labels for _port, labels in got)

@@ -30,10 +30,10 @@ from exporter.wire.kerberos import (
     decode_kdc_reply,
     decode_krb_error,
     encode_as_req,
-    encode_krb_error,
     frame_tcp,
     tcp_record_length,
 )
+from tests.encoders import encode_krb_error
 from tests.helpers import mutated
 
 CAPTURES = Path(os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures"))

@@ -26,19 +26,14 @@ from pyasn1.codec.ber import decoder as ber_decoder
 from pyasn1.codec.ber import encoder as ber_encoder
 
 from exporter.errors import DecodeError, ProtocolError
+from exporter.wire.ber import check_ber, parse_generalized_time, read_tlv_header
 from exporter.wire.ldap import (
     MAX_MESSAGE_BYTES,
-    RootDSE,
     SearchEntry,
-    check_ber,
     decode_search_response,
     encode_ldap_ping,
     encode_root_dse_search,
-    encode_search_response,
     message_length,
-    parse_generalized_time,
-    parse_root_dse,
-    read_tlv_header,
     split_messages,
 )
 from exporter.wire.netlogon import (
@@ -46,9 +41,10 @@ from exporter.wire.netlogon import (
     DS_FLAGS,
     NetlogonSamLogonResponseEx,
     decode_netlogon,
-    encode_netlogon,
     flag_names,
 )
+from exporter.wire.rootdse import RootDSE, parse_root_dse
+from tests.encoders import encode_netlogon, encode_search_response
 from tests.helpers import mutated
 
 CAPTURES = Path(os.environ.get("PORTQRY_CAPTURES", Path(__file__).resolve().parents[2] / "shared" / "captures"))

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from exporter.errors import DecodeError
 from exporter.wire import mssqlr
 from exporter.wire.mssqlr import SqlInstance
+from tests.encoders import encode_svr_resp
 
 SPEC_UCAST_INST_REPLY = bytes([0x05, 0x58, 0x00]) + (
     b"ServerName;ILSUNG1;InstanceName;YUKONSTD;IsClustered;No;Version;9.00.1399.06;tcp;57137;;"
@@ -66,7 +67,7 @@ def test_spec_three_instance_example() -> None:
         ("MSSQLSERVER", 1433, r"\\ILSUNG1\pipe\sql\query"),
     ]
     assert {i.server_name for i in instances} == {"ILSUNG1"}
-    assert mssqlr.encode_svr_resp(instances) == SPEC_UCAST_EX_REPLY
+    assert encode_svr_resp(instances) == SPEC_UCAST_EX_REPLY
 
 
 def test_np_before_tcp_and_other_protocols() -> None:
@@ -141,13 +142,13 @@ def _instances(draw: st.DrawFn) -> SqlInstance:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(_instances(), max_size=6))
 def test_round_trip(instances: list[SqlInstance]) -> None:
-    data = mssqlr.encode_svr_resp(instances)
+    data = encode_svr_resp(instances)
     assert mssqlr.decode_svr_resp(data) == tuple(instances)
 
 
 def test_encode_rejects_semicolons() -> None:
     with pytest.raises(ValueError, match="bad pair"):
-        mssqlr.encode_svr_resp([SqlInstance((("ServerName", "a;b"),))])
+        encode_svr_resp([SqlInstance((("ServerName", "a;b"),))])
 
 
 @settings(max_examples=500, deadline=None)

@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.errors import DecodeError
-from exporter.wire import epm, kerberos, ldap, nbstat, netlogon
+from exporter.wire import dcerpc, epm, kerberos, ldap, nbstat, netlogon, rootdse
+from tests.encoders import encode_netlogon
 
 DATA = Path(__file__).resolve().parent / "data" / "samba"
 FACTS: dict[str, Any] = json.loads((DATA / "facts.json").read_text())
@@ -77,7 +78,7 @@ def test_readme_describes_every_file() -> None:
 # ================================================================================= LDAP / CLDAP
 
 
-def check_root_dse(dse: ldap.RootDSE) -> None:
+def check_root_dse(dse: rootdse.RootDSE) -> None:
     assert dse.dns_host_name == FACTS["fqdn"]
     assert dse.default_naming_context == FACTS["base_dn"]
     assert dse.root_domain_naming_context == FACTS["base_dn"]
@@ -113,7 +114,7 @@ def test_cldap_rootdse() -> None:
     assert (result.references, result.disconnected) == (0, False)
     assert [e.object_name for e in result.entries] == [""]
     assert result.netlogon is None
-    dse = ldap.parse_root_dse(result)
+    dse = rootdse.parse_root_dse(result)
     check_root_dse(dse)
     assert dse.supported_sasl_mechanisms == ()  # Samba's CLDAP rootDSE leaves them out
 
@@ -126,14 +127,14 @@ def test_ldap_tcp_rootdse() -> None:
     result = ldap.decode_search_response(data)
     assert result.message_id == FACTS["ldap"]["tcp_rootdse_message_id"]
     assert (result.result_code, result.done, len(result.entries)) == (0, True, 1)
-    dse = ldap.parse_root_dse(result)
+    dse = rootdse.parse_root_dse(result)
     check_root_dse(dse)
     assert {"GSSAPI", "GSS-SPNEGO", "NTLM"} <= set(dse.supported_sasl_mechanisms)
 
 
 def test_rootdse_is_the_same_over_udp_and_tcp() -> None:
-    udp = ldap.parse_root_dse(ldap.decode_search_response(load(CLDAP_ROOTDSE))).attributes
-    tcp = ldap.parse_root_dse(ldap.decode_search_response(load(LDAP_TCP_ROOTDSE))).attributes
+    udp = rootdse.parse_root_dse(ldap.decode_search_response(load(CLDAP_ROOTDSE))).attributes
+    tcp = rootdse.parse_root_dse(ldap.decode_search_response(load(LDAP_TCP_ROOTDSE))).attributes
     volatile = {"currentTime", "highestCommittedUSN"}
     assert set(tcp) - set(udp) == {"supportedSASLMechanisms"}
     for name in set(udp) - volatile:
@@ -172,7 +173,7 @@ def test_cldap_netlogon_ping() -> None:
     assert resp.dc_address is None  # NtVer 0x16 has no V5EX_WITH_IP
     assert resp.nt_version == 0x5  # V1 | V5EX
     # an uncompressed re-encoding decodes to the same thing
-    assert netlogon.decode_netlogon(netlogon.encode_netlogon(resp)) == resp
+    assert netlogon.decode_netlogon(encode_netlogon(resp)) == resp
 
 
 def test_cldap_netlogon_ping_with_ip() -> None:
@@ -280,14 +281,14 @@ def test_epm_page1_matches_impacket() -> None:
 
 
 def test_epm_page1_pdus() -> None:
-    pdus = epm.decode_co_pdus(load(EPM_PAGE1_PDUS))
+    pdus = dcerpc.decode_co_pdus(load(EPM_PAGE1_PDUS))
     assert len(pdus) >= 2  # Samba fragments at impacket's max_xmit of 4280
     assert all(p.ptype_name == "response" and p.little_endian and p.status is None for p in pdus)
     assert len({p.call_id for p in pdus}) == 1
     assert pdus[0].pfc_flags & 0x03 == 0x01 and pdus[-1].pfc_flags & 0x03 == 0x02
     assert pdus[0].alloc_hint == FACTS["files"][EPM_PAGE1_STUB]["bytes"]
     assert sum(p.frag_length for p in pdus) == len(load(EPM_PAGE1_PDUS))
-    assert epm.co_response_stub(pdus) == load(EPM_PAGE1_STUB)
+    assert dcerpc.co_response_stub(pdus) == load(EPM_PAGE1_STUB)
 
 
 def test_epm_page2_not_registered() -> None:
@@ -295,11 +296,11 @@ def test_epm_page2_not_registered() -> None:
     assert page.status == epm.EPT_S_NOT_REGISTERED == 0x16C9A0D6 == FACTS["epm"]["page2"]["status"]
     assert (page.num_ents, page.entries) == (0, ())
     assert page.entry_handle == epm.NULL_ENTRY_HANDLE and page.is_last
-    (pdu,) = epm.decode_co_pdus(load(EPM_PAGE2_PDUS))
+    (pdu,) = dcerpc.decode_co_pdus(load(EPM_PAGE2_PDUS))
     assert (pdu.ptype_name, pdu.pfc_flags & 0x03, pdu.status) == ("response", 0x03, None)
-    page1_call = epm.decode_co_pdus(load(EPM_PAGE1_PDUS))[0].call_id
+    page1_call = dcerpc.decode_co_pdus(load(EPM_PAGE1_PDUS))[0].call_id
     assert pdu.call_id == page1_call + 1  # same connection, next call
-    assert epm.co_response_stub([pdu]) == load(EPM_PAGE2_STUB)
+    assert dcerpc.co_response_stub([pdu]) == load(EPM_PAGE2_STUB)
 
 
 # ================================================================================= robustness
@@ -311,7 +312,7 @@ def test_epm_page2_not_registered() -> None:
 def _ldap_rootdse(data: bytes) -> None:
     for entry in ldap.decode_search_response(data).entries:
         if entry.object_name == "":
-            ldap.RootDSE.from_entry(entry)
+            rootdse.RootDSE.from_entry(entry)
 
 
 def _ldap_ping(data: bytes) -> None:
@@ -337,8 +338,8 @@ def _epm_stub(data: bytes) -> None:
 
 
 def _epm_pdus(data: bytes) -> None:
-    pdus = epm.decode_co_pdus(data)
-    stub = epm.co_response_stub(pdus)
+    pdus = dcerpc.decode_co_pdus(data)
+    stub = dcerpc.co_response_stub(pdus)
     epm.decode_ept_lookup_response(stub, little_endian=pdus[0].little_endian)
 
 
@@ -370,8 +371,8 @@ def test_unmodified_capture_decodes(name: str) -> None:
 
 STRICT_PREFIX: dict[str, Callable[[bytes], object]] = {
     # every strict prefix of these must be refused
-    CLDAP_ROOTDSE: lambda b: ldap.parse_root_dse(ldap.decode_search_response(b)),
-    LDAP_TCP_ROOTDSE: lambda b: ldap.parse_root_dse(ldap.decode_search_response(b)),
+    CLDAP_ROOTDSE: lambda b: rootdse.parse_root_dse(ldap.decode_search_response(b)),
+    LDAP_TCP_ROOTDSE: lambda b: rootdse.parse_root_dse(ldap.decode_search_response(b)),
     NBSTAT: nbstat.decode_node_status_response,
     KRB_UDP: kerberos.decode_kdc_reply,
     EPM_PAGE1_STUB: epm.decode_ept_lookup_response,
@@ -458,7 +459,7 @@ def _flip_positions(name: str, data: bytes) -> list[int]:
     if name == EPM_PAGE1_PDUS:
         out: list[int] = []
         pos = 0
-        while pos + epm.CO_HEADER_LEN <= len(data):
+        while pos + dcerpc.CO_HEADER_LEN <= len(data):
             out.extend(range(pos, pos + 24))
             pos += int.from_bytes(data[pos + 8 : pos + 10], "little")
         return out

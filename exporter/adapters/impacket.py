@@ -21,7 +21,7 @@ from impacket.dcerpc.v5 import epm as impacket_epm
 from impacket.dcerpc.v5 import rpcrt, transport
 
 from exporter.errors import DecodeError, ProtocolError
-from exporter.wire import epm
+from exporter.wire import dcerpc, epm
 
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 MAX_PDUS = 4096
@@ -111,10 +111,12 @@ class EpmSession:
                 fault = next((p for p in pdus if p.status is not None), None)
                 if fault is not None:
                     return EpmTcpDump(tuple(pages), fault.status)
-                page = epm.decode_ept_lookup_response(epm.co_response_stub(pdus), little_endian=pdus[0].little_endian)
+                page = epm.decode_ept_lookup_response(
+                    dcerpc.co_response_stub(pdus), little_endian=pdus[0].little_endian
+                )
                 pages.append(page)
                 handle = page.entry_handle
-                if page.status != 0 or page.num_ents == 0 or handle == epm.NULL_ENTRY_HANDLE:
+                if page.is_last:
                     break
         except TimeoutError:
             if pages:
@@ -135,24 +137,21 @@ class EpmSession:
         return EpmTcpDump(tuple(pages))
 
 
-def _read_response(sock: socket.socket, deadline: float) -> tuple[epm.CoPdu, ...]:
+def _read_response(sock: socket.socket, deadline: float) -> tuple[dcerpc.CoPdu, ...]:
     """Read connection-oriented PDUs until one carries PFC_LAST_FRAG (or is a fault); bounded."""
-    buf = b""
-    pdus: tuple[epm.CoPdu, ...] = ()
+    size = 0
+    pdus: list[dcerpc.CoPdu] = []
     for _ in range(MAX_PDUS):
-        header = _read_exact(sock, epm.CO_HEADER_LEN, deadline)
-        little = header[4] & 0x10 != 0
-        (frag_len,) = struct.unpack_from("<H" if little else ">H", header, 8)
-        if frag_len < epm.CO_HEADER_LEN:
-            raise DecodeError(f"frag_length {frag_len} shorter than the header", len(buf) + 8)
-        buf += header + _read_exact(sock, frag_len - epm.CO_HEADER_LEN, deadline)
-        if len(buf) > MAX_RESPONSE_BYTES:
-            raise DecodeError(f"endpoint-mapper response larger than {MAX_RESPONSE_BYTES} bytes", len(buf))
-        pdus = epm.decode_co_pdus(buf)
-        last = pdus[-1]
-        if last.status is not None or last.pfc_flags & 0x02:
-            return pdus
-    raise DecodeError(f"more than {MAX_PDUS} fragments in one response", len(buf))
+        header = _read_exact(sock, dcerpc.CO_HEADER_LEN, deadline)
+        frag_len = dcerpc.frag_length(header)
+        size += frag_len
+        if size > MAX_RESPONSE_BYTES:
+            raise DecodeError(f"endpoint-mapper response larger than {MAX_RESPONSE_BYTES} bytes", size)
+        (pdu,) = dcerpc.decode_co_pdus(header + _read_exact(sock, frag_len - dcerpc.CO_HEADER_LEN, deadline))
+        pdus.append(pdu)
+        if pdu.status is not None or pdu.pfc_flags & rpcrt.PFC_LAST_FRAG:
+            return tuple(pdus)
+    raise DecodeError(f"more than {MAX_PDUS} fragments in one response", size)
 
 
 def _read_exact(sock: socket.socket, count: int, deadline: float) -> bytes:

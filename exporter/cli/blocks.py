@@ -31,10 +31,10 @@ from exporter.result import ProbeResult
 from exporter.states import PortState
 from exporter.wire.epm import EpmEntry
 from exporter.wire.kerberos import KdcRep, KrbError
-from exporter.wire.ldap import RootDSE
 from exporter.wire.mssqlr import SqlInstance
 from exporter.wire.nbstat import NodeStatus
 from exporter.wire.netlogon import NetlogonSamLogonResponseEx
+from exporter.wire.rootdse import RootDSE
 from exporter.wire.snmp import SnmpResponse
 
 #: rootDSE attributes in the order PortQry prints them (KB 832919 sample), then the rest as received.

@@ -21,16 +21,10 @@ from exporter.probes.blocking import run_blocking
 from exporter.probes.context import ProbeContext, ProtocolOutcome
 from exporter.probes.tls import client_context, describe
 from exporter.states import Finding, PortState
-from exporter.wire.ldap import (
-    RootDSE,
-    decode_search_response,
-    encode_ldap_ping,
-    encode_root_dse_search,
-    parse_root_dse,
-    read_tlv_header,
-    split_messages,
-)
+from exporter.wire.ber import read_tlv_header
+from exporter.wire.ldap import decode_search_response, encode_ldap_ping, encode_root_dse_search, split_messages
 from exporter.wire.netlogon import decode_netlogon
+from exporter.wire.rootdse import RootDSE, parse_root_dse
 
 #: The most bytes read for one rootDSE search over TCP (a rootDSE is about 2 KB).
 MAX_REPLY_BYTES = 1024 * 1024

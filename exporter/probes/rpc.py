@@ -24,7 +24,7 @@ from exporter.model import DynamicPort, RpcDetails
 from exporter.probes.blocking import run_blocking
 from exporter.probes.context import ProbeContext, ProtocolOutcome
 from exporter.states import Finding, PortState
-from exporter.wire import clrpc, epm
+from exporter.wire import clrpc, dcerpc, epm
 
 #: The most distinct dynamic ports probed after one dump.
 MAX_DYNAMIC_PORTS = 256
@@ -73,7 +73,7 @@ async def _probe_tcp(ctx: ProbeContext) -> ProtocolOutcome:
         dynamic_ports=dynamic,
         pages=len(dump.pages),
         status=dump.fault_status,
-        status_name=clrpc.status_name(dump.fault_status) if dump.fault_status is not None else "",
+        status_name=dcerpc.status_name(dump.fault_status) if dump.fault_status is not None else "",
     )
     if dump.fault_status is not None and not entries:
         return ctx.outcome(Finding.REFUSED, {"rpc": details}, f"endpoint mapper fault {details.status_name}")
@@ -81,15 +81,12 @@ async def _probe_tcp(ctx: ProbeContext) -> ProtocolOutcome:
 
 
 async def _probe_dynamic(ctx: ProbeContext, entries: Iterable[epm.EpmEntry]) -> tuple[DynamicPort, ...]:
-    by_port: dict[int, list[str]] = {}
-    for e in entries:
-        # the mapper's own port (it registers itself on ncacn_ip_tcp:[135]) is not a dynamic endpoint
-        if e.protocol_sequence == "ncacn_ip_tcp" and e.port and e.port != ctx.port:
-            names = by_port.setdefault(e.port, [])
-            label = interface_label(e)
-            if label not in names and len(names) < MAX_INTERFACES_PER_PORT:
-                names.append(label)
-    ports = sorted(by_port)[:MAX_DYNAMIC_PORTS]
+    by_port = dict(
+        epm.dynamic_tcp_ports(
+            entries, mapper_port=ctx.port, max_ports=MAX_DYNAMIC_PORTS, max_labels=MAX_INTERFACES_PER_PORT
+        )
+    )
+    ports = list(by_port)
     evidence = await asyncio.gather(*(ctx.follow_up_tcp(p) for p in ports))
     return tuple(
         DynamicPort(p, tuple(by_port[p]), ev.state.value, ev.reason.value)
@@ -97,7 +94,7 @@ async def _probe_dynamic(ctx: ProbeContext, entries: Iterable[epm.EpmEntry]) -> 
     )
 
 
-def _ours(act_id: uuid.UUID, seqnum: int) -> Callable[[bytes], bool]:
+def _ours(act_id: uuid.UUID, seqnum: int, fragments: clrpc.Reassembly) -> Callable[[bytes], bool]:
     want = str(act_id)
 
     def accept(data: bytes) -> bool:
@@ -105,7 +102,14 @@ def _ours(act_id: uuid.UUID, seqnum: int) -> Callable[[bytes], bool]:
             pdu = clrpc.decode_pdu(data)
         except DecodeError:
             return False
-        return pdu.act_id == want and pdu.seqnum == seqnum
+        if pdu.act_id != want or pdu.seqnum != seqnum:
+            return False
+        if pdu.ptype != clrpc.PTYPE_RESPONSE or not pdu.flags1 & clrpc.PF_FRAG:
+            return True
+        try:  # a fragment: keep waiting for the rest (the reply is accepted once complete)
+            return fragments.add(pdu)
+        except DecodeError:
+            return True  # past the caps: the probe reports fragments.failure
 
     return accept
 
@@ -120,7 +124,8 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
         payload = clrpc.encode_ept_lookup_request(
             act_id, seqnum=seqnum, max_ents=CL_MAX_ENTS, entry_handle=handle, server_boot=server_boot
         )
-        evidence = await ctx.udp_exchange(payload, accept=_ours(act_id, seqnum))
+        fragments = clrpc.Reassembly()
+        evidence = await ctx.udp_exchange(payload, accept=_ours(act_id, seqnum, fragments))
         if evidence.state is not PortState.LISTENING:
             if seqnum == 0:
                 return ctx.unanswered(evidence, "RPC endpoint mapper")
@@ -145,16 +150,15 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
             return ctx.outcome(finding, {"rpc": details}, f"endpoint mapper {pdu.ptype_name}: {pdu.status_name}")
         if pdu.ptype != clrpc.PTYPE_RESPONSE:
             return ctx.outcome(Finding.GARBLED, error=f"unexpected {pdu.ptype_name} PDU")
-        if pdu.flags1 & clrpc.PF_FRAG:
-            return ctx.outcome(Finding.GARBLED, error="fragmented response not reassembled")
         try:
-            page = epm.decode_ept_lookup_response(pdu.body, little_endian=pdu.little_endian)
+            body = fragments.body() if pdu.flags1 & clrpc.PF_FRAG else pdu.body
+            page = epm.decode_ept_lookup_response(body, little_endian=pdu.little_endian)
         except DecodeError as exc:
             return ctx.outcome(Finding.GARBLED, error=f"endpoint mapper reply: {exc}")
         pages += 1
         entries.extend(page.entries)
         handle, server_boot = page.entry_handle, pdu.server_boot
-        if page.status != 0 or page.num_ents == 0 or handle == epm.NULL_ENTRY_HANDLE:
+        if page.is_last:
             break
     details = RpcDetails("udp", tuple(entries), epm.protocol_sequence_counts(entries), (), pages)
     return ctx.outcome(Finding.PARSED, {"rpc": details})

@@ -1,7 +1,8 @@
 """Connectionless DCE/RPC (protocol version 4, ``ncadg_ip_udp``) PDU codec.
 
 Pure bytes <-> frozen dataclasses; no sockets, no clocks, no randomness (the caller supplies the
-activity UUID).  impacket has no connectionless RPC, so this module builds and reads the PDUs itself.
+activity UUID).  impacket has no connectionless RPC, so this module builds and reads the PDUs itself
+(packet type values are impacket's ``rpcrt.MSRPC_*``) and reassembles fragmented responses.
 
 Specification: C706 (DCE 1.1 RPC) chapter 12, "RPC PDU Encodings", section 12.5 "Connectionless RPC
 PDUs".  Every PDU starts with an 80-byte header; multi-byte integers *and* the three UUIDs are in
@@ -35,12 +36,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from impacket.dcerpc.v5 import rpcrt
+
 from exporter.errors import DecodeError
-from exporter.wire import epm
+from exporter.wire import dcerpc, epm
+from exporter.wire.reader import Reader
 
 __all__ = [
     "CL_HEADER_LEN",
-    "NCA_STATUS_NAMES",
     "PF2_CANCEL_PENDING",
     "PF_BROADCAST",
     "PF_FRAG",
@@ -54,34 +57,34 @@ __all__ = [
     "PTYPE_REQUEST",
     "PTYPE_RESPONSE",
     "ClPdu",
+    "Reassembly",
     "decode_pdu",
     "encode_ept_lookup_request",
     "encode_pdu",
     "encode_request",
     "join_fragments",
-    "status_name",
 ]
 
 CL_HEADER_LEN = 80
 RPC_VERS = 4
 
-PTYPE_REQUEST = 0
-PTYPE_RESPONSE = 2
-PTYPE_FAULT = 3
-PTYPE_REJECT = 6
-#: C706 12.5.1 packet types.
-PTYPE_NAMES = {
-    0: "request",
-    1: "ping",
-    2: "response",
-    3: "fault",
-    4: "working",
-    5: "nocall",
-    6: "reject",
-    7: "ack",
-    8: "cl_cancel",
-    9: "fack",
-    10: "cancel_ack",
+PTYPE_REQUEST: int = rpcrt.MSRPC_REQUEST
+PTYPE_RESPONSE: int = rpcrt.MSRPC_RESPONSE
+PTYPE_FAULT: int = rpcrt.MSRPC_FAULT
+PTYPE_REJECT: int = rpcrt.MSRPC_REJECT
+#: C706 12.5.1 packet types (impacket's ``MSRPC_*`` values).
+PTYPE_NAMES: dict[int, str] = {
+    rpcrt.MSRPC_REQUEST: "request",
+    rpcrt.MSRPC_PING: "ping",
+    rpcrt.MSRPC_RESPONSE: "response",
+    rpcrt.MSRPC_FAULT: "fault",
+    rpcrt.MSRPC_WORKING: "working",
+    rpcrt.MSRPC_NOCALL: "nocall",
+    rpcrt.MSRPC_REJECT: "reject",
+    rpcrt.MSRPC_ACK: "ack",
+    rpcrt.MSRPC_CL_CANCEL: "cl_cancel",
+    rpcrt.MSRPC_FACK: "fack",
+    rpcrt.MSRPC_CANCELACK: "cancel_ack",
 }
 
 # flags1 (C706 12.5.3.3)
@@ -94,74 +97,8 @@ PF_BROADCAST = 0x40
 # flags2
 PF2_CANCEL_PENDING = 0x02
 
-#: ``nca_s_*`` reject and fault status codes (C706 appendix E; names as C706 and Wireshark spell
-#: them), plus the Windows statuses Windows returns in faults ([MS-RPCE] 2.2.2.x, [MS-ERREF]).
-NCA_STATUS_NAMES: dict[int, str] = {
-    0x00000005: "nca_s_fault_access_denied",
-    0x000006D8: "nca_s_fault_cant_perform",
-    0x000006F7: "nca_s_fault_ndr",
-    0x1C000001: "nca_s_fault_int_div_by_zero",
-    0x1C000002: "nca_s_fault_addr_error",
-    0x1C000003: "nca_s_fault_fp_div_zero",
-    0x1C000004: "nca_s_fault_fp_underflow",
-    0x1C000005: "nca_s_fault_fp_overflow",
-    0x1C000006: "nca_s_fault_invalid_tag",
-    0x1C000007: "nca_s_fault_invalid_bound",
-    0x1C000008: "nca_rpc_version_mismatch",
-    0x1C000009: "nca_unspec_reject",
-    0x1C00000A: "nca_s_bad_actid",
-    0x1C00000B: "nca_who_are_you_failed",
-    0x1C00000C: "nca_manager_not_entered",
-    0x1C00000D: "nca_s_fault_cancel",
-    0x1C00000E: "nca_s_fault_ill_inst",
-    0x1C00000F: "nca_s_fault_fp_error",
-    0x1C000010: "nca_s_fault_int_overflow",
-    0x1C000012: "nca_s_fault_unspec",
-    0x1C000013: "nca_s_fault_remote_comm_failure",
-    0x1C000014: "nca_s_fault_pipe_empty",
-    0x1C000015: "nca_s_fault_pipe_closed",
-    0x1C000016: "nca_s_fault_pipe_order",
-    0x1C000017: "nca_s_fault_pipe_discipline",
-    0x1C000018: "nca_s_fault_pipe_comm_error",
-    0x1C000019: "nca_s_fault_pipe_memory",
-    0x1C00001A: "nca_s_fault_context_mismatch",
-    0x1C00001B: "nca_s_fault_remote_no_memory",
-    0x1C00001C: "nca_invalid_pres_context_id",
-    0x1C00001D: "nca_unsupported_authn_level",
-    0x1C00001F: "nca_invalid_checksum",
-    0x1C000020: "nca_invalid_crc",
-    0x1C000021: "nca_s_fault_user_defined",
-    0x1C000022: "nca_s_fault_tx_open_failed",
-    0x1C000023: "nca_s_fault_codeset_conv_error",
-    0x1C000024: "nca_s_fault_object_not_found",
-    0x1C000025: "nca_s_fault_no_client_stub",
-    0x1C010001: "nca_s_comm_failure",
-    0x1C010002: "nca_s_op_rng_error",
-    0x1C010003: "nca_s_unk_if",
-    0x1C010006: "nca_s_wrong_boot_time",
-    0x1C010009: "nca_s_you_crashed",
-    0x1C01000B: "nca_s_proto_error",
-    0x1C010013: "nca_s_out_args_too_big",
-    0x1C010014: "nca_s_server_too_busy",
-    0x1C010015: "nca_s_fault_string_too_long",
-    0x1C010017: "nca_s_unsupported_type",
-    epm.EPT_S_NOT_REGISTERED: "ept_s_not_registered",
-}
-
 _NIL_UUID = uuid.UUID(int=0)
 _HEADER_TAIL = "IIIHHHHHBB"  # server_boot .. serial_lo, after the three UUIDs
-
-
-def status_name(code: int) -> str:
-    """Name of an ``nca_s_*`` (or Windows) status code.
-
-    Args:
-        code: the 32-bit status.
-
-    Returns:
-        The name from :data:`NCA_STATUS_NAMES`, else ``"0x%08x"``.
-    """
-    return NCA_STATUS_NAMES.get(code, f"0x{code:08x}")
 
 
 @dataclass(frozen=True)
@@ -231,7 +168,7 @@ class ClPdu:
     @property
     def status_name(self) -> str:
         """Name of :attr:`status` (``""`` when there is none)."""
-        return "" if self.status is None else status_name(self.status)
+        return "" if self.status is None else dcerpc.status_name(self.status)
 
 
 def _uuid_bytes(text: str, little_endian: bool) -> bytes:
@@ -300,45 +237,40 @@ def decode_pdu(data: bytes) -> ClPdu:
     """
     if len(data) < CL_HEADER_LEN:
         raise DecodeError(f"connectionless header needs 80 bytes, got {len(data)}", len(data))
-    if data[0] != RPC_VERS:
-        raise DecodeError(f"rpc_vers is {data[0]}, expected 4", 0)
-    ptype = data[1]
+    r = Reader(data)
+    vers, ptype, flags1, flags2 = r.u8(), r.u8(), r.u8(), r.u8()
+    drep = r.bytes(3, "drep")
+    serial_hi = r.u8()
+    if vers != RPC_VERS:
+        raise DecodeError(f"rpc_vers is {vers}, expected 4", 0)
     if ptype not in PTYPE_NAMES:
         raise DecodeError(f"unknown connectionless packet type {ptype}", 1)
-    if data[4] >> 4 not in (0, 1):
-        raise DecodeError(f"unknown integer representation in drep 0x{data[4]:02x}", 4)
-    le = data[4] >> 4 == 1
-    (
-        server_boot,
-        if_vers,
-        seqnum,
-        opnum,
-        ihint,
-        ahint,
-        length,
-        fragnum,
-        auth_proto,
-        serial_lo,
-    ) = struct.unpack_from(("<" if le else ">") + _HEADER_TAIL, data, 56)
+    if drep[0] >> 4 not in (0, 1):
+        raise DecodeError(f"unknown integer representation in drep 0x{drep[0]:02x}", 4)
+    r.little_endian = le = drep[0] >> 4 == 1
+    object_uuid, if_uuid, act_id = (_uuid_text(r.bytes(16, "UUID"), le) for _ in range(3))
+    server_boot, if_vers, seqnum = r.u32(), r.u32(), r.u32()
+    opnum, ihint, ahint, length, fragnum = r.u16(), r.u16(), r.u16(), r.u16(), r.u16()
+    auth_proto, serial_lo = r.u8(), r.u8()
     status: int | None = None
     if ptype in (PTYPE_REJECT, PTYPE_FAULT):
-        if len(data) < CL_HEADER_LEN + 4:
+        if r.remaining < 4:
             raise DecodeError(f"{PTYPE_NAMES[ptype]} without a 4-byte status", len(data))
-        (status,) = struct.unpack_from("<I" if le else ">I", data, CL_HEADER_LEN)
-        body = data[CL_HEADER_LEN : CL_HEADER_LEN + length] if length >= 4 else data[CL_HEADER_LEN:]
+        body = r.data[CL_HEADER_LEN : CL_HEADER_LEN + length] if length >= 4 else r.data[CL_HEADER_LEN:]
+        status = r.u32("status")
     else:
-        if CL_HEADER_LEN + length > len(data):
-            raise DecodeError(f"body length {length} exceeds the {len(data) - 80} bytes received", 74)
-        body = data[CL_HEADER_LEN : CL_HEADER_LEN + length]
+        if length > r.remaining:
+            raise DecodeError(f"body length {length} exceeds the {r.remaining} bytes received", 74)
+        body = r.bytes(length, "body")
     return ClPdu(
         ptype=ptype,
-        flags1=data[2],
-        flags2=data[3],
-        drep=bytes(data[4:7]),
-        serial=data[7] << 8 | serial_lo,
-        object_uuid=_uuid_text(data[8:24], le),
-        if_uuid=_uuid_text(data[24:40], le),
-        act_id=_uuid_text(data[40:56], le),
+        flags1=flags1,
+        flags2=flags2,
+        drep=drep,
+        serial=serial_hi << 8 | serial_lo,
+        object_uuid=object_uuid,
+        if_uuid=if_uuid,
+        act_id=act_id,
         server_boot=server_boot,
         if_vers=if_vers,
         seqnum=seqnum,
@@ -347,7 +279,7 @@ def decode_pdu(data: bytes) -> ClPdu:
         ahint=ahint,
         fragnum=fragnum,
         auth_proto=auth_proto,
-        body=bytes(body),
+        body=body,
         status=status,
     )
 
@@ -440,37 +372,115 @@ def encode_ept_lookup_request(
     return encode_request(act_id, stub, seqnum=seqnum, server_boot=server_boot)
 
 
-def join_fragments(pdus: Sequence[ClPdu]) -> bytes:
-    """Reassemble the bodies of one fragmented connectionless response (C706 12.5.3.3).
+class Reassembly:
+    """The fragments of one connectionless response, collected as they arrive (C706 12.5.3.3, 12.5.3.4).
 
-    An unfragmented PDU (no ``PF_FRAG``) is returned as is.  Duplicates (retransmissions) of a
-    fragment number are allowed and ignored.
+    Fragments are keyed by ``fragnum``; duplicates (retransmissions) are ignored; the response is
+    complete once fragments ``0..n`` are all there and fragment ``n`` carries ``PF_LAST_FRAG``.
+    Bounded: fragment numbers from ``max_fragments`` on and bodies beyond ``max_bytes`` in total are refused.
+
+    Args:
+        max_fragments: the most fragments one response may have.
+        max_bytes: the most body bytes kept, over all fragments.
+
+    Attributes:
+        failure: the first :class:`DecodeError` :meth:`add` raised (kept for :meth:`body`), else ``None``.
+    """
+
+    def __init__(self, *, max_fragments: int = 64, max_bytes: int = 256 * 1024) -> None:
+        self.max_fragments = max_fragments
+        self.max_bytes = max_bytes
+        self.failure: DecodeError | None = None
+        self._call: tuple[str, int] | None = None
+        self._by_num: dict[int, ClPdu] = {}
+        self._last: int | None = None
+        self._bytes = 0
+
+    @property
+    def complete(self) -> bool:
+        """True when every fragment up to the one flagged ``PF_LAST_FRAG`` has arrived."""
+        return self.failure is None and self._last is not None and len(self._by_num) == self._last + 1
+
+    def add(self, pdu: ClPdu) -> bool:
+        """Add one fragment (an unfragmented PDU is fragment 0 and the last one).
+
+        Returns:
+            :attr:`complete` after adding it.
+
+        Raises:
+            DecodeError: a PDU of another call (activity, sequence number), a fragment number at or past
+                ``max_fragments``, a second last fragment with another number, a fragment past the last,
+                or more than ``max_bytes`` in total; the same error is raised again by :meth:`body`.
+        """
+        try:
+            self._add(pdu)
+        except DecodeError as err:
+            if self.failure is None:
+                self.failure = err
+            raise
+        return self.complete
+
+    def _add(self, pdu: ClPdu) -> None:
+        if self.failure is not None:
+            raise self.failure
+        call = (pdu.act_id, pdu.seqnum)
+        if self._call is None:
+            self._call = call
+        elif call != self._call:
+            raise DecodeError(f"fragment {pdu.fragnum} belongs to another call")
+        num = pdu.fragnum if pdu.flags1 & PF_FRAG else 0
+        last = bool(pdu.flags1 & PF_LAST_FRAG or not pdu.flags1 & PF_FRAG)
+        if num >= self.max_fragments:
+            raise DecodeError(f"fragment number {num} beyond {self.max_fragments} fragments")
+        if num in self._by_num:
+            return
+        if last and self._last is not None and num != self._last:
+            raise DecodeError(f"fragments {self._last} and {num} both carry the last-fragment flag")
+        if (self._last is not None and num > self._last) or (last and any(n > num for n in self._by_num)):
+            raise DecodeError(f"fragment {num} does not fit before or at the last fragment")
+        self._bytes += len(pdu.body)
+        if self._bytes > self.max_bytes:
+            raise DecodeError(f"fragmented response larger than {self.max_bytes} bytes")
+        self._by_num[num] = pdu
+        if last:
+            self._last = num
+
+    def body(self) -> bytes:
+        """The reassembled body, fragments in ``fragnum`` order.
+
+        Raises:
+            DecodeError: nothing added, an earlier :meth:`add` failure, no last fragment yet, or a gap.
+        """
+        if self.failure is not None:
+            raise self.failure
+        if not self._by_num:
+            raise DecodeError("no fragments")
+        if self._last is None:
+            raise DecodeError("no fragment carries the last-fragment flag")
+        missing = [n for n in range(self._last + 1) if n not in self._by_num]
+        if missing:
+            raise DecodeError(f"missing fragments {missing[:8]}")
+        return b"".join(self._by_num[n].body for n in range(self._last + 1))
+
+
+def join_fragments(pdus: Sequence[ClPdu], *, max_fragments: int = 64, max_bytes: int = 256 * 1024) -> bytes:
+    """Reassemble the bodies of one fragmented connectionless response (C706 12.5.3.3) with :class:`Reassembly`.
+
+    An unfragmented PDU (no ``PF_FRAG``) is returned as is.  Duplicates (retransmissions) are ignored.
 
     Args:
         pdus: all received fragments of one call (same activity and sequence number), any order.
+        max_fragments: see :class:`Reassembly`.
+        max_bytes: see :class:`Reassembly`.
 
     Returns:
         The concatenated bodies, in fragment-number order.
 
     Raises:
         DecodeError: no fragments, mixed activities or sequence numbers, a gap in the fragment
-            numbers, or no fragment with ``PF_LAST_FRAG``.
+            numbers, no fragment with ``PF_LAST_FRAG``, or past the caps.
     """
-    if not pdus:
-        raise DecodeError("no fragments")
-    first = pdus[0]
-    if len(pdus) == 1 and not first.flags1 & PF_FRAG:
-        return first.body
-    by_num: dict[int, ClPdu] = {}
+    fragments = Reassembly(max_fragments=max_fragments, max_bytes=max_bytes)
     for pdu in pdus:
-        if (pdu.act_id, pdu.seqnum) != (first.act_id, first.seqnum):
-            raise DecodeError(f"fragment {pdu.fragnum} belongs to another call")
-        by_num.setdefault(pdu.fragnum, pdu)
-    last = [n for n, p in by_num.items() if p.flags1 & PF_LAST_FRAG]
-    if not last:
-        raise DecodeError("no fragment carries the last-fragment flag")
-    count = min(last) + 1
-    missing = [n for n in range(count) if n not in by_num]
-    if missing:
-        raise DecodeError(f"missing fragments {missing[:8]}")
-    return b"".join(by_num[n].body for n in range(count))
+        fragments.add(pdu)
+    return fragments.body()

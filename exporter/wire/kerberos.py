@@ -2,7 +2,7 @@
 
 Pure codec using impacket's RFC 4120 ASN.1 (:mod:`impacket.krb5.asn1`, pyasn1); every decode
 failure raises :class:`~exporter.errors.DecodeError`. Hostile bytes are bounded by
-:func:`exporter.wire.ldap.check_ber` before pyasn1 sees them.
+:func:`exporter.wire.ber.check_ber` before pyasn1 sees them.
 
 The probe sends an AS-REQ for a principal that does not exist (:func:`encode_as_req`); any KDC
 answers with a KRB-ERROR (RFC 4120 5.9.1): 6 KDC_ERR_C_PRINCIPAL_UNKNOWN for its own realm, 68
@@ -29,17 +29,19 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from types import MappingProxyType
 
 from impacket.krb5 import asn1 as krb_asn1
 from impacket.krb5 import constants as krb_constants
+from impacket.krb5.types import KerberosTime
 from pyasn1.codec.ber import decoder as ber_decoder
 from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 
 from exporter.errors import DecodeError
-from exporter.wire.ldap import check_ber, parse_generalized_time, tlv_length
+from exporter.wire.ber import check_ber, parse_generalized_time, tlv_length
 
 __all__ = [
     "ERROR_NAMES",
@@ -50,7 +52,6 @@ __all__ = [
     "decode_kdc_reply",
     "decode_krb_error",
     "encode_as_req",
-    "encode_krb_error",
     "frame_tcp",
     "tcp_record_length",
 ]
@@ -65,30 +66,45 @@ MAX_MESSAGE_BYTES = 256 * 1024
 _MAX_DEPTH = 16
 _MAX_ELEMENTS = 5_000
 
-_TAG_AS_REP = 0x6B  # [APPLICATION 11]
-_TAG_TGS_REP = 0x6D  # [APPLICATION 13]
-_TAG_KRB_ERROR = 0x7E  # [APPLICATION 30]
+_APP = krb_constants.ApplicationTagNumbers
+
+
+def _app_tag(number: Enum) -> int:
+    """First identifier octet of ``[APPLICATION n]`` constructed (X.690 8.1.2): 0x60 | n."""
+    return 0x60 | int(number.value)
+
+
+_TAG_AS_REP = _app_tag(_APP.AS_REP)
+_TAG_TGS_REP = _app_tag(_APP.TGS_REP)
+_TAG_KRB_ERROR = _app_tag(_APP.KRB_ERROR)
 _MSG_TYPE_NAMES = {
-    0x6A: "AS-REQ",
-    0x6B: "AS-REP",
-    0x6C: "TGS-REQ",
-    0x6D: "TGS-REP",
-    0x6E: "AP-REQ",
-    0x6F: "AP-REP",
-    0x74: "KRB-SAFE",
-    0x75: "KRB-PRIV",
-    0x76: "KRB-CRED",
-    0x7E: "KRB-ERROR",
+    _app_tag(member): member.name.replace("_", "-")
+    for member in (
+        _APP.AS_REQ,
+        _APP.AS_REP,
+        _APP.TGS_REQ,
+        _APP.TGS_REP,
+        _APP.AP_REQ,
+        _APP.AP_REP,
+        _APP.KRB_SAFE,
+        _APP.KRB_PRIV,
+        _APP.KRB_CRED,
+        _APP.KRB_ERROR,
+    )
 }
-_PA_ETYPE_INFO2 = 19
-_NT_PRINCIPAL = 1
-_NT_SRV_INST = 2
-#: forwardable | renewable | canonicalize | renewable-ok, as MIT kinit sends.
-_DEFAULT_KDC_OPTIONS = 0x40810010
+_PA_ETYPE_INFO2 = int(krb_constants.PreAuthenticationDataTypes.PA_ETYPE_INFO2.value)
+_NT_PRINCIPAL = int(krb_constants.PrincipalNameType.NT_PRINCIPAL.value)
+_NT_SRV_INST = int(krb_constants.PrincipalNameType.NT_SRV_INST.value)
+_KDC = krb_constants.KDCOptions
+#: forwardable | renewable | canonicalize | renewable-ok, as MIT kinit sends (0x40810010).
+_DEFAULT_KDC_OPTIONS = (_KDC.forwardable, _KDC.renewable, _KDC.canonicalize, _KDC.renewable_ok)
 #: A ``till`` far in the future without reading a clock (MIT kinit's choice).
 DEFAULT_TILL = datetime(2037, 9, 13, 2, 48, 5, tzinfo=UTC)
-#: aes256-cts-hmac-sha1-96, aes128-cts-hmac-sha1-96, rc4-hmac.
-DEFAULT_ETYPES: tuple[int, ...] = (18, 17, 23)
+_ETYPE = krb_constants.EncryptionTypes
+#: aes256-cts-hmac-sha1-96 (18), aes128-cts-hmac-sha1-96 (17), rc4-hmac (23).
+DEFAULT_ETYPES: tuple[int, ...] = tuple(
+    int(e.value) for e in (_ETYPE.aes256_cts_hmac_sha1_96, _ETYPE.aes128_cts_hmac_sha1_96, _ETYPE.rc4_hmac)
+)
 
 
 # --------------------------------------------------------------------------- framing
@@ -139,9 +155,10 @@ def _principal(target: univ.Sequence, name_type: int, components: Sequence[str])
 
 
 def _kerberos_time(value: datetime) -> str:
+    """KerberosTime (RFC 4120 5.2.3: GeneralizedTime, UTC, no fraction) via impacket's ``KerberosTime``."""
     if value.tzinfo is None:
         raise ValueError("Kerberos times must be timezone-aware")
-    return value.astimezone(UTC).strftime("%Y%m%d%H%M%SZ")
+    return str(KerberosTime.to_asn1(value.astimezone(UTC)))
 
 
 def encode_as_req(
@@ -178,7 +195,7 @@ def encode_as_req(
     req["pvno"] = 5
     req["msg-type"] = int(krb_constants.ApplicationTagNumbers.AS_REQ.value)
     body = req["req-body"]
-    body["kdc-options"] = body["kdc-options"].clone(hexValue=f"{_DEFAULT_KDC_OPTIONS:08x}")
+    body["kdc-options"] = krb_constants.encodeFlags([int(option.value) for option in _DEFAULT_KDC_OPTIONS])
     _principal(body["cname"], _NT_PRINCIPAL, client_name.split("/"))
     body["realm"] = realm
     _principal(body["sname"], _NT_SRV_INST, ["krbtgt", realm])
@@ -186,50 +203,6 @@ def encode_as_req(
     body["nonce"] = nonce
     body["etype"].setComponents(*etypes)
     return bytes(der_encoder.encode(req))
-
-
-def encode_krb_error(
-    error_code: int,
-    realm: str,
-    stime: datetime,
-    *,
-    susec: int = 0,
-    sname: Sequence[str] | None = None,
-    e_text: str | None = None,
-    e_data: bytes | None = None,
-) -> bytes:
-    """Encode a Windows-style KRB-ERROR (RFC 4120 5.9.1; no ctime, cusec, crealm, cname).
-
-    For test KDCs and round-trip tests; the probes never send it.
-
-    Args:
-        error_code: RFC 4120 7.5.9 code.
-        realm: the KDC's realm.
-        stime: the KDC's time (aware; whole seconds are sent, the rest goes in ``susec``).
-        susec: microseconds 0..999999.
-        sname: server name components; default ``krbtgt/REALM``.
-        e_text: optional text.
-        e_data: optional DER bytes (METHOD-DATA).
-
-    Returns:
-        The DER-encoded KRB-ERROR ([APPLICATION 30]).
-
-    Raises:
-        ValueError: a naive ``stime``.
-    """
-    err = krb_asn1.KRB_ERROR()
-    err["pvno"] = 5
-    err["msg-type"] = int(krb_constants.ApplicationTagNumbers.KRB_ERROR.value)
-    err["stime"] = _kerberos_time(stime)
-    err["susec"] = susec
-    err["error-code"] = error_code
-    err["realm"] = realm
-    _principal(err["sname"], _NT_SRV_INST, list(sname) if sname is not None else ["krbtgt", realm])
-    if e_text is not None:
-        err["e-text"] = e_text
-    if e_data is not None:
-        err["e-data"] = e_data
-    return bytes(der_encoder.encode(err))
 
 
 # --------------------------------------------------------------------------- decoding

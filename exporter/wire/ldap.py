@@ -1,14 +1,9 @@
-"""LDAP and CLDAP messages for the rootDSE search and the MS-ADTS "LDAP ping".
+"""LDAP and CLDAP messages for the rootDSE search and the MS-ADTS "LDAP ping" (RFC 4511; MS-ADTS 6.3.3).
 
 Pure codec: bytes in, frozen dataclasses out; no sockets, no clocks. Encoding and decoding use
 impacket's RFC 4511 ASN.1 (:mod:`impacket.ldap.ldapasn1`, pyasn1). Every decode failure raises
-:class:`~exporter.errors.DecodeError`.
-
-Hostile input is bounded before pyasn1 sees it: :func:`check_ber` walks the TLV tree iteratively
-and refuses indefinite lengths, nesting deeper than ``max_depth`` and more than ``max_elements``
-TLVs, so no reply can recurse deeply, allocate much or take long. The BER helpers here
-(:func:`read_tlv_header`, :func:`tlv_length`, :func:`check_ber`, :func:`parse_generalized_time`)
-are shared with :mod:`exporter.wire.kerberos` and :mod:`exporter.wire.snmp`.
+:class:`~exporter.errors.DecodeError`; every message is bounded by :func:`exporter.wire.ber.check_ber`
+before pyasn1 sees it. The rootDSE itself is read by :mod:`exporter.wire.rootdse`.
 
 Check by hand (a DC or ``slapd`` on 389)::
 
@@ -18,11 +13,9 @@ Check by hand (a DC or ``slapd`` on 389)::
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from impacket.ldap import ldapasn1
@@ -30,36 +23,26 @@ from pyasn1.codec.ber import decoder as ber_decoder
 from pyasn1.codec.ber import encoder as ber_encoder
 from pyasn1.error import PyAsn1Error
 
-from exporter.errors import DecodeError, ProtocolError
+from exporter.errors import DecodeError
+from exporter.wire.ber import check_ber, tlv_length
 
 __all__ = [
-    "MAX_DEPTH",
-    "MAX_ELEMENTS",
     "MAX_MESSAGES",
     "MAX_MESSAGE_BYTES",
     "RESULT_CODE_NAMES",
-    "RootDSE",
     "SearchEntry",
     "SearchResult",
-    "check_ber",
     "decode_search_response",
     "encode_ldap_ping",
+    "encode_message",
     "encode_root_dse_search",
-    "encode_search_response",
     "message_length",
-    "parse_generalized_time",
-    "parse_root_dse",
-    "read_tlv_header",
     "split_messages",
-    "tlv_length",
+    "utf8",
 ]
 
 #: Largest LDAP message accepted (bytes). An AD rootDSE is 3-10 KiB; a CLDAP datagram is < 64 KiB.
 MAX_MESSAGE_BYTES = 256 * 1024
-#: Deepest TLV nesting accepted. A SearchResultEntry nests 6 deep.
-MAX_DEPTH = 16
-#: Most TLVs accepted in one message. An AD rootDSE has about 300.
-MAX_ELEMENTS = 20_000
 #: Most LDAPMessages accepted in one search reply (a rootDSE search gets 2).
 MAX_MESSAGES = 256
 
@@ -69,173 +52,6 @@ RESULT_CODE_NAMES: Mapping[int, str] = MappingProxyType(
 )
 
 _TAG_SEQUENCE = 0x30
-_MAX_LENGTH_OCTETS = 4
-
-
-# --------------------------------------------------------------------------- BER helpers
-
-
-def read_tlv_header(buf: bytes, pos: int = 0) -> tuple[int, bool, int, int] | None:
-    """Read one BER identifier and definite length (X.690 8.1.2, 8.1.3).
-
-    Args:
-        buf: the bytes.
-        pos: offset of the identifier octet.
-
-    Returns:
-        ``(first_identifier_octet, constructed, header_length, content_length)``, or ``None``
-        when ``buf`` ends inside the header (more bytes needed).
-
-    Raises:
-        DecodeError: indefinite length (forbidden by RFC 4511 5.1, RFC 4120 5.1 DER and
-            RFC 3417 8), a length of more than 4 octets, or a tag number of more than 4 octets.
-    """
-    end = len(buf)
-    if pos >= end:
-        return None
-    first = buf[pos]
-    i = pos + 1
-    if first & 0x1F == 0x1F:  # high-tag-number form
-        for _ in range(_MAX_LENGTH_OCTETS):
-            if i >= end:
-                return None
-            more = buf[i] & 0x80
-            i += 1
-            if not more:
-                break
-        else:
-            raise DecodeError("BER tag number too long", pos)
-    if i >= end:
-        return None
-    lb = buf[i]
-    i += 1
-    if lb < 0x80:
-        length = lb
-    elif lb == 0x80:
-        raise DecodeError("BER indefinite length not allowed", i - 1)
-    else:
-        n = lb & 0x7F
-        if n > _MAX_LENGTH_OCTETS:
-            raise DecodeError(f"BER length of {n} octets too long", i - 1)
-        if i + n > end:
-            return None
-        length = int.from_bytes(buf[i : i + n], "big")
-        i += n
-    return first, bool(first & 0x20), i - pos, length
-
-
-def tlv_length(
-    buf: bytes, pos: int = 0, *, expected_first: int | None = None, limit: int = MAX_MESSAGE_BYTES
-) -> int | None:
-    """Total length (header + content) of the TLV at the start of ``buf``.
-
-    For a TCP reader: call it on the bytes received so far; ``None`` means "read more".
-
-    Args:
-        buf: received bytes.
-        pos: offset of the TLV in ``buf`` (no copy is made).
-        expected_first: the identifier octet required (e.g. ``0x30``), or ``None`` for any.
-        limit: largest total length accepted, in bytes.
-
-    Returns:
-        The TLV's total length in bytes (possibly more than ``len(buf)``), or ``None`` when
-        even the header is incomplete.
-
-    Raises:
-        DecodeError: wrong identifier, bad length form, or total length above ``limit``.
-    """
-    if pos < len(buf) and expected_first is not None and buf[pos] != expected_first:
-        raise DecodeError(f"expected BER tag 0x{expected_first:02x}, got 0x{buf[pos]:02x}", pos)
-    hdr = read_tlv_header(buf, pos)
-    if hdr is None:
-        return None
-    _first, _constructed, hlen, clen = hdr
-    total = hlen + clen
-    if total > limit:
-        raise DecodeError(f"BER message of {total} bytes exceeds limit {limit}", pos)
-    return total
-
-
-def check_ber(data: bytes, *, max_depth: int = MAX_DEPTH, max_elements: int = MAX_ELEMENTS) -> None:
-    """Check that ``data`` is exactly one well-nested definite-length BER TLV tree, cheaply.
-
-    Iterative (no recursion), O(number of TLVs). Run it before handing hostile bytes to pyasn1,
-    whose decoder recurses into constructed values.
-
-    Args:
-        data: one complete TLV.
-        max_depth: deepest constructed nesting accepted (the outer TLV is depth 1).
-        max_elements: most TLVs accepted.
-
-    Raises:
-        DecodeError: truncated, trailing bytes, a child overrunning its parent, indefinite
-            length, too deep, or too many elements.
-    """
-    if not data:
-        raise DecodeError("empty BER input", 0)
-    count = 0
-    ends = [len(data)]  # stack of enclosing ends; the outer "parent" is the buffer
-    pos = 0
-    top_level_seen = False
-    while pos < len(data):
-        while pos == ends[-1] and len(ends) > 1:
-            ends.pop()
-        if len(ends) == 1:
-            if top_level_seen:
-                raise DecodeError("trailing bytes after BER value", pos)
-            top_level_seen = True
-        hdr = read_tlv_header(data, pos)
-        if hdr is None:
-            raise DecodeError("truncated BER header", pos)
-        _first, constructed, hlen, clen = hdr
-        end = pos + hlen + clen
-        if end > ends[-1]:
-            raise DecodeError("BER value overruns its container", pos)
-        count += 1
-        if count > max_elements:
-            raise DecodeError(f"more than {max_elements} BER elements", pos)
-        if constructed:
-            if len(ends) > max_depth:
-                raise DecodeError(f"BER nesting deeper than {max_depth}", pos)
-            ends.append(end)
-            pos += hlen
-        else:
-            pos = end
-
-
-_GENERALIZED_TIME = re.compile(
-    r"(\d{4})(\d{2})(\d{2})(\d{2})(?:(\d{2})(\d{2})?)?(?:[.,](\d{1,9}))?(Z|[+-]\d{2}(?:\d{2})?)?"
-)
-
-
-def parse_generalized_time(text: str) -> datetime:
-    """Parse an ASN.1 GeneralizedTime (X.680 46; RFC 4517 3.3.13) to an aware UTC datetime.
-
-    Accepts ``YYYYMMDDHH[MM[SS]][.fraction](Z|+hhmm|-hhmm)``; a value without a zone is taken
-    as UTC (AD always sends ``Z``), e.g. ``20240131235959.0Z``.
-
-    Raises:
-        DecodeError: the text does not match or names an impossible date.
-    """
-    m = _GENERALIZED_TIME.fullmatch(text)
-    if m is None:
-        raise DecodeError(f"not a GeneralizedTime: {text[:40]!r}")
-    year, month, day, hour, minute, second, frac, zone = m.groups()
-    tz = UTC
-    if zone and zone != "Z":
-        sign = -1 if zone[0] == "-" else 1
-        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5] or 0))
-        tz = timezone(sign * offset)
-    try:
-        value = datetime(int(year), int(month), int(day), int(hour), int(minute or 0), int(second or 0), tzinfo=tz)
-    except ValueError as exc:
-        raise DecodeError(f"impossible GeneralizedTime {text!r}: {str(exc)[:160]}") from exc
-    try:
-        if frac:
-            value += timedelta(microseconds=int(frac.ljust(6, "0")[:6]))
-        return value.astimezone(UTC)
-    except OverflowError as exc:  # year 9999 with a negative offset, year 1 with a positive one
-        raise DecodeError(f"GeneralizedTime {text!r} out of range") from exc
 
 
 # --------------------------------------------------------------------------- framing
@@ -298,7 +114,20 @@ def _search_request(base: str, filt: ldapasn1.Filter, attributes: Iterable[str])
     return req
 
 
-def _message(message_id: int, op_name: str, op: object) -> bytes:
+def encode_message(message_id: int, op_name: str, op: object) -> bytes:
+    """BER-encode an LDAPMessage (RFC 4511 4.2) carrying ``op`` as the ``protocolOp`` choice ``op_name``.
+
+    Args:
+        message_id: 0..2**31-1.
+        op_name: the ``protocolOp`` alternative (``"searchRequest"``, ``"searchResEntry"``, ...).
+        op: the :mod:`impacket.ldap.ldapasn1` value.
+
+    Returns:
+        The encoded message.
+
+    Raises:
+        ValueError: ``message_id`` out of range.
+    """
     if not 0 <= message_id <= 2**31 - 1:
         raise ValueError(f"message_id {message_id} outside 0..2147483647")
     msg = ldapasn1.LDAPMessage()
@@ -326,7 +155,7 @@ def encode_root_dse_search(message_id: int, attributes: Sequence[str] = ()) -> b
     """
     filt = ldapasn1.Filter()
     filt["present"] = "objectClass"
-    return _message(message_id, "searchRequest", _search_request("", filt, attributes))
+    return encode_message(message_id, "searchRequest", _search_request("", filt, attributes))
 
 
 #: MS-ADTS 6.3.1.1 NETLOGON_NT_VERSION bits.
@@ -410,48 +239,7 @@ def encode_ldap_ping(
         item["equalityMatch"]["attributeDesc"] = attr
         item["equalityMatch"]["assertionValue"] = value
         and_set[i] = item
-    return _message(message_id, "searchRequest", _search_request("", filt, ["Netlogon"]))
-
-
-def encode_search_response(
-    message_id: int,
-    entries: Sequence[tuple[str, Sequence[tuple[str, Sequence[bytes]]]]],
-    result_code: int = 0,
-    diagnostic_message: str = "",
-) -> bytes:
-    """Encode SearchResultEntry messages followed by a SearchResultDone (RFC 4511 4.5.2).
-
-    For test servers (a fake DC on port 0) and round-trip tests; the probes never send it.
-
-    Args:
-        message_id: the request's message ID.
-        entries: ``[(object_name, [(attribute, [value_bytes, ...]), ...]), ...]``.
-        result_code: SearchResultDone resultCode (RFC 4511 4.1.9).
-        diagnostic_message: SearchResultDone diagnosticMessage.
-
-    Returns:
-        The concatenated LDAPMessages (one datagram, or a TCP stream).
-
-    Raises:
-        ValueError: ``message_id`` out of range.
-    """
-    out = []
-    for object_name, attributes in entries:
-        entry = ldapasn1.SearchResultEntry()
-        entry["objectName"] = object_name
-        attrs = entry["attributes"]
-        for i, (attr_type, values) in enumerate(attributes):
-            partial = ldapasn1.PartialAttribute()
-            partial["type"] = attr_type
-            partial["vals"].setComponents(*values)
-            attrs[i] = partial
-        out.append(_message(message_id, "searchResEntry", entry))
-    done = ldapasn1.SearchResultDone()
-    done["resultCode"] = result_code
-    done["matchedDN"] = ""
-    done["diagnosticMessage"] = diagnostic_message
-    out.append(_message(message_id, "searchResDone", done))
-    return b"".join(out)
+    return encode_message(message_id, "searchRequest", _search_request("", filt, ["Netlogon"]))
 
 
 # --------------------------------------------------------------------------- decoding
@@ -518,7 +306,12 @@ class SearchResult:
         return None
 
 
-def _text(raw: bytes, what: str) -> str:
+def utf8(raw: bytes, what: str) -> str:
+    """``raw`` decoded as UTF-8 (LDAPString, RFC 4511 4.1.2).
+
+    Raises:
+        DecodeError: not UTF-8; the message names ``what``.
+    """
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -582,7 +375,7 @@ def decode_search_response(data: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> Se
             body = op.getComponent()
             if name == "extendedResp" and mid == 0:
                 result_code = int(body["resultCode"])
-                diagnostic = _text(body["diagnosticMessage"].asOctets(), "diagnosticMessage")
+                diagnostic = utf8(body["diagnosticMessage"].asOctets(), "diagnosticMessage")
                 disconnected = True
                 continue
             if message_id is None:
@@ -592,17 +385,17 @@ def decode_search_response(data: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> Se
             if name == "searchResEntry":
                 attrs = tuple(
                     (
-                        _text(part["type"].asOctets(), "attribute type"),
+                        utf8(part["type"].asOctets(), "attribute type"),
                         tuple(v.asOctets() for v in part["vals"]),
                     )
                     for part in body["attributes"]
                 )
-                entries.append(SearchEntry(_text(body["objectName"].asOctets(), "objectName"), attrs))
+                entries.append(SearchEntry(utf8(body["objectName"].asOctets(), "objectName"), attrs))
             elif name == "searchResRef":
                 references += 1
             elif name == "searchResDone":
                 result_code = int(body["resultCode"])
-                diagnostic = _text(body["diagnosticMessage"].asOctets(), "diagnosticMessage")
+                diagnostic = utf8(body["diagnosticMessage"].asOctets(), "diagnosticMessage")
             else:
                 raise DecodeError(f"unexpected LDAP operation {name} in a search reply", offset)
         except PyAsn1Error as exc:  # an absent mandatory component
@@ -619,166 +412,3 @@ def decode_search_response(data: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> Se
         references=references,
         disconnected=disconnected,
     )
-
-
-# --------------------------------------------------------------------------- rootDSE
-
-
-def _single(attrs: Mapping[str, tuple[str, ...]], name: str) -> str | None:
-    values = attrs.get(name.casefold())
-    return values[0] if values else None
-
-
-def _int(attrs: Mapping[str, tuple[str, ...]], name: str) -> int | None:
-    value = _single(attrs, name)
-    if value is None:
-        return None
-    if not re.fullmatch(r"-?\d{1,20}", value.strip()):
-        raise DecodeError(f"rootDSE {name} is not an integer: {value[:40]!r}")
-    return int(value)
-
-
-def _bool(attrs: Mapping[str, tuple[str, ...]], name: str) -> bool | None:
-    value = _single(attrs, name)
-    if value is None:
-        return None
-    upper = value.strip().upper()
-    if upper not in ("TRUE", "FALSE"):  # RFC 4517 3.3.3
-        raise DecodeError(f"rootDSE {name} is not a Boolean: {value[:40]!r}")
-    return upper == "TRUE"
-
-
-@dataclass(frozen=True, slots=True)
-class RootDSE:
-    """The rootDSE of an LDAP server, as PortQry prints it (RFC 4512 5.1; MS-ADTS 3.1.1.3.2).
-
-    Every field but ``attributes`` is ``None`` (or ``()``) when the server did not send the
-    attribute; OpenLDAP, for one, sends none of the AD-specific ones.
-
-    Attributes:
-        attributes: every attribute as received: name (server's spelling) -> string values.
-        current_time: ``currentTime`` (PortQry's ``currentdate``), aware UTC.
-        subschema_subentry: ``subschemaSubentry`` DN.
-        ds_service_name: ``dsServiceName``, the DC's NTDS Settings DN.
-        naming_contexts: ``namingContexts`` DNs.
-        default_naming_context: ``defaultNamingContext``, the domain DN.
-        schema_naming_context: ``schemaNamingContext``.
-        configuration_naming_context: ``configurationNamingContext``.
-        root_domain_naming_context: ``rootDomainNamingContext``, the forest root DN.
-        supported_control: ``supportedControl`` OIDs.
-        supported_ldap_version: ``supportedLDAPVersion`` (e.g. ``(3, 2)``).
-        supported_ldap_policies: ``supportedLDAPPolicies`` names.
-        highest_committed_usn: ``highestCommittedUSN``.
-        supported_sasl_mechanisms: ``supportedSASLMechanisms``.
-        dns_host_name: ``dnsHostName``, the DC's FQDN.
-        ldap_service_name: ``ldapServiceName`` (``domain:host$@REALM``).
-        server_name: ``serverName``, the DC's server object DN.
-        supported_capabilities: ``supportedCapabilities`` OIDs.
-        is_synchronized: ``isSynchronized``.
-        is_global_catalog_ready: ``isGlobalCatalogReady``.
-        domain_functionality: ``domainFunctionality`` (MS-ADTS 6.1.4.4: 7 = 2016).
-        forest_functionality: ``forestFunctionality``.
-        domain_controller_functionality: ``domainControllerFunctionality``.
-    """
-
-    attributes: Mapping[str, tuple[str, ...]] = field(hash=False)
-    current_time: datetime | None
-    subschema_subentry: str | None
-    ds_service_name: str | None
-    naming_contexts: tuple[str, ...]
-    default_naming_context: str | None
-    schema_naming_context: str | None
-    configuration_naming_context: str | None
-    root_domain_naming_context: str | None
-    supported_control: tuple[str, ...]
-    supported_ldap_version: tuple[int, ...]
-    supported_ldap_policies: tuple[str, ...]
-    highest_committed_usn: int | None
-    supported_sasl_mechanisms: tuple[str, ...]
-    dns_host_name: str | None
-    ldap_service_name: str | None
-    server_name: str | None
-    supported_capabilities: tuple[str, ...]
-    is_synchronized: bool | None
-    is_global_catalog_ready: bool | None
-    domain_functionality: int | None
-    forest_functionality: int | None
-    domain_controller_functionality: int | None
-
-    def get(self, name: str) -> tuple[str, ...]:
-        """All values of ``name`` (case-insensitive), or ``()``."""
-        key = name.casefold()
-        for attr, values in self.attributes.items():
-            if attr.casefold() == key:
-                return values
-        return ()
-
-    @classmethod
-    def from_entry(cls, entry: SearchEntry) -> RootDSE:
-        """Build from the rootDSE's SearchResultEntry; values are decoded as UTF-8.
-
-        Raises:
-            DecodeError: a value is not UTF-8, or a typed attribute (time, integer, Boolean)
-                is malformed. The raw entry stays available for a LISTENING verdict.
-        """
-        raw: dict[str, tuple[str, ...]] = {}
-        folded: dict[str, tuple[str, ...]] = {}
-        for attr, values in entry.attributes:
-            texts = tuple(_text(v, f"rootDSE {attr}") for v in values)
-            raw[attr] = raw.get(attr, ()) + texts
-            folded[attr.casefold()] = folded.get(attr.casefold(), ()) + texts
-
-        def many(name: str) -> tuple[str, ...]:
-            return folded.get(name.casefold(), ())
-
-        current = _single(folded, "currentTime")
-        versions = []
-        for v in many("supportedLDAPVersion"):
-            if not re.fullmatch(r"\d{1,3}", v.strip()):
-                raise DecodeError(f"rootDSE supportedLDAPVersion is not an integer: {v[:40]!r}")
-            versions.append(int(v))
-        return cls(
-            attributes=MappingProxyType(raw),
-            current_time=None if current is None else parse_generalized_time(current),
-            subschema_subentry=_single(folded, "subschemaSubentry"),
-            ds_service_name=_single(folded, "dsServiceName"),
-            naming_contexts=many("namingContexts"),
-            default_naming_context=_single(folded, "defaultNamingContext"),
-            schema_naming_context=_single(folded, "schemaNamingContext"),
-            configuration_naming_context=_single(folded, "configurationNamingContext"),
-            root_domain_naming_context=_single(folded, "rootDomainNamingContext"),
-            supported_control=many("supportedControl"),
-            supported_ldap_version=tuple(versions),
-            supported_ldap_policies=many("supportedLDAPPolicies"),
-            highest_committed_usn=_int(folded, "highestCommittedUSN"),
-            supported_sasl_mechanisms=many("supportedSASLMechanisms"),
-            dns_host_name=_single(folded, "dnsHostName"),
-            ldap_service_name=_single(folded, "ldapServiceName"),
-            server_name=_single(folded, "serverName"),
-            supported_capabilities=many("supportedCapabilities"),
-            is_synchronized=_bool(folded, "isSynchronized"),
-            is_global_catalog_ready=_bool(folded, "isGlobalCatalogReady"),
-            domain_functionality=_int(folded, "domainFunctionality"),
-            forest_functionality=_int(folded, "forestFunctionality"),
-            domain_controller_functionality=_int(folded, "domainControllerFunctionality"),
-        )
-
-
-def parse_root_dse(result: SearchResult) -> RootDSE:
-    """The rootDSE from a search reply: its entry with objectName ``""``.
-
-    Raises:
-        ProtocolError: the server refused the search (non-zero resultCode, e.g. after a
-            Notice of Disconnection) or sent no rootDSE entry; the port still answered.
-        DecodeError: no SearchResultDone, or see :meth:`RootDSE.from_entry`.
-    """
-    if result.result_code is None:
-        raise DecodeError("search reply has no SearchResultDone")
-    if result.result_code != 0:
-        raise ProtocolError(
-            f"LDAP search refused: {result.result_name} ({result.result_code}) {result.diagnostic_message}"
-        )
-    for entry in result.entries:
-        if entry.object_name == "":
-            return RootDSE.from_entry(entry)
-    raise ProtocolError("LDAP search reply has no rootDSE entry")

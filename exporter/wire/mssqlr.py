@@ -18,11 +18,11 @@ Check by hand (no SQL Server in the test bed)::
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from exporter.errors import DecodeError
+from exporter.wire.reader import Reader
 
 __all__ = [
     "CLNT_BCAST_EX",
@@ -36,7 +36,6 @@ __all__ = [
     "encode_clnt_ucast_dac",
     "encode_clnt_ucast_ex",
     "encode_clnt_ucast_inst",
-    "encode_svr_resp",
 ]
 
 CLNT_BCAST_EX = 0x02
@@ -197,12 +196,13 @@ def decode_svr_resp(data: bytes) -> tuple[SqlInstance, ...]:
     """
     if len(data) < 3:
         raise DecodeError(f"SVR_RESP needs 3 header bytes, got {len(data)}", len(data))
-    if data[0] != SVR_RESP:
-        raise DecodeError(f"first byte 0x{data[0]:02x} is not SVR_RESP (0x05)", 0)
-    (size,) = struct.unpack_from("<H", data, 1)
-    if 3 + size != len(data):
-        raise DecodeError(f"RESP_SIZE {size} but {len(data) - 3} bytes follow", 1)
-    text = _text(data[3:])
+    r = Reader(data, little_endian=True)
+    kind, size = r.u8(), r.u16()
+    if kind != SVR_RESP:
+        raise DecodeError(f"first byte 0x{kind:02x} is not SVR_RESP (0x05)", 0)
+    if size != r.remaining:
+        raise DecodeError(f"RESP_SIZE {size} but {r.remaining} bytes follow", 1)
+    text = _text(r.rest())
     if text and not text.endswith(";"):
         raise DecodeError("RESP_DATA does not end with ';'", len(data) - 1)
     # Drop the final ';' so that an instance's closing ";;" leaves one empty key token.
@@ -234,31 +234,6 @@ def _checked(pairs: list[tuple[str, str]]) -> SqlInstance:
     return inst
 
 
-def encode_svr_resp(instances: Iterable[SqlInstance]) -> bytes:
-    """Encode an SVR_RESP (for test peers and round-trip tests).
-
-    Args:
-        instances: the instance blocks.
-
-    Returns:
-        ``0x05`` + RESP_SIZE (little-endian) + ``key;value;...;;`` per instance, UTF-8.
-
-    Raises:
-        ValueError: a key or value containing ``;``, an empty key, or more than 65535 bytes.
-    """
-    parts: list[str] = []
-    for inst in instances:
-        for key, value in inst.fields:
-            if not key or ";" in key or ";" in value:
-                raise ValueError(f"bad pair {key!r}={value!r}")
-            parts.append(f"{key};{value};")
-        parts.append(";")
-    body = "".join(parts).encode("utf-8")
-    if len(body) > 0xFFFF:
-        raise ValueError(f"RESP_DATA of {len(body)} bytes exceeds 65535")
-    return bytes([SVR_RESP]) + struct.pack("<H", len(body)) + body
-
-
 def decode_dac_response(data: bytes) -> int:
     """Decode the SVR_RESP to a CLNT_UCAST_DAC ([MC-SQLR] 2.2.6).
 
@@ -273,7 +248,8 @@ def decode_dac_response(data: bytes) -> int:
     """
     if len(data) != 6:
         raise DecodeError(f"DAC response must be 6 bytes, got {len(data)}", 0)
-    kind, size, version, port = struct.unpack("<BHBH", data)
+    r = Reader(data, little_endian=True)
+    kind, size, version, port = r.u8(), r.u16(), r.u8(), r.u16()
     if kind != SVR_RESP or size != 6 or version != 1:
         raise DecodeError(f"bad DAC response header {data[:4].hex()}", 0)
     return int(port)

@@ -21,7 +21,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from impacket import nmb
+
 from exporter.errors import DecodeError
+from exporter.wire.reader import Reader
 
 __all__ = [
     "NBSTAT_TYPE",
@@ -39,7 +42,7 @@ __all__ = [
 
 NBSTAT_TYPE = 0x0021
 CLASS_IN = 0x0001
-_HEADER = struct.Struct(">HHHHHH")
+_HEADER_LEN = 12
 _RESPONSE_BIT = 0x8000
 
 # NAME_FLAGS (RFC 1002 4.2.18)
@@ -52,7 +55,6 @@ NB_FLAG_PRM = 0x0200  # permanent (the node's own name)
 _NODE_TYPES = ("B", "P", "M", "H")
 
 _MAX_QUESTIONS = 4
-_MAX_POINTER_JUMPS = 4
 _UNIT_ID_LEN = 6
 
 
@@ -124,10 +126,10 @@ class NodeStatus:
 
 
 def encode_netbios_name(name: str = "*", suffix: int = 0x00, scope: str = "") -> bytes:
-    """Encode a NetBIOS name as a compressed-free domain name (RFC 1001 14.1).
+    """Encode a NetBIOS name as a compression-free domain name (RFC 1001 14.1) with impacket's ``nmb.encode_name``.
 
-    ``"*"`` (the wildcard) is padded with NULs; any other name is upper-cased and padded with spaces
-    to 15 bytes, followed by ``suffix``.
+    ``"*"`` (the wildcard) is padded with NULs (``suffix`` ignored); any other name is upper-cased and
+    padded with spaces to 15 bytes, followed by ``suffix``.
 
     Args:
         name: up to 15 Latin-1 characters.
@@ -148,15 +150,11 @@ def encode_netbios_name(name: str = "*", suffix: int = 0x00, scope: str = "") ->
         raise ValueError(f"NetBIOS name {name!r} is not Latin-1") from err
     if len(raw) > 15:
         raise ValueError(f"NetBIOS name {name!r} longer than 15 bytes")
-    padded = raw.ljust(16, b"\x00") if name == "*" else raw.ljust(15, b" ") + bytes([suffix])
-    encoded = bytes(c for b in padded for c in (0x41 + (b >> 4), 0x41 + (b & 0x0F)))
-    out = bytes([32]) + encoded
     for label in scope.split(".") if scope else ():
-        lab = label.encode("ascii", errors="strict") if label.isascii() else b""
-        if not 0 < len(lab) < 64:
+        if not (label.isascii() and 0 < len(label) < 64):
             raise ValueError(f"bad scope label {label!r}")
-        out += bytes([len(lab)]) + lab
-    return out + b"\x00"
+    encoded: bytes = nmb.encode_name(raw.decode("latin-1"), suffix, scope)
+    return encoded
 
 
 def encode_node_status_request(transaction_id: int, name: str = "*", *, scope: str = "") -> bytes:
@@ -179,54 +177,22 @@ def encode_node_status_request(transaction_id: int, name: str = "*", *, scope: s
     """
     if not 0 <= transaction_id <= 0xFFFF:
         raise ValueError(f"transaction_id {transaction_id} out of range 0-65535")
-    header = _HEADER.pack(transaction_id, 0x0000, 1, 0, 0, 0)
+    header = struct.pack(">HHHHHH", transaction_id, 0x0000, 1, 0, 0, 0)
     return header + encode_netbios_name(name, 0x00, scope) + struct.pack(">HH", NBSTAT_TYPE, CLASS_IN)
 
 
-def _read_name(data: bytes, pos: int) -> tuple[str, int]:
-    """Read a (possibly compressed) name at ``pos``; return its text and the offset after it."""
-    labels: list[bytes] = []
-    end = -1
-    jumps = 0
-    total = 0
-    while True:
-        if pos >= len(data):
-            raise DecodeError("truncated name", pos)
-        length = data[pos]
-        if length & 0xC0 == 0xC0:
-            if pos + 1 >= len(data):
-                raise DecodeError("truncated name pointer", pos)
-            target = (length & 0x3F) << 8 | data[pos + 1]
-            if end < 0:
-                end = pos + 2
-            jumps += 1
-            if jumps > _MAX_POINTER_JUMPS or target >= pos:
-                raise DecodeError("name pointer loops or points forward", pos)
-            pos = target
-            continue
-        if length & 0xC0:
-            raise DecodeError(f"reserved label type 0x{length:02x}", pos)
-        pos += 1
-        if length == 0:
-            break
-        if pos + length > len(data):
-            raise DecodeError("truncated label", pos)
-        labels.append(data[pos : pos + length])
-        pos += length
-        total += length + 1
-        if total > 255:
-            raise DecodeError("name longer than 255 bytes", pos)
-    if end < 0:
-        end = pos
+def _read_name(r: Reader) -> str:
+    """Read a (possibly compressed) name (RFC 1002 4.1, RFC 1035 4.1.4) and decode its first level (RFC 1001 14.1)."""
+    labels = r.name("NetBIOS name")
     if not labels:
-        return "", end
+        return ""
     first = labels[0]
     text = first.decode("latin-1")
     if len(first) == 32 and all(0x41 <= c <= 0x50 for c in first):
         raw = bytes((first[i] - 0x41) << 4 | (first[i + 1] - 0x41) for i in range(0, 32, 2))
         text = f"{raw[:15].rstrip(b' ').rstrip(bytes(1)).decode('latin-1')}<{raw[15]:02x}>"
     scope = ".".join(lab.decode("latin-1") for lab in labels[1:])
-    return (f"{text}.{scope}" if scope else text), end
+    return f"{text}.{scope}" if scope else text
 
 
 def decode_node_status_response(data: bytes) -> NodeStatus:
@@ -243,9 +209,11 @@ def decode_node_status_response(data: bytes) -> NodeStatus:
             response; the message includes the rcode), an answer that is not NBSTAT, an RDLENGTH
             past the end, or fewer bytes than ``NUM_NAMES`` entries plus a 6-byte unit ID.
     """
-    if len(data) < _HEADER.size:
+    if len(data) < _HEADER_LEN:
         raise DecodeError(f"NetBIOS header needs 12 bytes, got {len(data)}", len(data))
-    trn_id, flags, qdcount, ancount, _nscount, _arcount = _HEADER.unpack_from(data, 0)
+    r = Reader(data)
+    trn_id, flags, qdcount, ancount = r.u16(), r.u16(), r.u16(), r.u16()
+    r.skip(4)  # NSCOUNT, ARCOUNT
     if not flags & _RESPONSE_BIT:
         raise DecodeError("not a response (R bit clear)", 2)
     if (flags >> 11) & 0x0F != 0:
@@ -254,32 +222,31 @@ def decode_node_status_response(data: bytes) -> NodeStatus:
         raise DecodeError(f"no answer record (rcode {flags & 0x0F})", 6)
     if qdcount > _MAX_QUESTIONS:
         raise DecodeError(f"{qdcount} questions in a response", 4)
-    pos = _HEADER.size
     for _ in range(qdcount):  # RFC 1002 says 0; tolerate echoed questions
-        _, pos = _read_name(data, pos)
-        pos += 4
-    qname, pos = _read_name(data, pos)
-    if pos + 10 > len(data):
-        raise DecodeError("truncated resource record header", pos)
-    rr_type, _rr_class, _ttl, rdlength = struct.unpack_from(">HHIH", data, pos)
+        _read_name(r)
+        r.skip(4, "question type and class")
+    qname = _read_name(r)
+    rr_at = r.pos
+    if r.remaining < 10:
+        raise r.error("truncated resource record header")
+    rr_type, _rr_class, _ttl, rdlength = r.u16(), r.u16(), r.u32(), r.u16()
     if rr_type != NBSTAT_TYPE:
-        raise DecodeError(f"answer type 0x{rr_type:04x} is not NBSTAT", pos)
-    pos += 10
-    if pos + rdlength > len(data):
-        raise DecodeError(f"RDLENGTH {rdlength} exceeds the {len(data) - pos} bytes left", pos - 2)
-    rdata = data[pos : pos + rdlength]
-    if not rdata:
-        raise DecodeError("empty RDATA", pos)
-    num_names = rdata[0]
-    stats_at = 1 + 18 * num_names
-    if stats_at + _UNIT_ID_LEN > len(rdata):
-        raise DecodeError(f"{num_names} names and a unit ID need {stats_at + 6} bytes, RDATA has {len(rdata)}", pos)
+        raise DecodeError(f"answer type 0x{rr_type:04x} is not NBSTAT", rr_at)
+    if rdlength > r.remaining:
+        raise r.error(f"RDLENGTH {rdlength} exceeds the {r.remaining} bytes left", r.pos - 2)
+    rdata = r.sub(rdlength, "RDATA")
+    if not rdlength:
+        raise rdata.error("empty RDATA")
+    num_names = rdata.u8()
+    if 18 * num_names + _UNIT_ID_LEN > rdata.remaining:
+        raise rdata.error(
+            f"{num_names} names and a unit ID need {1 + 18 * num_names + 6} bytes, RDATA has {rdlength}", 0
+        )
     names = []
-    for i in range(num_names):
-        at = 1 + 18 * i
-        raw = rdata[at : at + 15]
-        (nflags,) = struct.unpack_from(">H", rdata, at + 16)
-        names.append(NetbiosName(raw.rstrip(b" ").decode("latin-1"), rdata[at + 15], nflags))
-    stats = rdata[stats_at:]
+    for _ in range(num_names):
+        raw = rdata.bytes(15, "name")
+        suffix, nflags = rdata.u8(), rdata.u16()
+        names.append(NetbiosName(raw.rstrip(b" ").decode("latin-1"), suffix, nflags))
+    stats = rdata.rest()
     mac = ":".join(f"{b:02x}" for b in stats[:_UNIT_ID_LEN])
-    return NodeStatus(trn_id, tuple(names), mac, qname, bytes(stats))
+    return NodeStatus(trn_id, tuple(names), mac, qname, stats)

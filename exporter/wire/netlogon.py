@@ -27,13 +27,13 @@ Check by hand::
 from __future__ import annotations
 
 import ipaddress
-import struct
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from exporter.errors import DecodeError
+from exporter.wire.reader import Reader
 
 __all__ = [
     "DS_FLAGS",
@@ -41,7 +41,6 @@ __all__ = [
     "OPCODE_NAMES",
     "NetlogonSamLogonResponseEx",
     "decode_netlogon",
-    "encode_netlogon",
     "flag_names",
 ]
 
@@ -88,8 +87,6 @@ _FIXED_HEAD = 24  # opcode, sbz, flags, guid
 _FIXED_TAIL = 8  # NtVersion, LmNtToken, Lm20Token
 _SOCKADDR_IN_SIZE = 16
 _AF_INET = 2
-_MAX_NAME = 255  # RFC 1035 2.3.4
-_MAX_POINTERS = 32
 _MAX_INPUT = 4096  # real values are ~100-200 bytes
 
 
@@ -143,54 +140,14 @@ class NetlogonSamLogonResponseEx:
     lm20_token: int
 
 
-def _read_name(data: bytes, pos: int) -> tuple[str, int]:
-    """Read one RFC 1035 (4.1.4) compressed name at ``pos``; return ``(name, next_pos)``.
-
-    Compression pointers may only point strictly before every earlier pointer target and before
-    the pointer itself, so a name cannot loop; at most ``_MAX_POINTERS`` hops and 255 bytes.
-    """
-    labels: list[str] = []
-    cur = pos
-    next_pos: int | None = None
-    lowest = pos
-    hops = 0
-    size = 0
-    while True:
-        if cur >= len(data):
-            raise DecodeError("truncated DNS name", cur)
-        length = data[cur]
-        if length == 0:
-            cur += 1
-            break
-        kind = length & 0xC0
-        if kind == 0xC0:
-            if cur + 1 >= len(data):
-                raise DecodeError("truncated DNS compression pointer", cur)
-            target = ((length & 0x3F) << 8) | data[cur + 1]
-            if next_pos is None:
-                next_pos = cur + 2
-            if target >= lowest:
-                raise DecodeError("DNS compression pointer does not point backwards", cur)
-            hops += 1
-            if hops > _MAX_POINTERS:
-                raise DecodeError("too many DNS compression pointers", cur)
-            lowest = target
-            cur = target
-            continue
-        if kind:
-            raise DecodeError(f"reserved DNS label type 0x{length:02x}", cur)
-        end = cur + 1 + length
-        if end > len(data):
-            raise DecodeError("truncated DNS label", cur)
-        size += length + 1
-        if size > _MAX_NAME:
-            raise DecodeError("DNS name longer than 255 bytes", cur)
-        try:
-            labels.append(data[cur + 1 : end].decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise DecodeError(f"DNS label is not UTF-8: {exc.reason}", cur) from exc
-        cur = end
-    return ".".join(labels), (next_pos if next_pos is not None else cur)
+def _read_name(r: Reader) -> str:
+    """One RFC 1035 (4.1.4) compressed name, labels UTF-8 (MS-ADTS 6.3.1.9); pointers stay inside ``r``."""
+    at = r.pos
+    labels = r.name("DNS name")
+    try:
+        return ".".join(label.decode("utf-8") for label in labels)
+    except UnicodeDecodeError as exc:
+        raise r.error(f"DNS label is not UTF-8: {exc.reason}", at) from exc
 
 
 def decode_netlogon(data: bytes) -> NetlogonSamLogonResponseEx:
@@ -211,29 +168,33 @@ def decode_netlogon(data: bytes) -> NetlogonSamLogonResponseEx:
         raise DecodeError(f"Netlogon value of {len(data)} bytes is implausibly long", 0)
     if len(data) < _FIXED_HEAD + 8 + _FIXED_TAIL:
         raise DecodeError(f"Netlogon value of {len(data)} bytes is too short", len(data))
-    opcode, _sbz, flags = struct.unpack_from("<HHI", data, 0)
+    head = Reader(data, little_endian=True)
+    opcode, _sbz, flags = head.u16(), head.u16(), head.u32()
     if opcode not in OPCODE_NAMES:
         raise DecodeError(f"unsupported Netlogon opcode {opcode} (want 23, 24 or 25)", 0)
-    guid = uuid.UUID(bytes_le=data[8:24])
+    guid = uuid.UUID(bytes_le=head.bytes(16, "DomainGuid"))
     tail_at = len(data) - _FIXED_TAIL
-    body = data[:tail_at]  # names may only point into the head and each other
-    pos = _FIXED_HEAD
-    names: list[str] = []
-    for _ in range(8):
-        name, pos = _read_name(body, pos)
-        names.append(name)
+    body = Reader(data[:tail_at], little_endian=True)  # names may only point into the head and each other
+    body.skip(_FIXED_HEAD)
+    names = [_read_name(body) for _ in range(8)]
     dc_address: str | None = None
     next_closest: str | None = None
-    if pos < tail_at and body[pos] == _SOCKADDR_IN_SIZE and pos + 1 + _SOCKADDR_IN_SIZE <= tail_at:
-        family = int.from_bytes(body[pos + 1 : pos + 3], "little")
-        if family == _AF_INET:
-            dc_address = str(ipaddress.IPv4Address(body[pos + 5 : pos + 9]))
-            pos += 1 + _SOCKADDR_IN_SIZE
-    if pos < tail_at:
-        next_closest, pos = _read_name(body, pos)
-    if pos != tail_at:
-        raise DecodeError(f"{tail_at - pos} unexpected bytes before NtVersion", pos)
-    nt_version, lm_nt, lm20 = struct.unpack_from("<IHH", data, tail_at)
+    at = body.pos
+    if (
+        body.remaining >= 1 + _SOCKADDR_IN_SIZE
+        and body.data[at] == _SOCKADDR_IN_SIZE
+        and int.from_bytes(body.data[at + 1 : at + 3], "little") == _AF_INET
+    ):
+        body.skip(1, "DcSockAddrSize")
+        sockaddr = body.sub(_SOCKADDR_IN_SIZE, "DcSockAddr")
+        sockaddr.skip(4)  # sin_family, sin_port
+        dc_address = str(ipaddress.IPv4Address(sockaddr.bytes(4, "sin_addr")))
+    if body.remaining:
+        next_closest = _read_name(body)
+    if body.remaining:
+        raise body.error(f"{body.remaining} unexpected bytes before NtVersion")
+    tail = Reader(data[tail_at:], little_endian=True, base=tail_at)
+    nt_version, lm_nt, lm20 = tail.u32(), tail.u16(), tail.u16()
     if lm_nt != 0xFFFF or lm20 != 0xFFFF:
         # MS-ADTS 6.3.1.9: both tokens MUST be 0xFFFF; anything else means the tail is not where we read it
         raise DecodeError(f"LmNtToken/Lm20Token 0x{lm_nt:04x}/0x{lm20:04x}, want 0xffff/0xffff", tail_at + 4)
@@ -257,47 +218,3 @@ def decode_netlogon(data: bytes) -> NetlogonSamLogonResponseEx:
         lm_nt_token=lm_nt,
         lm20_token=lm20,
     )
-
-
-def _encode_name(name: str) -> bytes:
-    out = bytearray()
-    for label in name.split(".") if name else []:
-        raw = label.encode("utf-8")
-        if not 0 < len(raw) < 64:
-            raise ValueError(f"bad DNS label {label!r} in {name!r}")
-        out += bytes([len(raw)]) + raw
-    out.append(0)
-    if len(out) > _MAX_NAME:
-        raise ValueError(f"DNS name {name!r} longer than 255 bytes")
-    return bytes(out)
-
-
-def encode_netlogon(resp: NetlogonSamLogonResponseEx) -> bytes:
-    """Encode ``resp`` without name compression (for test servers and round-trip tests).
-
-    ``flags`` is ignored in favour of ``flags_raw``; ``dc_address`` adds a sockaddr_in with
-    port 0; ``next_closest_site_name`` is written when not ``None``.
-
-    Raises:
-        ValueError: a name with an empty or over-long label, or fields out of range.
-    """
-    out = bytearray(struct.pack("<HHI", resp.opcode, 0, resp.flags_raw))
-    out += resp.domain_guid.bytes_le
-    for name in (
-        resp.dns_forest_name,
-        resp.dns_domain_name,
-        resp.dns_host_name,
-        resp.netbios_domain_name,
-        resp.netbios_computer_name,
-        resp.user_name,
-        resp.dc_site_name,
-        resp.client_site_name,
-    ):
-        out += _encode_name(name)
-    if resp.dc_address is not None:
-        out += bytes([_SOCKADDR_IN_SIZE])
-        out += struct.pack("<HH", _AF_INET, 0) + ipaddress.IPv4Address(resp.dc_address).packed + bytes(8)
-    if resp.next_closest_site_name is not None:
-        out += _encode_name(resp.next_closest_site_name)
-    out += struct.pack("<IHH", resp.nt_version, resp.lm_nt_token, resp.lm20_token)
-    return bytes(out)

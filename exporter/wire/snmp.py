@@ -1,8 +1,10 @@
 """SNMP v1/v2c GetRequest and GetResponse (RFC 1157 4.1; RFC 3416 3; RFC 1901) for UDP 161.
 
-Pure codec on a minimal pyasn1 spec defined here (community-based messages only; SNMPv3 is
-not spoken). Every decode failure raises :class:`~exporter.errors.DecodeError`; hostile bytes
-are bounded by :func:`exporter.wire.ldap.check_ber` first.
+Pure codec on pyasn1-modules' specs: :mod:`pyasn1_modules.rfc1157` (v1 Message and PDUs, RFC 1155
+values) and :mod:`pyasn1_modules.rfc1901` / :mod:`~pyasn1_modules.rfc1905` / :mod:`~pyasn1_modules.rfc1902`
+(v2c). Community-based messages only; SNMPv3 is not spoken. Every decode failure raises
+:class:`~exporter.errors.DecodeError`; hostile bytes are bounded by :func:`exporter.wire.ber.check_ber`
+and a size cap before pyasn1 sees them.
 
 An agent that does not know the community usually sends nothing at all (RFC 3584 4.1; net-snmp
 just counts snmpInBadCommunityNames), so "no reply" is the usual symptom of a wrong community.
@@ -24,10 +26,12 @@ from typing import Literal
 from pyasn1.codec.ber import decoder as ber_decoder
 from pyasn1.codec.ber import encoder as ber_encoder
 from pyasn1.error import PyAsn1Error
-from pyasn1.type import constraint, namedtype, tag, univ
+from pyasn1.type import univ
+from pyasn1.type.error import ValueConstraintError
+from pyasn1_modules import rfc1157, rfc1901, rfc1905
 
 from exporter.errors import DecodeError
-from exporter.wire.ldap import check_ber
+from exporter.wire.ber import check_ber
 
 __all__ = [
     "ERROR_STATUS_NAMES",
@@ -36,7 +40,6 @@ __all__ = [
     "VarBind",
     "decode_response",
     "encode_get_request",
-    "encode_response",
 ]
 
 Version = Literal["v1", "v2c"]
@@ -77,125 +80,49 @@ ERROR_STATUS_NAMES: Mapping[int, str] = MappingProxyType(
     }
 )
 
-# --------------------------------------------------------------------------- ASN.1 spec
-
-
-def _app(number: int, fmt: int = tag.tagFormatSimple) -> tag.Tag:
-    return tag.Tag(tag.tagClassApplication, fmt, number)
-
-
-def _ctx(number: int, fmt: int = tag.tagFormatSimple) -> tag.Tag:
-    return tag.Tag(tag.tagClassContext, fmt, number)
-
-
-class _IpAddress(univ.OctetString):  # type: ignore[misc]  # pyasn1 is untyped
-    tagSet = univ.OctetString.tagSet.tagImplicitly(_app(0))
-    subtypeSpec = constraint.ValueSizeConstraint(4, 4)
-
-
-class _Counter32(univ.Integer):  # type: ignore[misc]  # pyasn1 is untyped
-    tagSet = univ.Integer.tagSet.tagImplicitly(_app(1))
-
-
-class _Gauge32(univ.Integer):  # type: ignore[misc]  # pyasn1 is untyped
-    tagSet = univ.Integer.tagSet.tagImplicitly(_app(2))
-
-
-class _TimeTicks(univ.Integer):  # type: ignore[misc]  # pyasn1 is untyped
-    tagSet = univ.Integer.tagSet.tagImplicitly(_app(3))
-
-
-class _Opaque(univ.OctetString):  # type: ignore[misc]  # pyasn1 is untyped
-    tagSet = univ.OctetString.tagSet.tagImplicitly(_app(4))
-
-
-class _Counter64(univ.Integer):  # type: ignore[misc]  # pyasn1 is untyped
-    tagSet = univ.Integer.tagSet.tagImplicitly(_app(6))
-
-
-class _NoSuchObject(univ.Null):  # type: ignore[misc]  # pyasn1 is untyped
-    tagSet = univ.Null.tagSet.tagImplicitly(_ctx(0))
-
-
-class _NoSuchInstance(univ.Null):  # type: ignore[misc]  # pyasn1 is untyped
-    tagSet = univ.Null.tagSet.tagImplicitly(_ctx(1))
-
-
-class _EndOfMibView(univ.Null):  # type: ignore[misc]  # pyasn1 is untyped
-    tagSet = univ.Null.tagSet.tagImplicitly(_ctx(2))
-
-
-# (kind, spec, (lowest, highest) for integers)
-_VALUE_KINDS: tuple[tuple[str, univ.Asn1Type, tuple[int, int] | None], ...] = (
-    ("integer", univ.Integer(), (-(2**31), 2**31 - 1)),
-    ("octet-string", univ.OctetString(), None),
-    ("object-identifier", univ.ObjectIdentifier(), None),
-    ("null", univ.Null(), None),
-    ("ip-address", _IpAddress(), None),
-    ("counter32", _Counter32(), (0, 2**32 - 1)),
-    ("gauge32", _Gauge32(), (0, 2**32 - 1)),
-    ("timeticks", _TimeTicks(), (0, 2**32 - 1)),
-    ("opaque", _Opaque(), None),
-    ("counter64", _Counter64(), (0, 2**64 - 1)),
-    ("no-such-object", _NoSuchObject(), None),
-    ("no-such-instance", _NoSuchInstance(), None),
-    ("end-of-mib-view", _EndOfMibView(), None),
+# pyasn1-modules' alternative path -> our kind.  v1: RFC 1155 ObjectSyntax; v2c: RFC 1905 VarBind choice over
+# RFC 1902 ObjectSyntax.
+_V1_KINDS: Mapping[tuple[str, ...], str] = MappingProxyType(
+    {
+        ("simple", "number"): "integer",
+        ("simple", "string"): "octet-string",
+        ("simple", "object"): "object-identifier",
+        ("simple", "empty"): "null",
+        ("application-wide", "address", "internet"): "ip-address",
+        ("application-wide", "counter"): "counter32",
+        ("application-wide", "gauge"): "gauge32",
+        ("application-wide", "ticks"): "timeticks",
+        ("application-wide", "arbitrary"): "opaque",
+    }
 )
-_KIND_RANGE = {kind: bounds for kind, _spec, bounds in _VALUE_KINDS}
-
-
-class _Value(univ.Choice):  # type: ignore[misc]  # pyasn1 is untyped
-    componentType = namedtype.NamedTypes(*(namedtype.NamedType(k, s) for k, s, _b in _VALUE_KINDS))
-
-
-class _VarBind(univ.Sequence):  # type: ignore[misc]  # pyasn1 is untyped
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("name", univ.ObjectIdentifier()),
-        namedtype.NamedType("value", _Value()),
-    )
-
-
-class _VarBindList(univ.SequenceOf):  # type: ignore[misc]  # pyasn1 is untyped
-    componentType = _VarBind()
-
-
-class _PDU(univ.Sequence):  # type: ignore[misc]  # pyasn1 is untyped
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("request-id", univ.Integer()),
-        namedtype.NamedType("error-status", univ.Integer()),
-        namedtype.NamedType("error-index", univ.Integer()),
-        namedtype.NamedType("variable-bindings", _VarBindList()),
-    )
-
-
-def _pdu(number: int) -> _PDU:
-    pdu: _PDU = _PDU().subtype(implicitTag=_ctx(number, tag.tagFormatConstructed))
-    return pdu
-
-
-# RFC 3416 3 PDU tags; [4] is the v1 Trap-PDU (another layout) and is left out on purpose.
-_PDU_NAMES = {
-    0: "get-request",
-    1: "get-next-request",
-    2: "response",
-    3: "set-request",
-    5: "get-bulk-request",
-    6: "inform-request",
-    7: "snmpV2-trap",
-    8: "report",
-}
-
-
-class _PDUs(univ.Choice):  # type: ignore[misc]  # pyasn1 is untyped
-    componentType = namedtype.NamedTypes(*(namedtype.NamedType(n, _pdu(t)) for t, n in _PDU_NAMES.items()))
-
-
-class _Message(univ.Sequence):  # type: ignore[misc]  # pyasn1 is untyped
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("version", univ.Integer()),
-        namedtype.NamedType("community", univ.OctetString()),
-        namedtype.NamedType("data", _PDUs()),
-    )
+_V2C_KINDS: Mapping[tuple[str, ...], str] = MappingProxyType(
+    {
+        ("value", "simple", "integer-value"): "integer",
+        ("value", "simple", "string-value"): "octet-string",
+        ("value", "simple", "objectID-value"): "object-identifier",
+        ("value", "application-wide", "ipAddress-value"): "ip-address",
+        ("value", "application-wide", "counter-value"): "counter32",
+        ("value", "application-wide", "gauge32-value"): "gauge32",
+        ("value", "application-wide", "timeticks-value"): "timeticks",
+        ("value", "application-wide", "arbitrary-value"): "opaque",
+        ("value", "application-wide", "big-counter-value"): "counter64",
+        ("unSpecified",): "null",
+        ("noSuchObject",): "no-such-object",
+        ("noSuchInstance",): "no-such-instance",
+        ("endOfMibView",): "end-of-mib-view",
+    }
+)
+_KIND_RANGE: Mapping[str, tuple[int, int]] = MappingProxyType(
+    {
+        "integer": (-(2**31), 2**31 - 1),
+        "counter32": (0, 2**32 - 1),
+        "gauge32": (0, 2**32 - 1),
+        "timeticks": (0, 2**32 - 1),
+        "counter64": (0, 2**64 - 1),
+    }
+)
+#: The response PDU's alternative name: RFC 1157 GetResponse-PDU, RFC 3416 Response-PDU.
+_RESPONSE_PDU = MappingProxyType({0: "get-response", 1: "response"})
 
 
 # --------------------------------------------------------------------------- API
@@ -265,36 +192,11 @@ def _check_version(version: str) -> int:
         raise ValueError(f"SNMP version {version!r} is not 'v1' or 'v2c'") from None
 
 
-def _message(
-    *,
-    version: str,
-    community: str,
-    pdu_name: str,
-    request_id: int,
-    error_status: int,
-    error_index: int,
-    varbinds: list[tuple[str, univ.Asn1Type]],
-) -> bytes:
-    if not -(2**31) <= request_id <= 2**31 - 1:
-        raise ValueError(f"request_id {request_id} outside Integer32")
-    msg = _Message()
-    msg["version"] = _check_version(version)
-    msg["community"] = community.encode()
-    pdu = msg["data"][pdu_name]
-    pdu["request-id"] = request_id
-    pdu["error-status"] = error_status
-    pdu["error-index"] = error_index
-    vbl = pdu["variable-bindings"]
-    for i, (oid, value) in enumerate(varbinds):
-        vb = _VarBind()
-        vb["name"] = univ.ObjectIdentifier(oid)
-        vb["value"] = value
-        vbl[i] = vb
-    return bytes(ber_encoder.encode(msg))
-
-
 def encode_get_request(community: str, request_id: int, version: Version = "v2c", oid: str = SYS_DESCR) -> bytes:
-    """Encode a GetRequest for one OID (RFC 1157 4.1.2; RFC 3416 4.2.1).
+    """Encode a GetRequest for one OID (RFC 1157 4.1.2; RFC 3416 4.2.1), its value NULL.
+
+    v1 is a :class:`pyasn1_modules.rfc1157.Message`; v2c a :class:`pyasn1_modules.rfc1901.Message`
+    whose ``data`` is an :class:`pyasn1_modules.rfc1905.PDUs` ``get-request``.
 
     Args:
         community: the community string (PortQry's ``-cn``, default ``public``).
@@ -308,60 +210,33 @@ def encode_get_request(community: str, request_id: int, version: Version = "v2c"
     Raises:
         ValueError: unknown version, bad OID, or request_id outside Integer32.
     """
+    number = _check_version(version)
+    if not -(2**31) <= request_id <= 2**31 - 1:
+        raise ValueError(f"request_id {request_id} outside Integer32")
     try:
-        null_value = _Value()
-        null_value["null"] = univ.Null("")
-        return _message(
-            version=version,
-            community=community,
-            pdu_name="get-request",
-            request_id=request_id,
-            error_status=0,
-            error_index=0,
-            varbinds=[(oid, null_value)],
-        )
-    except PyAsn1Error as exc:
-        raise ValueError(f"cannot encode GetRequest: {str(exc)[:160]}") from exc
-
-
-def encode_response(
-    community: str,
-    request_id: int,
-    varbinds: list[tuple[str, int | str | bytes | None]],
-    *,
-    version: Version = "v2c",
-    error_status: int = 0,
-    error_index: int = 0,
-) -> bytes:
-    """Encode a Response-PDU (for test agents and round-trip tests; the probe never sends it).
-
-    ``int`` values become INTEGER, ``str`` and ``bytes`` OCTET STRING, ``None`` NULL.
-
-    Raises:
-        ValueError: unknown version or a bad OID.
-    """
-    values = []
-    for oid, value in varbinds:
-        v = _Value()
-        if value is None:
-            v["null"] = univ.Null("")
-        elif isinstance(value, int):
-            v["integer"] = value
+        if number == 0:
+            msg = rfc1157.Message()
+            pdu = msg["data"]["get-request"]
+            vb = rfc1157.VarBind()
+            vb["value"]["simple"]["empty"] = univ.Null("")
         else:
-            v["octet-string"] = value.encode() if isinstance(value, str) else value
-        values.append((oid, v))
-    try:
-        return _message(
-            version=version,
-            community=community,
-            pdu_name="response",
-            request_id=request_id,
-            error_status=error_status,
-            error_index=error_index,
-            varbinds=values,
-        )
-    except PyAsn1Error as exc:
-        raise ValueError(f"cannot encode Response: {str(exc)[:160]}") from exc
+            msg = rfc1901.Message()
+            pdus = rfc1905.PDUs()
+            pdu = pdus["get-request"]
+            vb = rfc1905.VarBind()
+            vb[""]["unSpecified"] = univ.Null("")
+        vb["name"] = oid
+        pdu["request-id"] = request_id
+        pdu["error-status"] = 0
+        pdu["error-index"] = 0
+        pdu["variable-bindings"][0] = vb
+        msg["version"] = number
+        msg["community"] = community.encode()
+        if number == 1:
+            msg["data"] = univ.Any(ber_encoder.encode(pdus))
+        return bytes(ber_encoder.encode(msg))
+    except (PyAsn1Error, KeyError) as exc:  # pyasn1 turns a bad component value into KeyError
+        raise ValueError(f"cannot encode GetRequest: {str(exc)[:160]}") from exc
 
 
 def _octets(raw: bytes) -> str | bytes:
@@ -374,33 +249,60 @@ def _octets(raw: bytes) -> str | bytes:
     return raw
 
 
-def _varbind(vb: univ.Sequence) -> VarBind:
+def _path(choice: univ.Choice) -> tuple[tuple[str, ...], object]:
+    """The names of the nested CHOICE alternatives down to the value, and the value."""
+    names: list[str] = []
+    value: object = choice
+    while isinstance(value, univ.Choice):
+        names.append(value.getName())
+        value = value.getComponent()
+    return tuple(names), value
+
+
+def _varbind(vb: univ.Sequence, v1: bool) -> VarBind:
     oid = str(vb["name"])
-    choice = vb["value"]
-    kind = choice.getName()
-    value = choice.getComponent()
-    bounds = _KIND_RANGE[kind]
+    path, value = _path(vb.getComponentByPosition(1))
+    kind = (_V1_KINDS if v1 else _V2C_KINDS).get(path)
+    if kind is None:
+        raise DecodeError(f"SNMP value {'/'.join(path)} not understood for {oid}", 0)
+    bounds = _KIND_RANGE.get(kind)
     out: VarBindValue
     if bounds is not None:
-        number = int(value)
+        number = int(value)  # type: ignore[call-overload]
         if not bounds[0] <= number <= bounds[1]:
             raise DecodeError(f"SNMP {kind} value out of range for {oid}")
         out = number
     elif kind == "octet-string":
-        out = _octets(value.asOctets())
+        out = _octets(value.asOctets())  # type: ignore[attr-defined]
     elif kind == "opaque":
-        out = value.asOctets()
+        out = value.asOctets()  # type: ignore[attr-defined]
     elif kind == "object-identifier":
         out = str(value)
     elif kind == "ip-address":
-        out = str(ipaddress.IPv4Address(value.asOctets()))
+        out = str(ipaddress.IPv4Address(value.asOctets()))  # type: ignore[attr-defined]
     else:  # null and the v2c exceptions
         out = None
     return VarBind(oid, kind, out)
 
 
+def _decode(data: bytes, spec: univ.Asn1Item, what: str) -> univ.Asn1Item:
+    try:
+        value, tail = ber_decoder.decode(data, asn1Spec=spec)
+    except ValueConstraintError as exc:
+        raise DecodeError(f"SNMP {what} value out of range: {str(exc)[:160]}", 0) from exc
+    except PyAsn1Error as exc:
+        raise DecodeError(f"malformed SNMP {what}: {str(exc)[:160]}", 0) from exc
+    if tail:
+        raise DecodeError(f"trailing bytes after SNMP {what}", len(data) - len(tail))
+    return value
+
+
 def decode_response(data: bytes) -> SnmpResponse:
     """Decode an SNMP v1/v2c GetResponse (RFC 1157 4.1; RFC 3416 3, 4.2.1).
+
+    The message is read as an :class:`pyasn1_modules.rfc1901.Message` (its ``data`` left open), then the
+    PDU against :class:`pyasn1_modules.rfc1157.Pdus` (version 0) or :class:`pyasn1_modules.rfc1905.PDUs`
+    (version 1).
 
     Args:
         data: one UDP datagram.
@@ -416,19 +318,15 @@ def decode_response(data: bytes) -> SnmpResponse:
     if len(data) > MAX_MESSAGE_BYTES:
         raise DecodeError(f"SNMP message of {len(data)} bytes too long", 0)
     check_ber(data, max_depth=_MAX_DEPTH, max_elements=_MAX_ELEMENTS)
-    try:
-        msg, tail = ber_decoder.decode(data, asn1Spec=_Message())
-    except PyAsn1Error as exc:
-        raise DecodeError(f"malformed SNMP message: {str(exc)[:160]}", 0) from exc
-    if tail:
-        raise DecodeError("trailing bytes after SNMP message", len(data) - len(tail))
+    msg = _decode(data, rfc1901.Message(), "message")
     try:
         version = int(msg["version"])
         if version not in _VERSION_NAMES:
             raise DecodeError(f"SNMP version {version} not supported (v1=0, v2c=1)", 0)
-        pdus = msg["data"]
+        raw_pdu = msg["data"].asOctets()
+        pdus = _decode(raw_pdu, rfc1157.Pdus() if version == 0 else rfc1905.PDUs(), "PDU")
         pdu_name = pdus.getName()
-        if pdu_name != "response":
+        if pdu_name != _RESPONSE_PDU[version]:
             raise DecodeError(f"SNMP {pdu_name} PDU, not a response", 0)
         pdu = pdus.getComponent()
         ints = [int(pdu[k]) for k in ("request-id", "error-status", "error-index")]
@@ -436,7 +334,7 @@ def decode_response(data: bytes) -> SnmpResponse:
             raise DecodeError("SNMP PDU integer outside Integer32", 0)
         request_id, error_status, error_index = ints
         community = msg["community"].asOctets().decode("utf-8", "replace")
-        varbinds = tuple(_varbind(vb) for vb in pdu["variable-bindings"])
+        varbinds = tuple(_varbind(vb, version == 0) for vb in pdu["variable-bindings"])
     except PyAsn1Error as exc:
         raise DecodeError(f"incomplete SNMP message: {str(exc)[:160]}", 0) from exc
     except ValueError as exc:  # int->str limit on absurd OID arcs; DecodeError passes through
