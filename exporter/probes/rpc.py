@@ -35,14 +35,6 @@ CL_MAX_ENTS = 8
 CL_MAX_PAGES = 64
 
 
-def interface_label(entry: epm.EpmEntry) -> str:
-    """The ``interface`` label: impacket's known name, else ``UUID vX.Y``.
-
-    Never the annotation: that is free text the server chooses, and labels must stay bounded.
-    """
-    return entry.interface_name or f"{entry.interface_uuid} v{entry.interface_version}"
-
-
 async def probe(ctx: ProbeContext) -> ProtocolOutcome:
     """Dump the endpoint mapper over ``ctx.protocol`` and probe the dynamic TCP ports it lists."""
     if ctx.protocol == "udp":
@@ -86,11 +78,10 @@ async def _probe_dynamic(ctx: ProbeContext, entries: Iterable[epm.EpmEntry]) -> 
             entries, mapper_port=ctx.port, max_ports=MAX_DYNAMIC_PORTS, max_labels=MAX_INTERFACES_PER_PORT
         )
     )
-    ports = list(by_port)
-    evidence = await asyncio.gather(*(ctx.follow_up_tcp(p) for p in ports))
+    evidence = await asyncio.gather(*(ctx.follow_up_tcp(p) for p in by_port))
     return tuple(
-        DynamicPort(p, tuple(by_port[p]), ev.state.value, ev.reason.value)
-        for p, ev in zip(ports, evidence, strict=True)
+        DynamicPort(p, labels, ev.state.value, ev.reason.value)
+        for (p, labels), ev in zip(by_port.items(), evidence, strict=True)
     )
 
 
