@@ -3,9 +3,10 @@
 An anonymous base-object search of the rootDSE (RFC 4511 section 4.5.1; AD's attributes in MS-ADTS
 3.1.1.3.2), which PortQry prints.  Over UDP (CLDAP) we also send the MS-ADTS 6.3.3 "LDAP ping" (the
 ``Netlogon`` attribute with a ``(&(DnsDomain=...)(NtVer=...))`` filter), parsed into the DC's DS_FLAG bits,
-domain, forest, DC name and site names.  The domain comes from the target's ``domain`` or else from the
-rootDSE just read.  The clock offset (DC ``currentTime`` minus our clock at the reply) is kept: Kerberos
-fails beyond five minutes.  Bindings: ``ldap`` (plain) and ``ldaps`` (TLS first; also records the TLS details).
+domain, forest, DC name and site names.  Without a configured ``domain`` the filter is ``(NtVer=...)`` alone
+(MS-ADTS 6.3.3.2) and any DC answers for its own domain.  The clock offset (DC ``currentTime`` minus our
+clock at the reply) is kept: Kerberos fails beyond five minutes.  Bindings: ``ldap`` (plain) and ``ldaps``
+(TLS first; also records the TLS details).
 """
 
 from __future__ import annotations
@@ -33,16 +34,6 @@ MAX_REPLY_BYTES = 1024 * 1024
 NT_VERSION = 0x16
 
 
-def domain_of(dse: RootDSE) -> str:
-    """The DNS domain of a rootDSE: from defaultNamingContext (``DC=a,DC=b`` -> ``a.b``), else dnsHostName."""
-    nc = dse.default_naming_context or ""
-    parts = [p.split("=", 1)[1] for p in nc.split(",") if p.strip().upper().startswith("DC=")]
-    if parts:
-        return ".".join(parts)
-    host = dse.dns_host_name or ""
-    return host.split(".", 1)[1] if "." in host else ""
-
-
 def _offset(dse: RootDSE, received: float) -> float | None:
     return None if dse.current_time is None else round(dse.current_time.timestamp() - received, 3)
 
@@ -62,24 +53,22 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
     if isinstance(dse, ProtocolOutcome):
         return dse
     received = time.time()
-    domain = ctx.params.domain or domain_of(dse)
+    # MS-ADTS 6.3.3.2: without DnsDomain in the filter the DC answers for its own domain
+    domain = ctx.params.domain
     netlogon = None
     ping_error = ""
-    if domain:
-        ping = await ctx.udp_exchange(encode_ldap_ping(msg_id + 1, domain, NT_VERSION))
-        if ping.state is not PortState.LISTENING:
-            ping_error = f"no reply to the LDAP ping ({ping.reason.value})"
-        else:
-            try:
-                raw = decode_search_response(ping.data).netlogon
-                if raw is None:
-                    ping_error = "LDAP ping reply without a Netlogon attribute"
-                else:
-                    netlogon = decode_netlogon(raw)
-            except DecodeError as exc:
-                ping_error = f"LDAP ping reply: {exc}"
+    ping = await ctx.udp_exchange(encode_ldap_ping(msg_id + 1, domain or None, NT_VERSION))
+    if ping.state is not PortState.LISTENING:
+        ping_error = f"no reply to the LDAP ping ({ping.reason.value})"
     else:
-        ping_error = "no domain to ping (set the target's domain)"
+        try:
+            raw = decode_search_response(ping.data).netlogon
+            if raw is None:
+                ping_error = "LDAP ping reply without a Netlogon attribute"
+            else:
+                netlogon = decode_netlogon(raw)
+        except DecodeError as exc:
+            ping_error = f"LDAP ping reply: {exc}"
     details = LdapDetails(dse, _offset(dse, received), netlogon, domain, ping_error)
     return ctx.outcome(Finding.PARSED, {"ldap": details}, ping_error)
 
