@@ -26,7 +26,8 @@ from exporter.states import PortState
 from exporter.store import ResultStore
 
 _SCHEDULE = "Results come from the exporter's probe schedule (each target at its interval), not from the scrape."
-PORT_LABELS = ["target", "address", "protocol", "port", "service"]
+PORT_LABELS = ["target", "address", "protocol", "port", "service", "domain", "site"]
+PROBE_LABELS = ["target", "address", "protocol", "port", "domain", "site"]
 
 
 class ExporterStatus:
@@ -70,19 +71,20 @@ class PortqryCollector(Collector):
         last = GaugeMetricFamily(
             "portqry_probe_last_timestamp_seconds",
             f"Unix time at which the latest result of this port was produced. {_SCHEDULE}",
-            labels=["target", "protocol", "port"],
+            labels=PROBE_LABELS,
         )
         tries = GaugeMetricFamily(
             "portqry_probe_tries",
             f"Connection attempts or datagrams the latest state probe sent. {_SCHEDULE}",
-            labels=["target", "protocol", "port"],
+            labels=PROBE_LABELS,
         )
         for r in snap.results:
-            labels = [r.target, r.address, r.protocol, str(r.port), r.service]
+            domain, site = snap.labels.get(r.target, ("", ""))
+            labels = [r.target, r.address, r.protocol, str(r.port), r.service, domain, site]
             state.add_metric(labels, {s.value: s is r.state for s in PortState})
             success.add_metric(labels, 1.0 if r.state is PortState.LISTENING else 0.0)
             reason.add_metric([*labels, r.reason.value], 1.0)
-            short = [r.target, r.protocol, str(r.port)]
+            short = [r.target, r.address, r.protocol, str(r.port), domain, site]
             last.add_metric(short, r.timestamp)
             tries.add_metric(short, float(r.tries))
         yield from (state, success, reason)
@@ -90,10 +92,11 @@ class PortqryCollector(Collector):
         duration = HistogramMetricFamily(
             "portqry_probe_duration_seconds",
             f"Wall time of each probe, all tries and the protocol follow-up, seconds. {_SCHEDULE}",
-            labels=["target", "protocol", "port"],
+            labels=PROBE_LABELS,
         )
-        for (target, protocol, port), hist in sorted(snap.histograms.items()):
-            duration.add_metric([target, protocol, str(port)], hist.cumulative(), hist.total)
+        for (target, address, protocol, port), hist in sorted(snap.histograms.items()):
+            domain, site = snap.labels.get(target, ("", ""))
+            duration.add_metric([target, address, protocol, str(port), domain, site], hist.cumulative(), hist.total)
         yield from (duration, last, tries)
 
         total = CounterMetricFamily(
@@ -120,7 +123,7 @@ class PortqryCollector(Collector):
             resolve.add_metric([target], 1.0 if ok else 0.0)
         yield resolve
 
-        yield from detail_families(snap.results)
+        yield from detail_families(snap.results, snap.labels, snap.domains)
 
         info = InfoMetricFamily("portqry_exporter_build", "Build information of portqry-exporter.")
         info.add_metric([], {"version": __version__, "python_version": platform.python_version()})

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -35,13 +34,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from exporter.errors import ConfigError, PortqryError
-from exporter.model import PortSpec, ProbeOptions, ProbeParams
-from exporter.probes import PROBES, port_spec
+from exporter.errors import ConfigError
+from exporter.model import parse_port_spec
+from exporter.probes import PROBES
+from exporter.resolve import literal
 from exporter.suggest import did_you_mean
 
 DEFAULT_CONFIG_PATHS = ("config.example.toml", "/etc/portqry-exporter/config.toml")
-MAX_PORTS_PER_TARGET = 65535 * 2
 
 
 class _Section(BaseModel):
@@ -77,7 +76,6 @@ class ResolverSection(_Section):
     @field_validator("nameservers")
     @classmethod
     def _literals(cls, value: list[str]) -> list[str]:
-        from exporter.resolve import literal
 
         for server in value:
             if literal(server) is None:
@@ -96,6 +94,9 @@ class ProbeDefaults(_Section):
     protocol_probes: bool = True
     snmp_community: str = "public"
     snmp_version: Literal["v1", "v2c"] = "v2c"
+    addresses: Literal["all", "first"] | None = Field(
+        None, description="probe every address of a name, or the first; default: all for domains, first for targets"
+    )
 
 
 def _check_port_spec(value: str) -> str:
@@ -103,11 +104,9 @@ def _check_port_spec(value: str) -> str:
     return value
 
 
-class TargetConfig(_Section):
-    """``[[targets]]``: one host and its ports."""
+class _ProbeKeys(_Section):
+    """What to probe and how: the keys ``[[targets]]`` and ``[[domains]]`` share (``[defaults]`` fills the gaps)."""
 
-    name: str = Field(min_length=1, max_length=128)
-    host: str = Field(min_length=1, max_length=253)
     ports: list[Annotated[str, AfterValidator(_check_port_spec)]] = Field(default_factory=list)
     services: list[str] = Field(default_factory=list)
     profiles: list[str] = Field(default_factory=list)
@@ -120,7 +119,7 @@ class TargetConfig(_Section):
     snmp_version: Literal["v1", "v2c"] | None = None
     dns_query_name: str | None = Field(None, description="DNS probe: name to ask (default: domain SOA, else PortQry's)")
     dns_query_type: str | None = Field(None, description="DNS probe: record type to ask")
-    domain: str | None = Field(None, description="AD DNS domain for the LDAP ping and Kerberos realm")
+    addresses: Literal["all", "first"] | None = None
     protocols: dict[str, str] = Field(
         default_factory=dict, description='bind a protocol-aware probe to a port: {"tcp/1389" = "ldap"}'
     )
@@ -137,18 +136,10 @@ class TargetConfig(_Section):
                 raise ValueError(f"{value!r} is not a DNS record type") from None
         return value
 
-    @field_validator("dns_query_name", "domain")
+    @field_validator("dns_query_name")
     @classmethod
-    def _dns_name(cls, value: str | None) -> str | None:
-        if value:
-            import dns.exception
-            import dns.name
-
-            try:
-                dns.name.from_text(value)
-            except dns.exception.DNSException as exc:
-                raise ValueError(f"{value!r} is not a valid DNS name: {exc}") from None
-        return value
+    def _query_name(cls, value: str | None) -> str | None:
+        return _dns_name(value)
 
     @field_validator("protocols")
     @classmethod
@@ -161,11 +152,60 @@ class TargetConfig(_Section):
                 raise ValueError(f"{key!r}: unknown protocol {name!r}{did_you_mean(name, sorted(PROBES))}")
         return value
 
+
+class TargetConfig(_ProbeKeys):
+    """``[[targets]]``: one host and its ports."""
+
+    name: str = Field(min_length=1, max_length=128)
+    host: str = Field(min_length=1, max_length=253)
+    domain: str | None = Field(None, description="AD DNS domain for the LDAP ping and Kerberos realm")
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        return _dns_name(value)
+
     @model_validator(mode="after")
     def _something(self) -> TargetConfig:
         if not (self.ports or self.services or self.profiles):
             raise ValueError("a target needs ports, services or profiles")
         return self
+
+
+class DomainConfig(_ProbeKeys):
+    """``[[domains]]``: an AD domain whose DCs are found in DNS (``_ldap._tcp.dc._msdcs.<name>``, MS-ADTS 6.3.6)."""
+
+    name: str = Field(min_length=1, max_length=253, description="the AD DNS domain")
+    sites: list[str] = Field(default_factory=list, description="only DCs of these sites; empty = every DC")
+    rediscover_seconds: float = Field(300.0, ge=1, le=86400)
+    min_reachable_dcs: int = Field(2, ge=0, le=10000)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if _dns_name(value) and ("." not in value.strip(".") or literal(value) is not None):
+            raise ValueError(f"{value!r} is not an AD DNS domain name (e.g. 'corp.example')")
+        return value.strip(".").lower()
+
+    @field_validator("sites")
+    @classmethod
+    def _sites(cls, value: list[str]) -> list[str]:
+        for site in value:
+            if not site or len(site) > 63 or not all(c.isalnum() or c in "-_" for c in site):
+                raise ValueError(f"{site!r} is not an AD site name (a DNS label: letters, digits, '-')")
+        return value
+
+
+def _dns_name(value: str | None) -> str | None:
+    if value:
+        import dns.exception
+        import dns.name
+
+        try:
+            dns.name.from_text(value)
+        except dns.exception.DNSException as exc:
+            raise ValueError(f"{value!r} is not a valid DNS name: {exc}") from None
+    return value
 
 
 class Settings(BaseSettings):
@@ -177,6 +217,7 @@ class Settings(BaseSettings):
     resolver: ResolverSection = Field(default_factory=ResolverSection)  # type: ignore[arg-type]
     defaults: ProbeDefaults = Field(default_factory=ProbeDefaults)  # type: ignore[arg-type]
     targets: list[TargetConfig] = Field(default_factory=list)
+    domains: list[DomainConfig] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(
@@ -189,50 +230,6 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Priority: arguments, then ``PORTQRY_*`` environment variables, then the TOML file."""
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, deep_merge=True))
-
-
-@dataclass(frozen=True, slots=True)
-class TargetPlan:
-    """A target ready for the scheduler: resolved port list and probe options (hashable, comparable)."""
-
-    name: str
-    host: str
-    specs: tuple[PortSpec, ...]
-    options: ProbeOptions
-    interval_seconds: float
-    jitter_ratio: float
-
-    @property
-    def keys(self) -> frozenset[tuple[str, str, int]]:
-        """The store keys ``(target, protocol, port)`` this target produces."""
-        return frozenset((self.name, s.protocol, s.port) for s in self.specs)
-
-
-def parse_port_spec(text: str) -> list[tuple[str, int]]:
-    """Parse ``tcp/389``, ``udp/389``, ``both/135`` or ``tcp/49152-49160``.
-
-    Returns:
-        ``[(protocol, port), ...]``, TCP before UDP for ``both``.
-
-    Raises:
-        ValueError: with a message saying what is wrong.
-    """
-    proto, sep, ports = text.strip().partition("/")
-    proto = proto.lower()
-    if not sep or proto not in ("tcp", "udp", "both"):
-        raise ValueError(f"{text!r}: write PROTOCOL/PORT with PROTOCOL tcp, udp or both, e.g. 'tcp/389'")
-    low_s, dash, high_s = ports.partition("-")
-    try:
-        low = int(low_s)
-        high = int(high_s) if dash else low
-    except ValueError:
-        raise ValueError(f"{text!r}: port must be a number or a range START-END") from None
-    if not (1 <= low <= 65535 and 1 <= high <= 65535):
-        raise ValueError(f"{text!r}: ports must be 1-65535")
-    if high < low:
-        raise ValueError(f"{text!r}: range end is below its start")
-    protos = ("tcp", "udp") if proto == "both" else (proto,)
-    return [(p, port) for p in protos for port in range(low, high + 1)]
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
@@ -305,8 +302,11 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
         if len(errors) > 1:
             problem += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
         raise ConfigError(name, key, problem) from None
+    from exporter.plan import domain_plans, plan
+
     try:
         plan(settings)
+        domain_plans(settings)
     except ConfigError as exc:
         raise ConfigError(name, exc.key, exc.problem) from None
     return settings
@@ -320,73 +320,3 @@ def find_config(explicit: str | None) -> str:
         if os.path.exists(candidate):
             return candidate
     return DEFAULT_CONFIG_PATHS[0]
-
-
-def plan(settings: Settings) -> list[TargetPlan]:
-    """Expand every target's ports, services and profiles into a :class:`TargetPlan`.
-
-    Ports are de-duplicated keeping the first occurrence: explicit ``ports`` first, then ``services`` and
-    ``profiles`` in request order (the catalog's application protocol becomes the ``service`` label).
-
-    Raises:
-        ConfigError: a duplicate target name, an unknown service or profile name (with suggestions), or
-            too many ports (path ``""``).
-    """
-    plans: list[TargetPlan] = []
-    d = settings.defaults
-    seen: set[str] = set()
-    for index, target in enumerate(settings.targets):
-        if target.name in seen:
-            raise ConfigError("", f"targets[{index}].name", f"duplicate target name {target.name!r}")
-        seen.add(target.name)
-        specs: dict[tuple[str, int], PortSpec] = {}
-        bindings = {spec: v for k, v in target.protocols.items() for spec in parse_port_spec(k)}
-        for item in target.ports:
-            for proto, port in parse_port_spec(item):
-                specs.setdefault((proto, port), port_spec(proto, port, "", bindings.get((proto, port))))  # type: ignore[arg-type]
-        if target.services or target.profiles:
-            for proto, port, label in _expand_catalog(index, target):
-                specs.setdefault((proto, port), port_spec(proto, port, label, bindings.get((proto, port))))  # type: ignore[arg-type]
-        if len(specs) > MAX_PORTS_PER_TARGET:
-            raise ConfigError("", f"targets[{index}].ports", f"{len(specs)} ports is more than {MAX_PORTS_PER_TARGET}")
-        params = ProbeParams(
-            domain=target.domain or "",
-            snmp_community=target.snmp_community or d.snmp_community,
-            snmp_version=target.snmp_version or d.snmp_version,
-            dns_query_name=target.dns_query_name or "",
-            dns_query_type=target.dns_query_type or "",
-        )
-        options = ProbeOptions(
-            timeout_seconds=target.timeout_seconds or d.timeout_seconds,
-            tcp_tries=target.tcp_tries or d.tcp_tries,
-            udp_tries=target.udp_tries or d.udp_tries,
-            protocol_probes=d.protocol_probes if target.protocol_probes is None else target.protocol_probes,
-            params=params,
-        )
-        plans.append(
-            TargetPlan(
-                name=target.name,
-                host=target.host,
-                specs=tuple(specs.values()),
-                options=options,
-                interval_seconds=target.interval_seconds or d.interval_seconds,
-                jitter_ratio=d.jitter_ratio,
-            )
-        )
-    return plans
-
-
-def _expand_catalog(index: int, target: TargetConfig) -> list[tuple[str, int, str]]:
-    try:
-        from exporter import catalog
-    except ImportError:  # pragma: no cover - the catalog ships with the package
-        raise ConfigError("", f"targets[{index}].services", "the service catalog is not installed") from None
-    try:
-        expansion = catalog.load_catalog().expand(target.services, target.profiles)
-    except catalog.CatalogLookupError as exc:
-        names = target.profiles if exc.kind == "profile" else target.services
-        where = f"{exc.kind}s[{names.index(exc.name)}]" if exc.name in names else f"{exc.kind}s"
-        raise ConfigError("", f"targets[{index}].{where}", str(exc)) from None
-    except PortqryError as exc:
-        raise ConfigError("", f"targets[{index}].services", str(exc)) from None
-    return [(p.protocol, p.port, p.service) for p in expansion.ports]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import socket
 import sys
@@ -19,12 +20,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from exporter import __version__
-from exporter.config import Settings, find_config, load_config, parse_listen_address, plan
+from exporter.config import Settings, find_config, load_config, parse_listen_address
 from exporter.errors import ConfigError
 from exporter.logs import configure, get_logger
+from exporter.plan import domain_plans, plan
 
 log = get_logger(component="daemon")
 
@@ -60,7 +63,10 @@ class Daemon:
         self.file_listen_address = listen_in_file or settings.exporter.listen_address
         self.status = ExporterStatus()
         longest = max(
-            [t.options.timeout_seconds * max(t.options.tcp_tries, t.options.udp_tries) * 2 for t in plan(settings)]
+            [
+                t.options.timeout_seconds * max(t.options.tcp_tries, t.options.udp_tries) * 2
+                for t in [*plan(settings), *(d.template for d in domain_plans(settings))]
+            ]
             or [settings.defaults.timeout_seconds * settings.defaults.tcp_tries * 2]
         )
         self.store = ResultStore(duration_buckets(longest))
@@ -96,7 +102,7 @@ class Daemon:
         self.engine.udp_recheck_gap_seconds = settings.exporter.udp_recheck_gap_seconds
         self.settings = settings
         plans = plan(settings)
-        self.scheduler.apply(plans)
+        self.scheduler.apply(plans, domain_plans(settings))
         self.status.targets = len(plans)
         self.status.reload_successful = True
         self.status.reload_success_timestamp = time.time()
@@ -125,6 +131,32 @@ class Daemon:
         log.info("config reloaded", path=self.config_path, targets=self.status.targets)
         return True, "config reloaded"
 
+    def sd_groups(self, *, domain: str | None = None, site: str | None = None) -> list[dict[str, Any]]:
+        """Prometheus HTTP SD target groups: one per discovered DC and configured target.
+
+        ``targets`` holds the host name (no port); labels ``__meta_portqry_domain``, ``__meta_portqry_site`` and
+        ``__meta_portqry_roles`` (``,pdc,gc,kdc,``: the DS_FLAG roles between commas, as Prometheus' own SD
+        tags are).  ``domain`` and ``site`` filter (exact, case-insensitive).
+
+        See https://prometheus.io/docs/prometheus/latest/http_sd/.
+        """
+        rows: list[tuple[str, str, str, frozenset[str]]] = []
+        for target in self.scheduler.static_plans.values():
+            rows.append((target.host, target.domain, target.site, frozenset()))
+        for plan_ in domain_plans(self.settings):
+            for dc in self.scheduler.domain_controllers(plan_.name):
+                rows.append((dc.host, plan_.name, dc.site, dc.roles))
+        groups = []
+        for host, dom, dc_site, roles in rows:
+            if domain is not None and dom.lower() != domain.lower().rstrip("."):
+                continue
+            if site is not None and dc_site.lower() != site.lower():
+                continue
+            tags = "," + ",".join(sorted(roles)) + "," if roles else ""
+            meta = {"__meta_portqry_domain": dom, "__meta_portqry_site": dc_site, "__meta_portqry_roles": tags}
+            groups.append({"targets": [host], "labels": meta})
+        return groups
+
     # -- HTTP ---------------------------------------------------------------------------------------
 
     def wsgi(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -135,6 +167,10 @@ class Daemon:
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/metrics":
             return make_wsgi_app(self.registry)(environ, start_response)  # type: ignore[no-any-return]
+        if path == "/sd":
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            groups = self.sd_groups(domain=query.get("domain", [None])[0], site=query.get("site", [None])[0])
+            return _text(start_response, "200 OK", json.dumps(groups, indent=1), [("Content-Type", "application/json")])
         if path == "/-/healthy":
             return _text(start_response, "200 OK", "Healthy\n")
         if path == "/-/ready":

@@ -1,103 +1,116 @@
-"""Protocol details -> metric families (endpoint-mapper counts, rootDSE, LDAP ping flags, TLS, ...).
+"""Protocol details and domains -> metric families (endpoint mapper, rootDSE, DC roles, TLS, discovery, ...).
 
 Each protocol-aware probe stores its parsed findings in ``ProbeResult.details[binding]`` as one of the
-:data:`exporter.model.Detail` dataclasses; this module is the only place that turns them into ``portqry_*``
-families (see the README's metric reference).  Families are yielded even when empty, so that their HELP and
-TYPE are always visible.
+:data:`exporter.model.Detail` dataclasses, and each ``[[domains]]`` entry its discovery as a
+:class:`~exporter.model.DomainState`; this module is the only place that turns them into ``portqry_*``
+families (see the README's metric reference).  Every per-target series carries ``address``, ``domain`` and
+``site``, so two addresses of one DC never collide.  Families are yielded even when empty, so that their
+HELP and TYPE are always visible.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
-from exporter.model import DnsDetails, LdapDetails, RpcDetails, TlsDetails
+from exporter.model import DnsDetails, DomainState, LdapDetails, RpcDetails, TlsDetails
 from exporter.result import ProbeResult
 from exporter.wire.kerberos import KrbError
 from exporter.wire.netlogon import DS_FLAG_NAMES
 
 _SCHEDULE = "From the latest protocol-aware probe of the schedule, not from the scrape."
+_WHERE = ["target", "address", "protocol", "port", "domain", "site"]
 
 
-def detail_families(results: Iterable[ProbeResult]) -> Iterator[Metric]:
-    """Yield the protocol-detail families built from the latest results."""
-    rpc_endpoints = GaugeMetricFamily(
+def _gauge(name: str, help_text: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, f"{help_text} {_SCHEDULE}", labels=labels)
+
+
+def detail_families(
+    results: Iterable[ProbeResult],
+    labels: Mapping[str, tuple[str, str]] | None = None,
+    domains: Mapping[str, DomainState] | None = None,
+) -> Iterator[Metric]:
+    """Yield the protocol-detail and domain families.
+
+    Args:
+        results: the latest results.
+        labels: per target, its ``(domain, site)`` labels.
+        domains: per ``[[domains]]`` entry, its discovery state.
+    """
+    labels = labels or {}
+    domains = domains or {}
+    ident = ["target", "address", "domain", "site"]
+    rpc_endpoints = _gauge(
         "portqry_rpc_endpoints",
-        "Endpoints registered in the RPC endpoint mapper, by protocol sequence; via = the dump's transport. "
-        f"{_SCHEDULE}",
-        labels=["target", "via", "protocol_sequence"],
+        "Endpoints registered in the RPC endpoint mapper, by protocol sequence; via = the dump's transport.",
+        [*ident, "via", "protocol_sequence"],
     )
-    rpc_reachable = GaugeMetricFamily(
+    rpc_reachable = _gauge(
         "portqry_rpc_endpoint_reachable",
         "1 when a dynamic ncacn_ip_tcp port from the endpoint mapper accepted a TCP connection on the queried "
-        f"address, else 0. {_SCHEDULE}",
-        labels=["target", "address", "interface", "port"],
+        "address, else 0.",
+        [*ident, "interface", "port"],
     )
     root_dse = InfoMetricFamily(
         "portqry_ldap_root_dse",
         f"The rootDSE of the LDAP server (RFC 4511, MS-ADTS 3.1.1.3.2). {_SCHEDULE}",
-        labels=["target", "protocol", "port"],
+        labels=_WHERE,
     )
-    usn = GaugeMetricFamily(
-        "portqry_ldap_highest_committed_usn",
-        f"rootDSE highestCommittedUSN. {_SCHEDULE}",
-        labels=["target", "protocol", "port"],
-    )
-    synced = GaugeMetricFamily(
-        "portqry_ldap_synchronized",
-        f"rootDSE isSynchronized (1 TRUE, 0 FALSE). {_SCHEDULE}",
-        labels=["target", "protocol", "port"],
-    )
-    gc_ready = GaugeMetricFamily(
-        "portqry_ldap_global_catalog_ready",
-        f"rootDSE isGlobalCatalogReady (1 TRUE, 0 FALSE). {_SCHEDULE}",
-        labels=["target", "protocol", "port"],
-    )
-    clock = GaugeMetricFamily(
+    usn = _gauge("portqry_ldap_highest_committed_usn", "rootDSE highestCommittedUSN.", _WHERE)
+    synced = _gauge("portqry_ldap_synchronized", "rootDSE isSynchronized (1 TRUE, 0 FALSE).", _WHERE)
+    gc_ready = _gauge("portqry_ldap_global_catalog_ready", "rootDSE isGlobalCatalogReady (1 TRUE, 0 FALSE).", _WHERE)
+    clock = _gauge(
         "portqry_ldap_clock_offset_seconds",
-        f"DC currentTime minus the exporter's clock at the reply, seconds (Kerberos fails beyond 300). {_SCHEDULE}",
-        labels=["target", "protocol", "port"],
+        "DC currentTime minus the exporter's clock at the reply, seconds (Kerberos fails beyond 300).",
+        _WHERE,
     )
-    dc_flag = GaugeMetricFamily(
-        "portqry_netlogon_dc_flag",
-        f"MS-ADTS DS_FLAG bits from the LDAP ping (Netlogon attribute), 1 when set. {_SCHEDULE}",
-        labels=["target", "flag"],
+    role = _gauge(
+        "portqry_dc_role",
+        "MS-ADTS 6.3.1.2 DS_FLAG roles from the LDAP ping (pdc, gc, kdc, timeserv, writable, closest ...), 1 when set.",
+        ["domain", "site", "target", "role"],
     )
-    rcode = GaugeMetricFamily(
-        "portqry_dns_rcode",
-        f"RCODE of the DNS reply (0 NOERROR, 3 NXDOMAIN, 5 REFUSED). {_SCHEDULE}",
-        labels=["target", "protocol", "port"],
+    client_site = _gauge(
+        "portqry_client_site_info",
+        "Always 1: the site (ClientSiteName) that the DC says the exporter is in, from the LDAP ping.",
+        ["domain", "target", "site"],
     )
-    not_after = GaugeMetricFamily(
+    rcode = _gauge("portqry_dns_rcode", "RCODE of the DNS reply (0 NOERROR, 3 NXDOMAIN, 5 REFUSED).", _WHERE)
+    not_after = _gauge(
         "portqry_tls_cert_not_after_timestamp_seconds",
-        f"notAfter of the server certificate, Unix time. {_SCHEDULE}",
-        labels=["target", "port", "subject", "issuer"],
+        "notAfter of the server certificate, Unix time.",
+        ["target", "address", "port", "domain", "site", "subject", "issuer"],
     )
-    krb = GaugeMetricFamily(
+    krb = _gauge(
         "portqry_kerberos_error_code",
-        f"error-code of the KRB-ERROR answering our AS-REQ (RFC 4120 7.5.9; 6 = C_PRINCIPAL_UNKNOWN). {_SCHEDULE}",
-        labels=["target", "protocol", "port"],
+        "error-code of the KRB-ERROR answering our AS-REQ (RFC 4120 7.5.9; 6 = C_PRINCIPAL_UNKNOWN).",
+        _WHERE,
     )
-    flags_done: set[str] = set()
+    pinged: set[str] = set()
     # A target may bind `rpc` to more than one port: the first dump wins per label set, so that no scrape
     # ever carries a duplicate series (Prometheus rejects such a scrape).
     rpc_seen: set[tuple[str, ...]] = set()
     for r in results:
-        where = [r.target, r.protocol, str(r.port)]
+        domain, site = labels.get(r.target, ("", ""))
+        where = [r.target, r.address, r.protocol, str(r.port), domain, site]
+        who = [r.target, r.address, domain, site]
         rpc = r.details.get("rpc")
         if isinstance(rpc, RpcDetails):
             for seq, count in sorted(rpc.protocol_sequence_counts.items()):
-                labels: tuple[str, ...] = (r.target, r.protocol, seq)
-                if labels not in rpc_seen:
-                    rpc_seen.add(labels)
-                    rpc_endpoints.add_metric(list(labels), float(count))
+                key: tuple[str, ...] = ("endpoints", *who, seq)
+                if key not in rpc_seen:
+                    rpc_seen.add(key)
+                    rpc_endpoints.add_metric([*who, rpc.via, seq], float(count))
             for dyn in rpc.dynamic_ports:
                 for interface in dyn.interfaces:
-                    labels = ("reachable", r.target, r.address, interface, str(dyn.port))
-                    if labels not in rpc_seen:
-                        rpc_seen.add(labels)
-                        rpc_reachable.add_metric(list(labels[1:]), 1.0 if dyn.state == "listening" else 0.0)
+                    key = ("reachable", *who, interface, str(dyn.port))
+                    if key not in rpc_seen:
+                        rpc_seen.add(key)
+                        rpc_reachable.add_metric(
+                            [*who, interface, str(dyn.port)], 1.0 if dyn.state == "listening" else 0.0
+                        )
         ldap = r.details.get("ldap")
         if isinstance(ldap, LdapDetails):
             dse = ldap.root_dse
@@ -120,33 +133,74 @@ def detail_families(results: Iterable[ProbeResult]) -> Iterator[Metric]:
                 gc_ready.add_metric(where, 1.0 if dse.is_global_catalog_ready else 0.0)
             if ldap.clock_offset_seconds is not None:
                 clock.add_metric(where, float(ldap.clock_offset_seconds))
-            if ldap.netlogon is not None and r.target not in flags_done:
-                flags_done.add(r.target)
+            ping = ldap.netlogon
+            if ping is not None and r.target not in pinged:
+                pinged.add(r.target)
                 for name in DS_FLAG_NAMES:
-                    dc_flag.add_metric([r.target, name], 1.0 if name in ldap.netlogon.flags else 0.0)
+                    role.add_metric([domain, site, r.target, name], 1.0 if name in ping.flags else 0.0)
+                client_site.add_metric([domain, r.target, ping.client_site_name], 1.0)
         dns = r.details.get("dns")
         if isinstance(dns, DnsDetails):
             rcode.add_metric(where, float(dns.rcode))
         tls = r.details.get("tls")
         if isinstance(tls, TlsDetails) and tls.certificate is not None:
             cert = tls.certificate
-            not_after.add_metric([r.target, str(r.port), cert.subject, cert.issuer], cert.not_after.timestamp())
+            not_after.add_metric(
+                [r.target, r.address, str(r.port), domain, site, cert.subject, cert.issuer], cert.not_after.timestamp()
+            )
         kerberos = r.details.get("kerberos")
         if isinstance(kerberos, KrbError):
             krb.add_metric(where, float(kerberos.error_code))
-    yield from (
-        rpc_endpoints,
-        rpc_reachable,
-        root_dse,
-        usn,
-        synced,
-        gc_ready,
-        clock,
-        dc_flag,
-        rcode,
-        not_after,
-        krb,
+    yield from (rpc_endpoints, rpc_reachable, root_dse, usn, synced, gc_ready, clock)
+    yield from domain_families(domains, role, client_site, pinged)
+    yield from (rcode, not_after, krb)
+
+
+def domain_families(
+    domains: Mapping[str, DomainState],
+    role: GaugeMetricFamily,
+    client_site: GaugeMetricFamily,
+    pinged: set[str],
+) -> Iterator[Metric]:
+    """The ``portqry_domain_*`` families, and the roles and client site of DCs whose own probes had no LDAP ping.
+
+    A DC's roles and client site come from the LDAP ping of its ``udp/389`` probe when it has one (every
+    round), else from the discovery's ping (every rediscovery): one source per DC, never both.
+    """
+    found = GaugeMetricFamily(
+        "portqry_domain_controllers",
+        "DCs listed in the domain's SRV records at the last good discovery, by the site each says it is in.",
+        labels=["domain", "site"],
     )
+    success = GaugeMetricFamily(
+        "portqry_domain_discovery_success",
+        "1 when the latest reading of the domain's SRV records succeeded (a failure keeps the last good DC list).",
+        labels=["domain"],
+    )
+    last = GaugeMetricFamily(
+        "portqry_domain_discovery_last_timestamp_seconds",
+        "Unix time of the latest successful discovery of the domain's DCs.",
+        labels=["domain"],
+    )
+    minimum = GaugeMetricFamily(
+        "portqry_domain_min_reachable_dcs",
+        "The configured min_reachable_dcs of the domain (for the too-few-DCs alert).",
+        labels=["domain"],
+    )
+    for name, state in sorted(domains.items()):
+        for site, count in sorted(Counter(dc.site for dc in state.dcs).items()):
+            found.add_metric([name, site], float(count))
+        success.add_metric([name], 1.0 if state.ok else 0.0)
+        last.add_metric([name], state.last_success)
+        minimum.add_metric([name], float(state.min_reachable_dcs))
+        for dc in state.dcs:
+            if dc.host in pinged or not (dc.roles or dc.client_site):
+                continue
+            pinged.add(dc.host)
+            for flag in DS_FLAG_NAMES:
+                role.add_metric([name, dc.site, dc.host, flag], 1.0 if flag in dc.roles else 0.0)
+            client_site.add_metric([name, dc.host, dc.client_site], 1.0)
+    yield from (role, client_site, found, success, last, minimum)
 
 
 def _text(value: object) -> str:

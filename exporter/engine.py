@@ -16,6 +16,7 @@ import dataclasses
 import struct
 import time
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 from exporter.errors import PortqryError, ResolveError
 from exporter.model import PortSpec, ProbeOptions
@@ -105,43 +106,58 @@ class Engine:
         options: ProbeOptions,
         *,
         resolved: Resolved | None = None,
+        addresses: Literal["all", "first"] = "first",
     ) -> list[ProbeResult]:
-        """Resolve ``host`` once and probe every port concurrently.
+        """Resolve ``host`` once and probe every port concurrently, on its first address or on all of them.
+
+        Args:
+            target: the ``target`` label.
+            host: the name or literal to resolve.
+            specs: the ports.
+            options: how to probe.
+            resolved: an address already resolved (skips the lookup).
+            addresses: ``"all"``: every A/AAAA record of the name, in the resolver's ``prefer`` order
+                (blackbox_exporter probes one); ``"first"``: the first, as PortQry does.
 
         Returns:
-            One result per spec, in the order of ``specs``.  An unresolvable host gives every port a
-            FILTERED / ``resolve-failed`` result with ``address=""``.  A port whose probe raised a bug is
-            left out when ``on_probe_error`` is set.
+            One result per spec and address, address by address, each in the order of ``specs``.  An
+            unresolvable host gives every port a FILTERED / ``resolve-failed`` result with ``address=""``.
+            A port whose probe raised a bug is left out when ``on_probe_error`` is set.
 
         Raises:
             Exception: a bug in a probe, when ``on_probe_error`` is ``None``.
         """
         loop = asyncio.get_running_loop()
-        if resolved is None:
+        if resolved is not None:
+            found = [resolved]
+        else:
             started = loop.time()
             try:
-                resolved = await self.resolve(host)
+                found = await self.resolver.resolve_all(host, first=addresses == "first")
             except ResolveError as exc:
                 took = loop.time() - started
                 return [_resolve_failed(target, host, spec, took, str(exc)) for spec in specs]
+            if addresses == "first":
+                found = found[:1]
+        jobs = [(where, spec) for where in found for spec in specs]
         # A pool of at most `concurrency` workers per target, each taking the global slot per probe: far fewer
         # tasks and semaphore waiters than one task per port (1,000 waiters cost O(n) per wake-up in 3.11).
-        found = resolved
-        results: list[ProbeResult | None] = [None] * len(specs)
-        queue = iter(enumerate(specs))
+        results: list[ProbeResult | None] = [None] * len(jobs)
+        queue = iter(enumerate(jobs))
 
         async def worker() -> None:
-            for index, spec in queue:
+            for index, (where, spec) in queue:
                 try:
-                    results[index] = await self.probe_port(target, host, found, spec, options)
+                    results[index] = await self.probe_port(target, host, where, spec, options)
                 except Exception as exc:
                     if self.on_probe_error is None:
                         raise
                     self.on_probe_error(spec, exc)
 
-        await asyncio.gather(*(worker() for _ in range(min(len(specs), self.concurrency))))
+        await asyncio.gather(*(worker() for _ in range(min(len(jobs), self.concurrency))))
         done = [r for r in results if r is not None]
-        await self._recheck_silent_udp(found, options, done)
+        for where in found:
+            await self._recheck_silent_udp(where, options, done)
         return done
 
     async def _recheck_silent_udp(self, resolved: Resolved, options: ProbeOptions, results: list[ProbeResult]) -> None:
@@ -153,12 +169,12 @@ class Engine:
         ``udp_recheck_max`` ports that stayed silent (``no-reply``,
         ``protocol-no-reply``) get one more unformatted datagram, each after ``udp_recheck_gap_seconds``;
         an ICMP error or a reply replaces the result, silence keeps it (``tries`` counts every datagram).
-        Updates ``results`` in place.
+        Only the results of ``resolved``'s address are looked at; ``results`` is updated in place.
         """
         if self.udp_recheck_max <= 0:
             return
         loop = asyncio.get_running_loop()
-        udp = [i for i, r in enumerate(results) if r.protocol == "udp"]
+        udp = [i for i, r in enumerate(results) if r.protocol == "udp" and r.address == resolved.address]
         if any(results[i].reason is Reason.ICMP_PORT_UNREACHABLE for i in udp):
             self._icmp_seen[resolved.address] = loop.time()
             if len(self._icmp_seen) > 65536:  # bound the table: forget the oldest half

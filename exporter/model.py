@@ -25,6 +25,33 @@ from exporter.wire.x509 import CertificateSummary
 Protocol = Literal["tcp", "udp"]
 
 
+def parse_port_spec(text: str) -> list[tuple[str, int]]:
+    """Parse ``tcp/389``, ``udp/389``, ``both/135`` or ``tcp/49152-49160``.
+
+    Returns:
+        ``[(protocol, port), ...]``, TCP before UDP for ``both``.
+
+    Raises:
+        ValueError: with a message saying what is wrong.
+    """
+    proto, sep, ports = text.strip().partition("/")
+    proto = proto.lower()
+    if not sep or proto not in ("tcp", "udp", "both"):
+        raise ValueError(f"{text!r}: write PROTOCOL/PORT with PROTOCOL tcp, udp or both, e.g. 'tcp/389'")
+    low_s, dash, high_s = ports.partition("-")
+    try:
+        low = int(low_s)
+        high = int(high_s) if dash else low
+    except ValueError:
+        raise ValueError(f"{text!r}: port must be a number or a range START-END") from None
+    if not (1 <= low <= 65535 and 1 <= high <= 65535):
+        raise ValueError(f"{text!r}: ports must be 1-65535")
+    if high < low:
+        raise ValueError(f"{text!r}: range end is below its start")
+    protos = ("tcp", "udp") if proto == "both" else (proto,)
+    return [(p, port) for p in protos for port in range(low, high + 1)]
+
+
 @dataclass(frozen=True, slots=True)
 class PortSpec:
     """One port of a target to probe.
@@ -216,3 +243,49 @@ Detail = (
     | SnmpResponse
     | tuple[SqlInstance, ...]
 )
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveredDC:
+    """A domain controller found in DNS and asked by the LDAP ping (MS-ADTS 6.3.6 DC locator, 6.3.3 ping).
+
+    Attributes:
+        host: the SRV target, lower-case without the trailing dot: the DC's ``target`` label.
+        priority: SRV priority (lower first).
+        weight: SRV weight.
+        address: the address the ping went to, ``""`` when the name did not resolve.
+        site: the DC's ``DcSiteName``, ``""`` without a ping reply.
+        client_site: ``ClientSiteName``: the site the DC puts the exporter in (``""`` when none).
+        roles: DS_FLAG names set (``pdc``, ``gc``, ``kdc``, ``timeserv``, ``writable``, ``closest`` ...).
+        error: why the ping gave no reply, or ``""``.
+    """
+
+    host: str
+    priority: int
+    weight: int
+    address: str = ""
+    site: str = ""
+    client_site: str = ""
+    roles: frozenset[str] = frozenset()
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DomainState:
+    """What the exporter knows of one ``[[domains]]`` entry: its latest discovery and its last good DC list.
+
+    Attributes:
+        domain: the AD DNS domain.
+        ok: whether the latest discovery succeeded.
+        last_success: Unix time of the latest successful discovery (0 before the first).
+        dcs: the last good DC list, in SRV order (never emptied by a failed discovery).
+        min_reachable_dcs: the config's threshold, exported for the alert.
+        error: why the latest discovery failed, or ``""``.
+    """
+
+    domain: str
+    ok: bool
+    last_success: float
+    dcs: tuple[DiscoveredDC, ...]
+    min_reachable_dcs: int
+    error: str = ""

@@ -19,6 +19,8 @@ from typing import Any
 from exporter.errors import ResolveError
 
 HOSTS_FILE = "/etc/hosts"
+#: The most SRV records read from one answer (a hostile server cannot make us plan more DCs).
+MAX_SRV_RECORDS = 10000
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,16 @@ class Resolved:
 
     address: str
     family: int
+
+
+@dataclass(frozen=True, slots=True)
+class SrvRecord:
+    """One SRV record (RFC 2782): ``target`` lower-case without the trailing dot."""
+
+    priority: int
+    weight: int
+    port: int
+    target: str
 
 
 def literal(host: str) -> Resolved | None:
@@ -111,30 +123,44 @@ class Resolver:
         return self._hosts[1].get(name.lower().rstrip("."), [])
 
     async def resolve(self, host: str) -> Resolved:
-        """Resolve ``host`` to one address.
+        """Resolve ``host`` to one address: the first of :meth:`resolve_all`.
+
+        Raises:
+            ResolveError: NXDOMAIN, no A/AAAA record, every server timed out, or no resolver configured.
+        """
+        return (await self.resolve_all(host, first=True))[0]
+
+    async def resolve_all(self, host: str, *, first: bool = False) -> list[Resolved]:
+        """Resolve ``host`` to every address, ``prefer``'s record type first, each type in the server's order.
+
+        Args:
+            host: a name or an address literal.
+            first: stop at the first record type that answers (one lookup where one address is enough).
+
+        Returns:
+            At least one address; a literal is itself; the hosts file (system mode) gives its entries only.
 
         Raises:
             ResolveError: NXDOMAIN, no A/AAAA record, every server timed out, or no resolver configured.
         """
         lit = literal(host)
         if lit is not None:
-            return lit
+            return [lit]
         if not host or len(host) > 253:
             raise ResolveError(f"{host!r}: not a valid host name")
         rdtypes = self._rdtypes()
         if not self.nameservers:
-            for addr in self._from_hosts(host):
-                found = literal(addr)
-                if found is not None and (
-                    ("A" in rdtypes and found.family == socket.AF_INET)
-                    or ("AAAA" in rdtypes and found.family == socket.AF_INET6)
-                ):
-                    return found
+            wanted = {"A": socket.AF_INET, "AAAA": socket.AF_INET6}
+            hosts = [r for r in (literal(a) for a in self._from_hosts(host)) if r is not None]
+            listed = [r for rdtype in rdtypes for r in hosts if r.family == wanted[rdtype]]
+            if listed:
+                return listed
         import dns.exception
         import dns.resolver
 
         res = self._resolver()
         last: Exception | None = None
+        found: list[Resolved] = []
         for rdtype in rdtypes:
             try:
                 answer = await res.resolve(host, rdtype, search=not self.nameservers)
@@ -144,12 +170,33 @@ class Resolver:
                     break
                 continue
             except dns.exception.DNSException as exc:  # Timeout, LifetimeTimeout, bad names
+                if found:
+                    break
                 raise ResolveError(f"{host}: {exc}") from exc
-            for rr in answer:
-                found = literal(rr.to_text())
-                if found is not None:
-                    return found
-        raise ResolveError(f"{host}: {last or 'no address'}")
+            found += [r for r in (literal(rr.to_text()) for rr in answer) if r is not None and r not in found]
+            if first and found:
+                break
+        if not found:
+            raise ResolveError(f"{host}: {last or 'no address'}")
+        return found
+
+    async def srv(self, name: str) -> list[SrvRecord]:
+        """The SRV records of ``name`` (RFC 2782), lowest priority first, then highest weight, then target.
+
+        Raises:
+            ResolveError: NXDOMAIN, no SRV record, a malformed reply, or every server timed out.
+        """
+        import dns.exception
+        import dns.resolver
+
+        try:
+            answer = await self._resolver().resolve(name, "SRV", search=False)
+        except dns.exception.DNSException as exc:
+            raise ResolveError(f"{name} SRV: {exc}") from exc
+        records = {
+            SrvRecord(rr.priority, rr.weight, rr.port, rr.target.to_text(omit_final_dot=True).lower()) for rr in answer
+        }
+        return sorted(records, key=lambda r: (r.priority, -r.weight, r.target, r.port))
 
     async def reverse(self, address: str) -> str | None:
         """The PTR name of ``address`` through the same servers, or ``None`` when there is none.

@@ -53,9 +53,9 @@ class ProbeResult:
     initial_state: PortState | None = None
 
     @property
-    def key(self) -> tuple[str, str, int]:
-        """The store key ``(target, protocol, port)``."""
-        return (self.target, self.protocol, self.port)
+    def key(self) -> tuple[str, str, str, int]:
+        """The store key ``(target, address, protocol, port)``."""
+        return (self.target, self.address, self.protocol, self.port)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (the ``portqry --json`` line); dataclass details are expanded."""

@@ -1,8 +1,8 @@
-"""The results store: the latest result per (target, protocol, port), duration histograms, counters.
+"""The results store: the latest result per (target, address, protocol, port), histograms, counters, domains.
 
 Written by the scheduler on the event loop, read by the collector on HTTP threads: one lock, and readers
 get copies.  Keys that a reload removes are dropped at once (:meth:`ResultStore.retain`), so their
-series vanish from the next scrape.
+series vanish from the next scrape; so are a target's addresses that its latest round no longer had.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from exporter.model import DomainState
 from exporter.result import ProbeResult
 from exporter.states import PortState
 
-Key = tuple[str, str, int]
+#: ``(target, address, protocol, port)``.
+Key = tuple[str, str, str, int]
 
 
 def duration_buckets(max_probe_seconds: float) -> tuple[float, ...]:
@@ -90,12 +92,24 @@ class Histogram:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A consistent copy of the store for one scrape."""
+    """A consistent copy of the store for one scrape.
+
+    Attributes:
+        results: the latest result of every key, ordered by key.
+        histograms: probe durations per key.
+        probes_total: probes finished since start, by state.
+        resolve_ok: per target, whether its host resolved in its latest round.
+        labels: per target, its ``(domain, site)`` labels.
+        domains: per ``[[domains]]`` entry, its discovery state.
+        probe_errors_total: probes that raised a bug.
+    """
 
     results: tuple[ProbeResult, ...]
     histograms: dict[Key, Histogram]
     probes_total: dict[PortState, int]
     resolve_ok: dict[str, bool]
+    labels: dict[str, tuple[str, str]] = field(default_factory=dict)
+    domains: dict[str, DomainState] = field(default_factory=dict)
     probe_errors_total: int = 0
 
 
@@ -113,6 +127,8 @@ class ResultStore:
         self._hist: dict[Key, Histogram] = {}
         self._total: dict[PortState, int] = dict.fromkeys(PortState, 0)
         self._resolve_ok: dict[str, bool] = {}
+        self._labels: dict[str, tuple[str, str]] = {}
+        self._domains: dict[str, DomainState] = {}
         self._probe_errors = 0
 
     def count_probe_error(self) -> None:
@@ -120,14 +136,24 @@ class ResultStore:
         with self._lock:
             self._probe_errors += 1
 
-    def record(self, target: str, results: Iterable[ProbeResult]) -> list[tuple[ProbeResult | None, ProbeResult]]:
-        """Store one round of a target's results.
+    def record(
+        self, target: str, results: Iterable[ProbeResult], *, domain: str = "", site: str = ""
+    ) -> list[tuple[ProbeResult | None, ProbeResult]]:
+        """Store one round of a target's results, with its ``domain`` and ``site`` labels.
+
+        The target's results on addresses that this round did not probe are dropped (the name resolves
+        elsewhere now, or not at all); a port missing from an address probed this round keeps its result.
 
         Returns:
             ``[(previous or None, new), ...]`` so that the caller can log state changes.
         """
         changes: list[tuple[ProbeResult | None, ProbeResult]] = []
+        results = list(results)
+        addresses = {r.address for r in results}
         with self._lock:
+            for stale in [k for k in self._latest if k[0] == target and results and k[1] not in addresses]:
+                del self._latest[stale]
+                self._hist.pop(stale, None)
             resolved = True
             for result in results:
                 previous = self._latest.get(result.key)
@@ -140,27 +166,40 @@ class ResultStore:
                 resolved = resolved and bool(result.address)
                 changes.append((previous, result))
             self._resolve_ok[target] = resolved
+            self._labels[target] = (domain, site)
         return changes
 
-    def retain(self, keys: Iterable[Key], targets: Iterable[str]) -> int:
-        """Drop every result and histogram whose key is not in ``keys`` (after a reload).
+    def record_domain(self, state: DomainState) -> None:
+        """Store a domain's discovery state (``portqry_domain_*``)."""
+        with self._lock:
+            self._domains[state.domain] = state
+
+    def retain(self, ports: Iterable[tuple[str, str, int]], targets: Iterable[str], domains: Iterable[str] = ()) -> int:
+        """Drop every result and histogram whose ``(target, protocol, port)`` is not in ``ports`` (after a reload).
+
+        Also drops the resolve flags and labels of targets, and the states of domains, no longer configured.
 
         Returns:
             How many keys were dropped.
         """
-        keep = set(keys)
+        keep = set(ports)
         names = set(targets)
         with self._lock:
-            gone = [k for k in self._latest if k not in keep] + [k for k in self._hist if k not in keep]
+            gone = {k for k in [*self._latest, *self._hist] if (k[0], k[2], k[3]) not in keep}
             for k in gone:
                 self._latest.pop(k, None)
                 self._hist.pop(k, None)
             for name in [n for n in self._resolve_ok if n not in names]:
                 del self._resolve_ok[name]
-        return len(set(gone))
+            for name in [n for n in self._labels if n not in names]:
+                del self._labels[name]
+            wanted = set(domains)
+            for name in [n for n in self._domains if n not in wanted]:
+                del self._domains[name]
+        return len(gone)
 
     def forget(self, targets: Iterable[str]) -> None:
-        """Drop every result, histogram and resolve flag of ``targets`` (restarted with a new plan)."""
+        """Drop every result, histogram, resolve flag and label of ``targets`` (restarted with a new plan)."""
         names = set(targets)
         with self._lock:
             for key in [k for k in self._latest if k[0] in names]:
@@ -169,6 +208,7 @@ class ResultStore:
                 del self._hist[key]
             for name in names:
                 self._resolve_ok.pop(name, None)
+                self._labels.pop(name, None)
 
     def snapshot(self) -> Snapshot:
         """A copy for a scrape, ordered by key."""
@@ -178,5 +218,7 @@ class ResultStore:
                 histograms={k: Histogram(h.bounds, list(h.counts), h.total, h.count) for k, h in self._hist.items()},
                 probes_total=dict(self._total),
                 resolve_ok=dict(self._resolve_ok),
+                labels=dict(self._labels),
+                domains=dict(self._domains),
                 probe_errors_total=self._probe_errors,
             )

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import load_config, parse_port_spec, plan
+from exporter.config import load_config
 from exporter.errors import ConfigError
+from exporter.model import parse_port_spec
+from exporter.plan import plan
 
 DATA = Path(__file__).parent / "data" / "config"
 ROOT = Path(__file__).parent.parent

@@ -16,10 +16,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter import probes
 from exporter.collector import ExporterStatus, PortqryCollector
-from exporter.config import TargetPlan
 from exporter.engine import Engine
 from exporter.errors import DecodeError
 from exporter.model import ProbeOptions
+from exporter.plan import TargetPlan
 from exporter.probes import port_spec
 from exporter.probes.context import ProbeContext, ProtocolOutcome
 from exporter.scheduler import Scheduler

@@ -1,0 +1,186 @@
+"""Plans: the configuration expanded into what the scheduler runs.
+
+A :class:`TargetPlan` is one host with its port specs, options and labels; a :class:`DomainPlan` is an AD
+domain whose DCs discovery finds, each becoming a :class:`TargetPlan` through :meth:`DomainPlan.dc_plan`.
+Ports are de-duplicated keeping the first occurrence: explicit ``ports`` first, then ``services`` and
+``profiles`` in request order (the catalog's application protocol becomes the ``service`` label).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from exporter.errors import ConfigError, PortqryError
+from exporter.model import PortSpec, ProbeOptions, ProbeParams, parse_port_spec
+from exporter.probes import port_spec
+
+if TYPE_CHECKING:
+    from exporter.config import DomainConfig, ProbeDefaults, Settings, TargetConfig
+
+MAX_PORTS_PER_TARGET = 65535 * 2
+#: What a domain probes on each DC when its entry names no ports, services or profiles.
+DEFAULT_DOMAIN_PROFILE = "domain-controller"
+
+Addresses = Literal["all", "first"]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetPlan:
+    """A target ready for the scheduler (hashable, comparable: a reload restarts only changed targets).
+
+    Attributes:
+        name: the ``target`` label.
+        host: the name or address to resolve each round.
+        specs: the ports.
+        options: how to probe them.
+        interval_seconds: seconds between rounds.
+        jitter_ratio: each round starts ``interval x (1 +- jitter_ratio)`` after the last.
+        domain: the ``domain`` label (the target's ``domain`` key, or the DC's AD domain).
+        site: the ``site`` label (a discovered DC's ``DcSiteName``; empty for a configured target).
+        addresses: probe ``all`` addresses of the name, or the ``first``.
+    """
+
+    name: str
+    host: str
+    specs: tuple[PortSpec, ...]
+    options: ProbeOptions
+    interval_seconds: float
+    jitter_ratio: float
+    domain: str = ""
+    site: str = ""
+    addresses: Addresses = "first"
+
+    @property
+    def keys(self) -> frozenset[tuple[str, str, int]]:
+        """The ports ``(target, protocol, port)`` this target produces (on each of its addresses)."""
+        return frozenset((self.name, s.protocol, s.port) for s in self.specs)
+
+
+@dataclass(frozen=True, slots=True)
+class DomainPlan:
+    """An AD domain to watch: how to find its DCs and what to probe on each.
+
+    Attributes:
+        name: the AD DNS domain, lower-case without the trailing dot.
+        sites: only DCs of these sites (``_ldap._tcp.<site>._sites.dc._msdcs.<name>``); empty = all.
+        rediscover_seconds: seconds between readings of the SRV records.
+        min_reachable_dcs: exported for the "too few DCs" alert.
+        template: the plan every DC gets, with its own name, host and site (:meth:`dc_plan`).
+    """
+
+    name: str
+    sites: tuple[str, ...]
+    rediscover_seconds: float
+    min_reachable_dcs: int
+    template: TargetPlan
+
+    def dc_plan(self, host: str, site: str) -> TargetPlan:
+        """The plan of the DC ``host`` (its SRV target) in ``site``."""
+        t = self.template
+        return TargetPlan(
+            host, host, t.specs, t.options, t.interval_seconds, t.jitter_ratio, self.name, site, t.addresses
+        )
+
+
+def plan(settings: Settings) -> list[TargetPlan]:
+    """Expand every ``[[targets]]`` entry into a :class:`TargetPlan`.
+
+    Raises:
+        ConfigError: a duplicate target name, an unknown service or profile name (with suggestions), or
+            too many ports (path ``""``).
+    """
+    plans: list[TargetPlan] = []
+    seen: set[str] = set()
+    for index, target in enumerate(settings.targets):
+        if target.name in seen:
+            raise ConfigError("", f"targets[{index}].name", f"duplicate target name {target.name!r}")
+        seen.add(target.name)
+        plans.append(
+            _plan(
+                f"targets[{index}]", target, settings.defaults, target.name, target.host, target.domain or "", "first"
+            )
+        )
+    return plans
+
+
+def domain_plans(settings: Settings) -> list[DomainPlan]:
+    """Expand every ``[[domains]]`` entry into a :class:`DomainPlan`.
+
+    Raises:
+        ConfigError: a duplicate domain, an unknown service or profile name, or too many ports.
+    """
+    out: list[DomainPlan] = []
+    seen: set[str] = set()
+    for index, domain in enumerate(settings.domains):
+        if domain.name in seen:
+            raise ConfigError("", f"domains[{index}].name", f"duplicate domain {domain.name!r}")
+        seen.add(domain.name)
+        template = _plan(f"domains[{index}]", domain, settings.defaults, "", "", domain.name, "all")
+        out.append(
+            DomainPlan(domain.name, tuple(domain.sites), domain.rediscover_seconds, domain.min_reachable_dcs, template)
+        )
+    return out
+
+
+def _plan(
+    where: str,
+    entry: TargetConfig | DomainConfig,
+    d: ProbeDefaults,
+    name: str,
+    host: str,
+    domain: str,
+    addresses: Addresses,
+) -> TargetPlan:
+    specs: dict[tuple[str, int], PortSpec] = {}
+    bindings = {spec: v for k, v in entry.protocols.items() for spec in parse_port_spec(k)}
+    for item in entry.ports:
+        for proto, port in parse_port_spec(item):
+            specs.setdefault((proto, port), port_spec(proto, port, "", bindings.get((proto, port))))  # type: ignore[arg-type]
+    profiles = entry.profiles
+    if not (entry.ports or entry.services or profiles):  # a domain with nothing named: the DC profile
+        profiles = [DEFAULT_DOMAIN_PROFILE]
+    if entry.services or profiles:
+        for proto, port, label in _expand_catalog(where, entry.services, profiles):
+            specs.setdefault((proto, port), port_spec(proto, port, label, bindings.get((proto, port))))  # type: ignore[arg-type]
+    if len(specs) > MAX_PORTS_PER_TARGET:
+        raise ConfigError("", f"{where}.ports", f"{len(specs)} ports is more than {MAX_PORTS_PER_TARGET}")
+    params = ProbeParams(
+        domain=domain,
+        snmp_community=entry.snmp_community or d.snmp_community,
+        snmp_version=entry.snmp_version or d.snmp_version,
+        dns_query_name=entry.dns_query_name or "",
+        dns_query_type=entry.dns_query_type or "",
+    )
+    options = ProbeOptions(
+        timeout_seconds=entry.timeout_seconds or d.timeout_seconds,
+        tcp_tries=entry.tcp_tries or d.tcp_tries,
+        udp_tries=entry.udp_tries or d.udp_tries,
+        protocol_probes=d.protocol_probes if entry.protocol_probes is None else entry.protocol_probes,
+        params=params,
+    )
+    return TargetPlan(
+        name=name,
+        host=host,
+        specs=tuple(specs.values()),
+        options=options,
+        interval_seconds=entry.interval_seconds or d.interval_seconds,
+        jitter_ratio=d.jitter_ratio,
+        domain=domain,
+        addresses=entry.addresses or d.addresses or addresses,
+    )
+
+
+def _expand_catalog(where: str, services: Sequence[str], profiles: Sequence[str]) -> list[tuple[str, int, str]]:
+    from exporter import catalog
+
+    try:
+        expansion = catalog.load_catalog().expand(services, profiles)
+    except catalog.CatalogLookupError as exc:
+        names = profiles if exc.kind == "profile" else services
+        at = f"{exc.kind}s[{list(names).index(exc.name)}]" if exc.name in names else f"{exc.kind}s"
+        raise ConfigError("", f"{where}.{at}", str(exc)) from None
+    except PortqryError as exc:
+        raise ConfigError("", f"{where}.services", str(exc)) from None
+    return [(p.protocol, p.port, p.service) for p in expansion.ports]
