@@ -5,7 +5,7 @@ The DC locator's first step (MS-ADTS 6.3.6.1; ``nltest /dsgetdc``): read ``_ldap
 afresh every time (no caching by TTL).  **The DC list is exactly the targets of those records**; priority
 and weight order it.  Then each DC gets the CLDAP LDAP ping (MS-ADTS 6.3.3) on UDP 389, through the engine
 (its concurrency limit and UDP pacing): ``DcSiteName`` is the DC's site, ``ClientSiteName`` the site the DC
-puts us in, the DS_FLAG bits its roles.  A DC whose name does not resolve, or that does not answer the
+puts us in, the DS_FLAG bits its roles (sent to the SRV record's port: 389 in AD).  A DC whose name does not resolve, or that does not answer the
 ping, stays in the list with an empty site and the error.
 
 Check by hand: ``dig @DC SRV _ldap._tcp.dc._msdcs.DOMAIN`` and ``portqry --domain DOMAIN --dns-server DC``.
@@ -83,7 +83,9 @@ async def discover(plan: DomainPlan, engine: Engine) -> Discovery:
 async def _ping(plan: DomainPlan, engine: Engine, record: SrvRecord) -> DiscoveredDC:
     dc = DiscoveredDC(record.target, record.priority, record.weight)
     options = replace(plan.template.options, protocol_probes=True)
-    [result] = await engine.probe_target(record.target, record.target, [port_spec("udp", 389, binding="ldap")], options)
+    # CLDAP listens on the LDAP port number over UDP (MS-ADTS 6.3.3): 389, or what the SRV record says
+    spec = port_spec("udp", record.port, binding="ldap")
+    [result] = await engine.probe_target(record.target, record.target, [spec], options)
     ldap = result.details.get("ldap")
     dc = replace(dc, address=result.address)
     if not isinstance(ldap, LdapDetails) or ldap.netlogon is None:
