@@ -30,20 +30,40 @@ RULES = REPO / "deploy" / "prometheus" / "portqry-alerts.yml"
 # Values for the dashboard's template variables when a query is run outside Grafana.
 DEFAULT_VARIABLES: dict[str, str] = {
     "datasource": "prometheus",
+    "domain": ".*",
+    "site": ".*",
     "target": ".*",
     "__rate_interval": "2m",
     "__interval": "30s",
     "__range": "1h",
 }
 
-# Panels that are legitimately empty while every target is healthy (nothing failing, nothing unreachable).
-# Every other panel must show data once the exporter has probed a domain controller.
-EMPTY_WHEN_HEALTHY: frozenset[str] = frozenset(
+# Panels that list failures: empty while every target is healthy (nothing failing, nothing unreachable).
+FAILURE_PANELS: frozenset[str] = frozenset(
     {
         "Ports not listening (with reason)",
         "Unreachable dynamic RPC endpoints",
     }
 )
+
+# Panels fed by `[[domains]]` discovery (portqry_domain_*, portqry_client_site_info) and by the LDAP ping's
+# roles (portqry_dc_role): empty for an exporter that probes `[[targets]]` only, like the end-to-end test's.
+# test_deploy_grafana.py shows every one of them with data on the series of a discovered domain.
+DOMAIN_PANELS: frozenset[str] = frozenset(
+    {
+        "Domain discovery",
+        "Since the last successful discovery",
+        "Reachable DCs (tcp/389) and minimum",
+        "Exporter's site, as each DC reports it",
+        "DCs found over time",
+        "Domain discovery over time",
+        "DC roles (LDAP ping)",
+    }
+)
+
+# Panels that are legitimately empty while every target is healthy and no `[[domains]]` entry is configured.
+# Every other panel must show data once the exporter has probed a domain controller.
+EMPTY_WHEN_HEALTHY: frozenset[str] = FAILURE_PANELS | DOMAIN_PANELS
 
 # Labels every scraped series carries besides the exporter's own.
 TARGET_LABELS = frozenset({"job", "instance"})

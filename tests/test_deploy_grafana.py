@@ -4,13 +4,17 @@ No Grafana server can be installed here, so the dashboard is checked as data:
 
 - structure Grafana 10+ imports: uid, title, schemaVersion, panels with unique ids and non-overlapping gridPos
   on the 24-column grid, the ``datasource`` variable (type datasource, Prometheus) used by every panel and
-  query, a ``target`` variable from ``label_values``;
+  query, ``domain``, ``site`` and ``target`` variables from ``label_values`` (each chained to the ones before);
 - every query: balanced brackets, only ``portqry_`` metrics from the README's metric reference (histogram
-  series map to their base name), only labels those metrics have, filtered by ``$target`` when the metric has
-  a target;
-- with promtool (skips outside CI when missing, fails in CI): every query parses (``promtool check rules``),
-  and evaluated over synthetic series of a healthy DC every panel has data except the ones that list failures,
-  which fill once a port is FILTERED and a dynamic RPC endpoint unreachable (``promtool test rules``).
+  series map to their base name), only labels those metrics have, filtered by ``$target``, ``$domain`` and
+  ``$site`` when the metric has that label (``portqry_client_site_info``'s ``site`` is the exporter's site,
+  not the DC's: not filtered by ``$site``);
+- with promtool (skips outside CI when missing, fails in CI): every query parses (``promtool check rules``);
+  evaluated over synthetic series of a healthy discovered DC every panel has data except the ones that list
+  failures, which fill once a port is FILTERED and a dynamic RPC endpoint unreachable; with the variables set
+  to that DC's domain, site and name the same holds; for a configured ``[[targets]]`` DC with no
+  ``[[domains]]`` (the end-to-end test's setup) every panel but ``EMPTY_WHEN_HEALTHY`` has data
+  (``promtool test rules``); the domain matrix and the roles table build their ``domain / site / DC`` rows.
 
 What this cannot show: how Grafana renders the panels (colours, the matrix transformation); the end-to-end
 test runs the same queries against a real Prometheus.
@@ -25,9 +29,12 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.wire.netlogon import DS_FLAG_NAMES
 from tests.dashboards import (
     DASHBOARD,
+    DOMAIN_PANELS,
     EMPTY_WHEN_HEALTHY,
+    FAILURE_PANELS,
     TARGET_LABELS,
     all_panels,
     balanced,
@@ -49,11 +56,16 @@ PANEL_TYPES = frozenset(
     {"row", "stat", "table", "timeseries", "state-timeline", "heatmap", "bargauge", "gauge", "status-history"}
 )
 
-# Sections issue 6 asks for, by row title.
-ROWS = ["DC connectivity", "Probe latency", "RPC endpoint mapper", "LDAP health", "TLS", "Exporter health"]
+# Sections issue 6 asks for, by row title, and issue 10's domains.
+ROWS = ["Domains", "DC connectivity", "Probe latency", "RPC endpoint mapper", "LDAP health", "TLS", "Exporter health"]
+DOMAIN_MATRIX = "Domain matrix (domain / site / DC x port)"
+DC_ROLES = "DC roles (LDAP ping)"
 
-# A healthy DC "dc1" as the exporter reports it, one sample per minute for 20 minutes.
-_DC = 'target="dc1",address="198.18.0.10"'
+# A healthy DC "dc1.example.test" of site HQ, found through `[[domains]]`, as the exporter reports it, one
+# sample per minute for 20 minutes; the domain also has a DC in site Branch (not probed here).
+_DOMAIN = 'domain="example.test"'
+_DC = f'target="dc1.example.test",address="198.18.0.10",{_DOMAIN},site="HQ"'
+_DC_NO_ADDRESS = f'target="dc1.example.test",{_DOMAIN},site="HQ"'
 _HEALTHY_SERIES: list[tuple[str, str]] = [
     *[
         (
@@ -80,44 +92,56 @@ _HEALTHY_SERIES: list[tuple[str, str]] = [
     ],
     *[
         (
-            f'portqry_probe_duration_seconds_bucket{{target="dc1",protocol="tcp",port="389",le="{le}"}}',
+            f'portqry_probe_duration_seconds_bucket{{{_DC},protocol="tcp",port="389",le="{le}"}}',
             f"0+{n}x20",
         )
         for le, n in [("0.001", 0), ("0.01", 1), ("0.1", 2), ("1.0", 2), ("+Inf", 2)]
     ],
-    ('portqry_probe_duration_seconds_sum{target="dc1",protocol="tcp",port="389"}', "0+0.02x20"),
-    ('portqry_probe_duration_seconds_count{target="dc1",protocol="tcp",port="389"}', "0+2x20"),
-    ('portqry_probe_last_timestamp_seconds{target="dc1",protocol="tcp",port="389"}', "0+60x20"),
-    ('portqry_probe_tries{target="dc1",protocol="tcp",port="389"}', "1x20"),
+    (f'portqry_probe_duration_seconds_sum{{{_DC},protocol="tcp",port="389"}}', "0+0.02x20"),
+    (f'portqry_probe_duration_seconds_count{{{_DC},protocol="tcp",port="389"}}', "0+2x20"),
+    (f'portqry_probe_last_timestamp_seconds{{{_DC},protocol="tcp",port="389"}}', "0+60x20"),
+    (f'portqry_probe_tries{{{_DC},protocol="tcp",port="389"}}', "1x20"),
     ('portqry_probes_total{state="listening"}', "0+6x20"),
-    ('portqry_target_resolve_success{target="dc1"}', "1x20"),
+    ('portqry_target_resolve_success{target="dc1.example.test"}', "1x20"),
     ('portqry_exporter_build_info{version="0.1.0",python_version="3.11.2"}', "1x20"),
     ("portqry_exporter_config_last_reload_successful", "1x20"),
     ("portqry_exporter_config_last_reload_success_timestamp_seconds", "0x20"),
     ("portqry_exporter_targets", "1x20"),
     ("portqry_exporter_ready", "1x20"),
-    ('portqry_rpc_endpoints{target="dc1",via="tcp",protocol_sequence="ncacn_ip_tcp"}', "12x20"),
+    (f'portqry_rpc_endpoints{{{_DC},via="tcp",protocol_sequence="ncacn_ip_tcp"}}', "12x20"),
     (
-        'portqry_rpc_endpoint_reachable{target="dc1",address="198.18.0.10",interface="e3514235-4b06-11d1-ab04-00c04fc2dcd2",port="49152"}',
+        f'portqry_rpc_endpoint_reachable{{{_DC},interface="e3514235-4b06-11d1-ab04-00c04fc2dcd2",port="49152"}}',
         "1x20",
     ),
     (
-        'portqry_ldap_root_dse_info{target="dc1",protocol="tcp",port="389",dns_host_name="dc1.example.test",'
+        f'portqry_ldap_root_dse_info{{{_DC},protocol="tcp",port="389",dns_host_name="dc1.example.test",'
         'default_naming_context="DC=example,DC=test",server_name="CN=DC1",domain_functionality="7",'
         'forest_functionality="7",domain_controller_functionality="7"}',
         "1x20",
     ),
-    ('portqry_ldap_highest_committed_usn{target="dc1",protocol="tcp",port="389"}', "4000+3x20"),
-    ('portqry_ldap_synchronized{target="dc1",protocol="tcp",port="389"}', "1x20"),
-    ('portqry_ldap_global_catalog_ready{target="dc1",protocol="tcp",port="389"}', "1x20"),
-    ('portqry_ldap_clock_offset_seconds{target="dc1",protocol="tcp",port="389"}', "0.2x20"),
-    ('portqry_netlogon_dc_flag{target="dc1",flag="pdc"}', "1x20"),
-    ('portqry_dns_rcode{target="dc1",protocol="udp",port="53"}', "0x20"),
+    (f'portqry_ldap_highest_committed_usn{{{_DC},protocol="tcp",port="389"}}', "4000+3x20"),
+    (f'portqry_ldap_synchronized{{{_DC},protocol="tcp",port="389"}}', "1x20"),
+    (f'portqry_ldap_global_catalog_ready{{{_DC},protocol="tcp",port="389"}}', "1x20"),
+    (f'portqry_ldap_clock_offset_seconds{{{_DC},protocol="tcp",port="389"}}', "0.2x20"),
+    *[
+        (
+            f'portqry_dc_role{{{_DC_NO_ADDRESS},role="{role}"}}',
+            "1x20" if role in {"pdc", "gc", "ldap", "ds", "kdc"} else "0x20",
+        )
+        for role in DS_FLAG_NAMES
+    ],
+    (f'portqry_client_site_info{{{_DOMAIN},target="dc1.example.test",site="HQ"}}', "1x20"),
+    (f'portqry_domain_controllers{{{_DOMAIN},site="HQ"}}', "1x20"),
+    (f'portqry_domain_controllers{{{_DOMAIN},site="Branch"}}', "1x20"),
+    (f"portqry_domain_discovery_success{{{_DOMAIN}}}", "1x20"),
+    (f"portqry_domain_discovery_last_timestamp_seconds{{{_DOMAIN}}}", "0+60x20"),
+    (f"portqry_domain_min_reachable_dcs{{{_DOMAIN}}}", "1x20"),
+    (f'portqry_dns_rcode{{{_DC},protocol="udp",port="53"}}', "0x20"),
     (
-        'portqry_tls_cert_not_after_timestamp_seconds{target="dc1",port="636",subject="CN=dc1",issuer="CN=dc1"}',
+        f'portqry_tls_cert_not_after_timestamp_seconds{{{_DC},port="636",subject="CN=dc1",issuer="CN=dc1"}}',
         "1e9x20",
     ),
-    ('portqry_kerberos_error_code{target="dc1",protocol="udp",port="88"}', "6x20"),
+    (f'portqry_kerberos_error_code{{{_DC},protocol="udp",port="88"}}', "6x20"),
 ]
 
 
@@ -136,6 +160,19 @@ def _failing_series() -> list[tuple[str, str]]:
             values = "0x20"
         changed.append((series, values))
     return changed
+
+
+# Series only `[[domains]]` discovery produces (and the roles, which the end-to-end test does not rely on).
+_DISCOVERY_ONLY = ("portqry_domain_", "portqry_client_site_info", "portqry_dc_role")
+
+
+def _targets_only_series() -> list[tuple[str, str]]:
+    """The healthy DC as a configured `[[targets]]` entry with a `domain` key: no site, no discovery series."""
+    return [
+        (series.replace(',site="HQ"', ""), values)
+        for series, values in _HEALTHY_SERIES
+        if not series.startswith(_DISCOVERY_ONLY)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -160,12 +197,22 @@ def test_datasource_and_target_variables(dashboard: dict[str, Any]) -> None:
     datasource = variables["datasource"]
     assert datasource["type"] == "datasource"
     assert datasource["query"] == "prometheus"
-    target = variables["target"]
-    assert target["type"] == "query"
-    assert target["datasource"] == DATASOURCE
-    assert target["query"]["query"] == target["definition"]
-    assert target["definition"].startswith("label_values(portqry_") and target["definition"].endswith(", target)")
-    assert target["includeAll"] and target["multi"] and target["allValue"] == ".*"
+    assert [name for name in variables if name != "datasource"] == ["domain", "site", "target"]
+    for name in ("domain", "site", "target"):
+        variable = variables[name]
+        assert variable["type"] == "query"
+        assert variable["datasource"] == DATASOURCE
+        assert variable["query"]["query"] == variable["definition"]
+        assert variable["definition"].startswith("label_values(portqry_port_state")
+        assert variable["definition"].endswith(f", {name})")
+        # All is ".*", which also matches an empty domain or site (a configured target has no site)
+        assert variable["includeAll"] and variable["multi"] and variable["allValue"] == ".*"
+    assert variables["domain"]["definition"] == "label_values(portqry_port_state, domain)"
+    # each chained to the ones before it
+    assert 'domain=~"$domain"' in variables["site"]["definition"]
+    assert {'domain=~"$domain"', 'site=~"$site"'} <= {
+        matcher.strip() for matcher in variables["target"]["definition"].split("{")[1].split("}")[0].split(",")
+    }
 
 
 def test_panels_have_unique_ids_and_fit_the_grid(dashboard: dict[str, Any]) -> None:
@@ -208,7 +255,7 @@ def test_every_panel_and_query_uses_the_datasource_variable(dashboard: dict[str,
 
 def test_state_panels_map_every_portqry_state(dashboard: dict[str, Any]) -> None:
     words = {"LISTENING", "NOT LISTENING", "FILTERED", "LISTENING or FILTERED"}
-    for title in ("State matrix (target x port)", "Port state over time"):
+    for title in ("State matrix (target x port)", "Port state over time", DOMAIN_MATRIX):
         (panel,) = [panel for panel in _panels(dashboard) if panel["title"] == title]
         (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
         assert {option["text"] for option in mapping["options"].values()} == words, title
@@ -234,17 +281,35 @@ def test_queries_use_readme_metrics_and_labels() -> None:
                 assert set(value.split("|")) <= states, f"{title}: unknown state {value!r}"
             if "target" in readme.labels:
                 assert labels.get("target") == ["$target"], f"{title}: {metric} is not filtered by $target"
+            if "domain" in readme.labels:
+                assert labels.get("domain") == ["$domain"], f"{title}: {metric} is not filtered by $domain"
+            # portqry_client_site_info's site is the exporter's site, not a DC's: $site does not apply
+            if "site" in readme.labels and metric != "portqry_client_site_info":
+                assert labels.get("site") == ["$site"], f"{title}: {metric} is not filtered by $site"
 
 
 def test_queries_become_runnable() -> None:
     for title, expr in dashboard_queries():
         assert "$" not in runnable(expr), title
-        assert runnable(expr, {"target": "dc1"}) != runnable(expr) or "$target" not in expr
+        for name in ("target", "domain", "site"):
+            assert runnable(expr, {name: "x"}) != runnable(expr) or f"${name}" not in expr, (title, name)
 
 
 def test_empty_when_healthy_names_real_panels() -> None:
     titles = {title for title, _ in dashboard_queries()}
     assert titles >= EMPTY_WHEN_HEALTHY
+    assert EMPTY_WHEN_HEALTHY == FAILURE_PANELS | DOMAIN_PANELS
+    assert {DOMAIN_MATRIX, DC_ROLES} <= titles
+
+
+def test_domain_panels_sit_in_the_domains_row(dashboard: dict[str, Any]) -> None:
+    """The discovery panels, the domain matrix and the roles table are under the first row, "Domains"."""
+    rows = [panel for panel in dashboard["panels"] if panel["type"] == "row"]
+    assert rows[0]["title"].startswith("Domains")
+    top, next_row = rows[0]["gridPos"]["y"], rows[1]["gridPos"]["y"]
+    for panel in _panels(dashboard):
+        if panel["title"] in DOMAIN_PANELS | {DOMAIN_MATRIX}:
+            assert top < panel["gridPos"]["y"] < next_row, panel["title"]
 
 
 def _query_rules(path: Path) -> Path:
@@ -261,12 +326,22 @@ def test_promtool_parses_every_query(tmp_path: Path) -> None:
     run_promtool("check", "rules", str(rules))
 
 
-def _expression_test(name: str, series: list[tuple[str, str]], empty: frozenset[str]) -> dict[str, Any]:
+def _expression_test(
+    name: str,
+    series: list[tuple[str, str]],
+    empty: frozenset[str],
+    variables: dict[str, str] | None = None,
+    unchecked: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """Every query has data, except those of the ``empty`` panels (none) and the ``unchecked`` ones (either)."""
     tests = []
     for title, expr in dashboard_queries():
+        if title in unchecked:
+            continue
         # `count(q) > bool 0` is {} 1 when q has data and nothing when it is empty
         samples = [] if title in empty else [{"labels": "{}", "value": 1}]
-        tests.append({"expr": f"count(\n{runnable(expr)}\n) > bool 0", "eval_time": "15m", "exp_samples": samples})
+        query = runnable(expr, variables)
+        tests.append({"expr": f"count(\n{query}\n) > bool 0", "eval_time": "15m", "exp_samples": samples})
     return {
         "name": name,
         "interval": "1m",
@@ -275,27 +350,158 @@ def _expression_test(name: str, series: list[tuple[str, str]], empty: frozenset[
     }
 
 
+_SELECTED = {"domain": "example\\\\.test", "site": "HQ", "target": "dc1\\\\.example\\\\.test"}
+
+
 @pytest.mark.parametrize(
-    ("name", "series", "empty"),
+    ("name", "series", "empty", "variables", "unchecked"),
     [
-        ("healthy dc: every panel but the failure lists has data", _HEALTHY_SERIES, EMPTY_WHEN_HEALTHY),
+        (
+            "healthy discovered dc: every panel but the failure lists has data",
+            _HEALTHY_SERIES,
+            FAILURE_PANELS,
+            None,
+            frozenset(),
+        ),
         (
             "tcp/389 filtered, a dynamic endpoint unreachable: every panel has data",
             _failing_series(),
             frozenset(),
+            None,
+            frozenset(),
+        ),
+        (
+            "domain, site and target selected: the same panels have data",
+            _HEALTHY_SERIES,
+            FAILURE_PANELS,
+            _SELECTED,
+            frozenset(),
+        ),
+        # what the end-to-end test checks: the domain panels may be empty (or partly filled) there
+        (
+            "configured target, no [[domains]]: every panel but EMPTY_WHEN_HEALTHY has data",
+            _targets_only_series(),
+            FAILURE_PANELS,
+            None,
+            DOMAIN_PANELS,
         ),
     ],
-    ids=["healthy", "failing"],
+    ids=["healthy", "failing", "selected", "targets-only"],
 )
 def test_panels_have_data_on_synthetic_series(
-    tmp_path: Path, name: str, series: list[tuple[str, str]], empty: frozenset[str]
+    tmp_path: Path,
+    name: str,
+    series: list[tuple[str, str]],
+    empty: frozenset[str],
+    variables: dict[str, str] | None,
+    unchecked: frozenset[str],
 ) -> None:
+    test = _expression_test(name, series, empty, variables, unchecked)
     tests = tmp_path / "dashboard.test.yml"
-    tests.write_text(
-        yaml.safe_dump({"evaluation_interval": "1m", "tests": [_expression_test(name, series, empty)]}),
-        encoding="utf-8",
-    )
+    tests.write_text(yaml.safe_dump({"evaluation_interval": "1m", "tests": [test]}), encoding="utf-8")
     run_promtool("test", "rules", str(tests))
+
+
+def _query(title: str) -> str:
+    (expr,) = [expr for panel_title, expr in dashboard_queries() if panel_title == title]
+    return runnable(expr)
+
+
+def _port(labels: str, proto: str, port: str, state: str) -> list[dict[str, str]]:
+    return [
+        {
+            "series": f'portqry_port_state{{{labels},protocol="{proto}",port="{port}",portqry_port_state="{s}"}}',
+            "values": "1x5" if s == state else "0x5",
+        }
+        for s in ("listening", "not_listening", "filtered", "listening_or_filtered")
+    ]
+
+
+def test_domain_matrix_rows_are_domain_site_dc(tmp_path: Path) -> None:
+    """One row label ``dc`` = "domain / site / DC" ("-" when empty), one column per endpoint, the state code."""
+    hq = 'target="dc1.example.test",address="198.18.0.10",domain="example.test",site="HQ",service="x"'
+    hq6 = 'target="dc1.example.test",address="2001:db8::10",domain="example.test",site="HQ",service="x"'
+    branch = 'target="dc3.example.test",address="198.18.0.20",domain="example.test",site="Branch",service="x"'
+    configured = 'target="dc9",address="198.18.0.90",service="x"'
+    series = [
+        *_port(hq, "tcp", "389", "listening"),
+        *_port(hq6, "tcp", "389", "filtered"),  # the worse address wins: one cell per DC and port
+        *_port(hq, "udp", "88", "not_listening"),
+        *_port(branch, "tcp", "389", "listening_or_filtered"),
+        *_port(configured, "tcp", "389", "filtered"),
+    ]
+
+    def sample(dc: str, labels: str, proto: str, port: str, value: int) -> dict[str, Any]:
+        return {
+            "labels": f'{{dc="{dc}",{labels},protocol="{proto}",port="{port}",endpoint="{proto}/{port}"}}',
+            "value": value,
+        }
+
+    expected = [
+        sample(
+            "example.test / HQ / dc1.example.test",
+            'domain="example.test",site="HQ",target="dc1.example.test"',
+            "tcp",
+            "389",
+            2,
+        ),
+        sample(
+            "example.test / HQ / dc1.example.test",
+            'domain="example.test",site="HQ",target="dc1.example.test"',
+            "udp",
+            "88",
+            3,
+        ),
+        sample(
+            "example.test / Branch / dc3.example.test",
+            'domain="example.test",site="Branch",target="dc3.example.test"',
+            "tcp",
+            "389",
+            1,
+        ),
+        sample("- / - / dc9", 'domain="-",site="-",target="dc9"', "tcp", "389", 2),
+    ]
+    roles = [
+        {
+            "series": 'portqry_dc_role{domain="example.test",site="HQ",target="dc1.example.test",role="pdc"}',
+            "values": "1x5",
+        },
+        {
+            "series": 'portqry_dc_role{domain="example.test",site="HQ",target="dc1.example.test",role="gc"}',
+            "values": "0x5",
+        },
+    ]
+    role_samples = [
+        {
+            "labels": f'{{__name__="portqry_dc_role",dc="example.test / HQ / dc1.example.test",domain="example.test",'
+            f'site="HQ",target="dc1.example.test",role="{role}"}}',
+            "value": value,
+        }
+        for role, value in (("pdc", 1), ("gc", 0))
+    ]
+    test = {
+        "name": "domain matrix and roles rows",
+        "interval": "1m",
+        "input_series": series + roles,
+        "promql_expr_test": [
+            {"expr": _query(DOMAIN_MATRIX), "eval_time": "3m", "exp_samples": expected},
+            {"expr": _query(DC_ROLES), "eval_time": "3m", "exp_samples": role_samples},
+        ],
+    }
+    path = tmp_path / "matrix.test.yml"
+    path.write_text(yaml.safe_dump({"evaluation_interval": "1m", "tests": [test]}), encoding="utf-8")
+    run_promtool("test", "rules", str(path))
+
+
+def test_domain_matrix_transformation(dashboard: dict[str, Any]) -> None:
+    """Rows from the ``dc`` label, columns from ``endpoint``; the roles table pivots ``role`` the same way."""
+    panels = {panel["title"]: panel for panel in _panels(dashboard)}
+    for title, column in ((DOMAIN_MATRIX, "endpoint"), (DC_ROLES, "role")):
+        (transformation,) = panels[title]["transformations"]
+        assert transformation["id"] == "groupingToMatrix"
+        assert transformation["options"]["rowField"] == "dc"
+        assert transformation["options"]["columnField"] == column
+        assert panels[title]["targets"][0]["instant"] and panels[title]["targets"][0]["format"] == "table"
 
 
 def test_synthetic_series_match_the_readme() -> None:

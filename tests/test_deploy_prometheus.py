@@ -9,7 +9,10 @@ The rules are checked three ways:
   ``portqry_port_state`` value the rules use exists there;
 - for the conventions the end-to-end test relies on: each alert has ``for:``, a ``severity`` label,
   ``summary``, ``description`` and ``runbook`` annotations naming the target (and the port where the series
-  has one), and ``rules_with_for()`` can shorten every ``for:``.
+  has one; the domain, and the site, for the domain alerts), and ``rules_with_for()`` can shorten every
+  ``for:``;
+- for the labels of issue 10: an aggregation that keeps ``target`` keeps ``domain`` and ``site`` too, and the
+  site rules join on the exporter's own ``(job, instance, domain, site)``.
 
 promtool comes from Debian's ``prometheus`` package. Without it these tests skip, except under ``CI=true``,
 where they fail.
@@ -55,13 +58,31 @@ REQUIRED_ALERTS = frozenset(
         "PortqryExporterDown",
         "PortqryProbesStale",
         "PortqryExporterConfigReloadFailed",
+        # issue 10: the domain is the target
+        "PortqryOwnSiteDcPortDown",
+        "PortqryOwnSiteNoLdapDc",
+        "PortqryDomainTooFewReachableDcs",
+        "PortqryDomainDiscoveryFailing",
+        "PortqryDomainDiscoveryStale",
     }
 )
+# Alerts about a domain (or a site of it) as a whole: they name the domain and the exporter's instance, no target.
+DOMAIN_ALERTS = frozenset(
+    {
+        "PortqryOwnSiteNoLdapDc",
+        "PortqryDomainTooFewReachableDcs",
+        "PortqryDomainDiscoveryFailing",
+        "PortqryDomainDiscoveryStale",
+    }
+)
+# Alerts about the exporter's own site: they name the site as well.
+SITE_ALERTS = frozenset({"PortqryOwnSiteDcPortDown", "PortqryOwnSiteNoLdapDc"})
 # Alerts about the exporter itself: they name the exporter's instance, not a probed target.
 EXPORTER_ALERTS = frozenset({"PortqryExporterDown", "PortqryExporterNotReady", "PortqryExporterConfigReloadFailed"})
 SEVERITIES = frozenset({"critical", "warning", "info"})
 _FOR_LINE = re.compile(r"^(\s+for:\s*)(\S+)\s*$", re.M)
 _DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
+_BY = re.compile(r"\b(by|on)\s*\(([^)]*)\)")
 
 
 def rules_with_for(source: Path, destination: Path, duration: str = "10s") -> Path:
@@ -109,6 +130,49 @@ def test_promtool_unit_tests_fail_when_a_rule_changes(tmp_path: Path) -> None:
     assert "PortqryDcClockSkew" in result.stdout + result.stderr
 
 
+# A one-line mutation of each domain rule and the alert whose unit tests catch it.
+DOMAIN_MUTATIONS = {
+    "own-site join takes site empty": (
+        'on (job, instance, domain, site)\n            max_over_time(portqry_client_site_info{site!=""}[15m])',
+        "on (job, instance, domain, site)\n            max_over_time(portqry_client_site_info[15m])",
+        "PortqryOwnSiteDcPortDown",
+    ),
+    "site known only while reported": (
+        '(max_over_time(portqry_client_site_info{site!=""}[15m]))',
+        '(portqry_client_site_info{site!=""})',
+        "PortqryOwnSiteNoLdapDc",
+    ),
+    "sites without a dc page": (
+        "portqry_domain_controllers > 0",
+        "portqry_domain_controllers >= 0",
+        "PortqryOwnSiteNoLdapDc",
+    ),
+    "zero reachable never compared": (
+        "0 * group by (job, instance, domain) (portqry_domain_min_reachable_dcs)",
+        "0 * group by (job, instance, domain) (portqry_domain_min_reachable_dcs == 0)",
+        "PortqryDomainTooFewReachableDcs",
+    ),
+    "fires at exactly min": (
+        "< on (job, instance, domain)",
+        "<= on (job, instance, domain)",
+        "PortqryDomainTooFewReachableDcs",
+    ),
+}
+
+
+@pytest.mark.parametrize(("old", "new", "alert"), DOMAIN_MUTATIONS.values(), ids=DOMAIN_MUTATIONS.keys())
+def test_promtool_unit_tests_catch_domain_rule_changes(tmp_path: Path, old: str, new: str, alert: str) -> None:
+    """The domain rules' unit tests are not vacuous either: each mutation fails the alert's own test case."""
+    text = RULES.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} not found once in {RULES.name}"
+    (tmp_path / RULES.name).write_text(text.replace(old, new), encoding="utf-8")
+    shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
+    run_promtool("check", "rules", RULES.name, cwd=tmp_path)  # still valid rules: the tests fail on behaviour
+    result = run_promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert f"alertname: {alert}" in result.stdout + result.stderr
+
+
 def test_promtool_check_scrape_config() -> None:
     run_promtool("check", "config", SCRAPE_CONFIG.name, cwd=PROMETHEUS_DIR)
 
@@ -133,9 +197,15 @@ def test_alert_has_for_severity_and_annotations(rule: dict[str, Any]) -> None:
     assert rule.get("labels", {}).get("severity") in SEVERITIES
     annotations = rule.get("annotations", {})
     assert {"summary", "description", "runbook"} <= set(annotations)
-    if rule["alert"] in EXPORTER_ALERTS:
+    if rule["alert"] in SITE_ALERTS:
         for key in ("summary", "description"):
-            assert "$labels.instance" in annotations[key], f"{rule['alert']}: {key} does not name the instance"
+            for label in ("domain", "site"):
+                assert f"$labels.{label}" in annotations[key], f"{rule['alert']}: {key} does not name the {label}"
+    if rule["alert"] in EXPORTER_ALERTS | DOMAIN_ALERTS:
+        labels = ("instance",) if rule["alert"] in EXPORTER_ALERTS else ("instance", "domain")
+        for label in labels:
+            assert f"$labels.{label}" in annotations["description"], f"{rule['alert']}: description lacks {label}"
+        assert "$labels.instance" in annotations["summary"] or "$labels.domain" in annotations["summary"]
         return
     for key in ("summary", "description"):
         assert "$labels.target" in annotations[key], f"{rule['alert']}: {key} does not name the target"
@@ -166,6 +236,18 @@ def test_rules_use_only_readme_metrics_and_labels() -> None:
         for text in rule["annotations"].values():
             for name in re.findall(r"\bportqry_[a-z0-9_]+\b", text):
                 assert base_name(name, metrics) in metrics, f"{rule['alert']}: annotation names {name}"
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_aggregations_keep_domain_and_site(rule: dict[str, Any]) -> None:
+    """A ``by``/``on`` list that keeps the DC (``target``) keeps its ``domain`` and ``site``, for routing."""
+    for keyword, body in _BY.findall(rule["expr"]):
+        labels = {label.strip() for label in body.split(",") if label.strip()}
+        if "target" in labels:
+            assert {"domain", "site"} <= labels, f"{rule['alert']}: {keyword} ({body}) drops domain or site"
+        if "site" in labels and keyword == "on":
+            # the exporter's site is per exporter: a site join must not match another exporter's site
+            assert {"job", "instance", "domain"} <= labels, f"{rule['alert']}: on ({body}) is not per exporter"
 
 
 def test_udp_ldap_alert_ignores_listening_or_filtered() -> None:
