@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -63,3 +64,25 @@ def test_rpc_bound_to_two_ports_gives_no_duplicate_series() -> None:
         s for f in text_string_to_metric_families(text) for s in f.samples if s.name == "portqry_rpc_endpoint_reachable"
     ]
     assert {s.labels["interface"] for s in reachable} == {"[MS-DRSR]", "[MS-LSAT]"}
+
+
+def test_two_addresses_never_collide_and_a_gone_address_leaves() -> None:
+    store = ResultStore(duration_buckets(1.0))
+    registry = CollectorRegistry()
+    registry.register(PortqryCollector(store, ExporterStatus()))
+    a = rpc_result(135)
+    b = dataclasses.replace(a, address="198.18.0.3")
+    store.record("dc1", [a, b], domain="corp.test", site="Hub")
+    text = generate_latest(registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for family in families.values():
+        keys = [(s.name, tuple(sorted(s.labels.items()))) for s in family.samples]
+        assert len(keys) == len(set(keys)), family.name
+    states = {
+        (s.labels["address"], s.labels["domain"], s.labels["site"]) for s in families["portqry_port_state"].samples
+    }
+    assert states == {("198.18.0.2", "corp.test", "Hub"), ("198.18.0.3", "corp.test", "Hub")}
+    assert {s.labels["address"] for s in families["portqry_rpc_endpoints"].samples} == {"198.18.0.2", "198.18.0.3"}
+    store.record("dc1", [b], domain="corp.test", site="Hub")  # the name no longer resolves to .2
+    text = generate_latest(registry).decode()
+    assert 'address="198.18.0.2"' not in text and 'address="198.18.0.3"' in text

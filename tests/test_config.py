@@ -9,7 +9,7 @@ import pytest
 from exporter.config import load_config
 from exporter.errors import ConfigError
 from exporter.model import parse_port_spec
-from exporter.plan import plan
+from exporter.plan import domain_plans, plan
 
 DATA = Path(__file__).parent / "data" / "config"
 ROOT = Path(__file__).parent.parent
@@ -107,6 +107,12 @@ EXPECTED = {
         "unknown service 'Kerberoz'; did you mean 'Kerberos'",
     ),
     "invalid-unknown-profile.toml": ("targets[0].profiles[1]", "did you mean 'domain-controller'"),
+    "invalid-domain-single-label.toml": ("domains[0].name", "'localhost' is not an AD DNS domain name"),
+    "invalid-domain-rediscover.toml": ("domains[0].rediscover_seconds", "greater than or equal to 1 (got 0)"),
+    "invalid-domain-site.toml": ("domains[0].sites", "'Hub Site' is not an AD site name"),
+    "invalid-duplicate-domain.toml": ("domains[1].name", "duplicate domain 'corp.example'"),
+    "invalid-domain-addresses.toml": ("domains[0].addresses", "'all' or 'first'"),
+    "invalid-domain-unknown-profile.toml": ("domains[0].profiles[0]", "did you mean 'domain-controller'"),
 }
 
 
@@ -184,3 +190,34 @@ def test_both_binding_binds_tcp_and_udp(tmp_path: Path) -> None:
         ("tcp", 1389): "ldap",
         ("udp", 1389): "ldap",
     }
+
+
+def test_a_domain_entry_plans_every_dc_alike(tmp_path: Path) -> None:
+    path = tmp_path / "d.toml"
+    path.write_text(
+        '[defaults]\ninterval_seconds = 20\n[[domains]]\nname = "Corp.Example."\nsites = ["Hub"]\n'
+        "min_reachable_dcs = 1\nrediscover_seconds = 1\n"
+        '[[targets]]\nname = "t"\nhost = "127.0.0.1"\nports = ["tcp/1"]\n'
+    )
+    settings = load_config(path)
+    [domain] = domain_plans(settings)
+    [target] = plan(settings)
+    assert (domain.name, domain.sites, domain.min_reachable_dcs, domain.rediscover_seconds) == (
+        "corp.example",
+        ("Hub",),
+        1,
+        1.0,
+    )
+    dc = domain.dc_plan("dc1.corp.example", "Hub")
+    assert (dc.name, dc.host, dc.domain, dc.site, dc.addresses, dc.interval_seconds) == (
+        "dc1.corp.example",
+        "dc1.corp.example",
+        "corp.example",
+        "Hub",
+        "all",  # every address of a DC by default
+        20.0,
+    )
+    # nothing named: the domain-controller profile, the ping and the realm ask the domain
+    assert {("tcp", 389), ("udp", 389), ("tcp", 88), ("tcp", 135)} <= {(s.protocol, s.port) for s in dc.specs}
+    assert dc.options.params.domain == "corp.example"
+    assert (target.addresses, target.domain, target.site) == ("first", "", "")

@@ -170,3 +170,22 @@ async def test_service_labels() -> None:
         ProbeOptions(timeout_seconds=0.2, protocol_probes=False),
     )
     assert [r.service for r in results] == ["epmap", "ldap", "unknown service", "LDAP Server"]
+
+
+async def test_every_address_of_a_name_or_the_first() -> None:
+    with (
+        dns_server({"multi.test": ["127.0.0.2", "127.0.0.3"]}) as (_h, dns_port, queries),
+        tcp_listener("127.0.0.2") as port,
+    ):
+        resolver = Resolver(["127.0.0.1"], port=dns_port, timeout=1.0)
+        both = await engine(resolver=resolver).probe_target(
+            "multi", "multi.test", [port_spec("tcp", port)], FAST, addresses="all"
+        )
+        first = await engine(resolver=resolver).probe_target("multi", "multi.test", [port_spec("tcp", port)], FAST)
+    assert sorted((r.address, r.state) for r in both) == [
+        ("127.0.0.2", PortState.LISTENING),
+        ("127.0.0.3", PortState.NOT_LISTENING),
+    ]
+    assert len(first) == 1 and first[0].address in {"127.0.0.2", "127.0.0.3"}  # the server's order decides
+    # "all" asks A and AAAA; "first" stops at the first record type that answers
+    assert queries == ["multi.test. A", "multi.test. AAAA", "multi.test. A"]
