@@ -220,3 +220,39 @@ async def test_the_daemon_follows_dns_and_keeps_the_last_good_list(tmp_path: Pat
             assert scheduler.domain_controllers(DOMAIN)[0].host == f"dc1.{DOMAIN}"
         finally:
             await scheduler.stop()
+
+
+def test_sd_lists_the_discovered_dcs_and_the_configured_targets(tmp_path: Path) -> None:
+    import json
+    import urllib.request
+
+    from tests.daemon import run_daemon
+
+    with two_dcs() as (_cldap, _srv, dns_port, tcp_port):
+        cfg = write_config(
+            tmp_path,
+            dns_port,
+            f'[[domains]]\nname = "{DOMAIN}"\nports = ["tcp/{tcp_port}"]\n'
+            f'[[targets]]\nname = "web"\nhost = "127.0.0.1"\ndomain = "{DOMAIN}"\nports = ["tcp/{tcp_port}"]\n',
+        )
+        with run_daemon(cfg) as d:
+            d.wait_for(lambda x: x.get("/-/ready")[0] == 200, timeout=15)
+
+            def sd(query: str = "") -> list[dict[str, object]]:
+                with urllib.request.urlopen(d.url + "/sd" + query, timeout=5) as reply:
+                    assert reply.headers["Content-Type"] == "application/json"
+                    return json.loads(reply.read())  # type: ignore[no-any-return]
+
+            groups = sd()
+            assert {g["targets"][0] for g in groups} == {"127.0.0.1", f"dc1.{DOMAIN}", f"dc2.{DOMAIN}"}  # type: ignore[index]
+            dc1 = next(g for g in groups if g["targets"] == [f"dc1.{DOMAIN}"])
+            assert dc1["labels"]["__meta_portqry_domain"] == DOMAIN  # type: ignore[index]
+            assert dc1["labels"]["__meta_portqry_site"] == "Hub"  # type: ignore[index]
+            assert ",pdc," in dc1["labels"]["__meta_portqry_roles"]  # type: ignore[index]
+            assert [g["targets"] for g in sd("?site=branch")] == [[f"dc2.{DOMAIN}"]]
+            assert {g["targets"][0] for g in sd(f"?domain={DOMAIN.upper()}")} == {  # type: ignore[index]
+                "127.0.0.1",
+                f"dc1.{DOMAIN}",
+                f"dc2.{DOMAIN}",
+            }
+            assert sd("?domain=other.test") == []
