@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -134,6 +135,18 @@ def _stop_on_signals() -> None:
         signal.signal(sig, stop)
 
 
+@contextlib.contextmanager
+def _subnet_lock(network: ipaddress.IPv4Network) -> Iterator[None]:
+    """Hold ``$TMPDIR/pq-bench-discovery-<subnet>.lock`` for the whole run: two benchmarks, two subnets."""
+    path = Path(tempfile.gettempdir()) / f"pq-bench-discovery-{network.network_address}.lock"
+    with path.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another bench.discovery uses {network}: pick another --subnet") from None
+        yield
+
+
 def _subnet_free(network: ipaddress.IPv4Network) -> None:
     prefix = ".".join(str(network.network_address).split(".")[:3]) + "."
     listing = testbed.run(["ip", "-4", "-o", "addr", "show"], timeout=10).stdout
@@ -152,10 +165,19 @@ def fake_dcs(fleet_: list[DC], network: ipaddress.IPv4Network) -> Iterator[tuple
     reason = testbed.netns_unavailable_reason()
     if reason is not None:
         raise RuntimeError(f"bench namespace unavailable: {reason}")
-    _subnet_free(network)
-    ns = testbed.Namespace.create("disc", icmp_deterministic=True)
+    with _subnet_lock(network):
+        _subnet_free(network)
+        with _namespace(fleet_, network) as found:
+            yield found
+
+
+@contextlib.contextmanager
+def _namespace(fleet_: list[DC], network: ipaddress.IPv4Network) -> Iterator[tuple[testbed.Namespace, Any]]:
+    """The namespace, its addresses and the fake DCs; :meth:`Namespace.teardown` and the temp dir's removal on exit."""
     tmp = testbed.make_tempdir("disc")
+    ns = None
     try:
+        ns = testbed.Namespace.create("disc", icmp_deterministic=True)  # registered: the exit hook is a backstop
         testbed.run(["ip", "addr", "add", f"{network[1]}/{network.prefixlen}", "dev", ns.veth_host])
         batch = "".join(f"addr add {dc.address}/{network.prefixlen} dev {ns.veth_ns}\n" for dc in fleet_)
         ns.run(["ip", "-batch", "-"], input_text=batch)
@@ -183,7 +205,8 @@ def fake_dcs(fleet_: list[DC], network: ipaddress.IPv4Network) -> Iterator[tuple
             raise RuntimeError(f"{len(bound)} UDP sockets on :{CLDAP_PORT} in {ns.name}, expected {len(fleet_)}")
         yield ns, proc
     finally:
-        ns.teardown()  # the helper, the veth pair (and with it every address and route of the subnet), the namespace
+        if ns is not None:
+            ns.teardown()  # the helper, the veth pair (with it every address and route of the subnet), the namespace
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -347,4 +370,11 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (RuntimeError, testbed.TestbedError) as exc:  # the fixture could not be built or a child failed
+        print(f"bench.discovery: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:  # the with blocks have run: namespace, helper, DNS server and temp dir are gone
+        print("bench.discovery: interrupted; fixture removed", file=sys.stderr)
+        sys.exit(130)
