@@ -288,6 +288,7 @@ for address in sys.argv[2:]:
 
 def _dig(server: str, name: str, rtype: str) -> list[str]:
     """``dig @server +short name rtype``: the answer lines, sorted (only our DC's DNS is ever asked)."""
+    testbed.require_netns("dig")
     proc = subprocess.run(
         ["dig", f"@{server}", "-p", "53", "+short", "+time=2", "+tries=2", "+norecurse", name, rtype],
         capture_output=True, text=True, timeout=LDAPSEARCH_TIMEOUT, check=True,
@@ -301,6 +302,7 @@ def _dig_srv_targets(server: str, name: str) -> set[str]:
 
 def _root_dse(address: str, *attrs: str) -> str:
     """Anonymous rootDSE over TCP 389 with ``ldapsearch``; the LDIF (lines unfolded)."""
+    testbed.require_netns("ldapsearch")
     proc = subprocess.run(
         ["ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-o", "nettimeout=5", "-l", "10",
          "-H", f"ldap://{address}", "-b", "", "-s", "base", *attrs],
