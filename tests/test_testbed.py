@@ -158,7 +158,9 @@ def test_dc_dns_resolves_own_fqdn(dc: testbed.SambaDC) -> None:
     answer = resolver.resolve(dc.fqdn, "A", lifetime=5.0)
     assert [rr.to_text() for rr in answer] == [dc.address]
     srv = resolver.resolve(f"_ldap._tcp.{dc.dns_domain}", "SRV", lifetime=5.0)
-    assert {(rr.port, rr.target.to_text()) for rr in srv} == {(389, f"{dc.fqdn}.")}
+    assert (389, f"{dc.fqdn}.") in {(rr.port, rr.target.to_text()) for rr in srv}  # dc2 too, once it runs
+    pdc = resolver.resolve(f"_ldap._tcp.pdc._msdcs.{dc.dns_domain}", "SRV", lifetime=5.0)
+    assert {(rr.port, rr.target.to_text()) for rr in pdc} == {(389, f"{dc.fqdn}.")}
 
 
 def test_dc_has_no_dns_forwarder_and_no_default_route(dc: testbed.SambaDC) -> None:
@@ -262,6 +264,164 @@ def test_blocked_drops_then_restores(dc: testbed.SambaDC, dc_firewall: testbed.F
     assert "--dport 389" not in dc.ns.iptables("-S", "INPUT")
 
 
+# -- the second DC, in another site -------------------------------------------------------------------
+
+LDAPSEARCH_TIMEOUT = 15.0
+"""Seconds an ``ldapsearch`` or ``dig`` here may take."""
+
+_FINDDC_SCRIPT = r"""
+import sys
+from samba import credentials, net, param
+from samba.dcerpc import nbt
+lp = param.LoadParm()
+lp.load(sys.argv[1])
+creds = credentials.Credentials()
+creds.guess(lp)
+creds.set_anonymous()
+finder = net.Net(creds, lp)
+for address in sys.argv[2:]:
+    reply = finder.finddc(address=address, flags=nbt.NBT_SERVER_LDAP | nbt.NBT_SERVER_DS)
+    print(address, reply.pdc_dns_name, reply.server_site, reply.client_site)
+"""
+"""Samba's own CLDAP "LDAP ping" (``net.finddc``), run with the system python3 from the root namespace."""
+
+
+def _dig(server: str, name: str, rtype: str) -> list[str]:
+    """``dig @server +short name rtype``: the answer lines, sorted (only our DC's DNS is ever asked)."""
+    testbed.require_netns("dig")
+    proc = subprocess.run(
+        ["dig", f"@{server}", "-p", "53", "+short", "+time=2", "+tries=2", "+norecurse", name, rtype],
+        capture_output=True, text=True, timeout=LDAPSEARCH_TIMEOUT, check=True,
+    )  # fmt: skip
+    return sorted(line for line in proc.stdout.splitlines() if line and not line.startswith(";"))
+
+
+def _dig_srv_targets(server: str, name: str) -> set[str]:
+    return {line.split()[3].rstrip(".").lower() for line in _dig(server, name, "SRV")}
+
+
+def _root_dse(address: str, *attrs: str) -> str:
+    """Anonymous rootDSE over TCP 389 with ``ldapsearch``; the LDIF (lines unfolded)."""
+    testbed.require_netns("ldapsearch")
+    proc = subprocess.run(
+        ["ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-o", "nettimeout=5", "-l", "10",
+         "-H", f"ldap://{address}", "-b", "", "-s", "base", *attrs],
+        capture_output=True, text=True, timeout=LDAPSEARCH_TIMEOUT, check=True,
+    )  # fmt: skip
+    return proc.stdout
+
+
+def test_dc2_identity(dc: testbed.SambaDC, dc2: testbed.JoinedDC) -> None:
+    assert dc2.fqdn == "dc2.pqtest.test"
+    assert (dc2.realm, dc2.domain, dc2.dns_domain) == (dc.realm, dc.domain, dc.dns_domain)
+    assert (dc.site, dc2.site) == ("Default-First-Site-Name", "Branch-Site")
+    assert dc2.partner is dc
+    assert dc2.ns.subnet != dc.ns.subnet
+    assert dc2.address.startswith("198.18.") and dc2.address.endswith(".2")
+    assert dc2.address2 == dc2.address.rsplit(".", 1)[0] + ".3"
+    assert "forwarder" not in dc2.smb_conf.read_text().lower()
+    assert "default" not in dc2.ns.run(["ip", "-4", "route", "show"]).stdout
+
+
+@pytest.mark.parametrize("port", [389, 88, 135, 445, 53, 636])
+def test_dc2_accepts_tcp_from_the_root_namespace(dc2: testbed.JoinedDC, port: int) -> None:
+    _connect(dc2.address, port)
+    _connect(dc2.address2, port)
+
+
+def test_dc_dns_lists_both_dcs_and_one_per_site(dc: testbed.SambaDC, dc2: testbed.JoinedDC) -> None:
+    """dig at dc1:53: both DCs in ``_ldap._tcp.dc._msdcs``, one in each site's record, A for both."""
+    domain = dc.dns_domain
+    assert _dig_srv_targets(dc.address, f"_ldap._tcp.dc._msdcs.{domain}") == {dc.fqdn, dc2.fqdn}
+    assert _dig_srv_targets(dc.address, f"_ldap._tcp.Default-First-Site-Name._sites.dc._msdcs.{domain}") == {dc.fqdn}
+    assert _dig_srv_targets(dc.address, f"_ldap._tcp.Branch-Site._sites.dc._msdcs.{domain}") == {dc2.fqdn}
+    assert _dig_srv_targets(dc.address, f"_ldap._tcp.pdc._msdcs.{domain}") == {dc.fqdn}
+    assert _dig(dc.address, dc.fqdn, "A") == [dc.address]
+    assert _dig(dc.address, dc2.fqdn, "A") == [dc2.address]  # address2 only on request
+    assert dc.srv_targets(dc.ldap_srv_all) == {dc.fqdn, dc2.fqdn}  # the helper agrees with dig
+
+
+def test_dc2_rootdse_is_in_its_own_site(dc: testbed.SambaDC, dc2: testbed.JoinedDC) -> None:
+    dse = _root_dse(dc2.address, "serverName", "dnsHostName", "defaultNamingContext")
+    assert "serverName: CN=DC2,CN=Servers,CN=Branch-Site,CN=Sites,CN=Configuration,DC=pqtest,DC=test" in dse
+    assert "dnsHostName: dc2.pqtest.test" in dse
+    assert f"defaultNamingContext: {dc.base_dn}" in dse
+    assert "CN=Default-First-Site-Name," in _root_dse(dc.address, "serverName")
+
+
+def test_ldap_ping_reports_each_dcs_own_site(dc: testbed.SambaDC, dc2: testbed.JoinedDC) -> None:
+    """From the root namespace, each DC's LDAP ping says: the client is in my site (subnet mapping)."""
+    python = "/usr/bin/python3"  # samba-tool's interpreter: it has samba's bindings
+    conf = dc2.target_dir / "base.conf"
+    proc = subprocess.run(
+        [python, "-c", _FINDDC_SCRIPT, str(conf), dc.address, dc2.address, dc2.address2],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    rows = [line.split() for line in proc.stdout.splitlines()]
+    assert rows == [
+        [dc.address, dc.fqdn, dc.site, dc.site],
+        [dc2.address, dc2.fqdn, dc2.site, dc2.site],
+        [dc2.address2, dc2.fqdn, dc2.site, dc2.site],
+    ]
+
+
+def test_dcs_replicate_both_ways(dc: testbed.SambaDC, dc2: testbed.JoinedDC) -> None:
+    """Over the DC-to-DC veth: dc2 pulls from dc1 and dc1 pulls from dc2 (DRS, Kerberos, RPC)."""
+    creds = ("-U", "Administrator", f"--password={dc.admin_password}")
+    for runner, dest, source in ((dc2, dc2, dc), (dc, dc, dc2)):
+        proc = runner.samba_tool("drs", "replicate", dest.host_name, source.host_name, dc.base_dn, *creds)
+        assert "was successful" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_dc2_retire_and_reinstate(dc: testbed.SambaDC, dc2: testbed.JoinedDC) -> None:
+    all_dcs = f"_ldap._tcp.dc._msdcs.{dc.dns_domain}"
+    branch = f"_ldap._tcp.Branch-Site._sites.dc._msdcs.{dc.dns_domain}"
+    with dc2.retired():
+        assert _dig_srv_targets(dc.address, all_dcs) == {dc.fqdn}
+        assert _dig_srv_targets(dc.address, branch) == set()
+        assert _dig(dc.address, dc2.fqdn, "A") == [dc2.address]  # retired from discovery, still named
+        _connect(dc2.address, 389)  # and still running
+    assert _dig_srv_targets(dc.address, all_dcs) == {dc.fqdn, dc2.fqdn}
+    assert _dig_srv_targets(dc.address, branch) == {dc2.fqdn}
+    dc2.retire(site_record=False)
+    try:
+        assert _dig_srv_targets(dc.address, all_dcs) == {dc.fqdn}
+        assert _dig_srv_targets(dc.address, branch) == {dc2.fqdn}
+    finally:
+        dc2.reinstate(site_record=False)
+    assert _dig_srv_targets(dc.address, all_dcs) == {dc.fqdn, dc2.fqdn}
+
+
+def test_dc2_second_a_record(dc: testbed.SambaDC, dc2: testbed.JoinedDC) -> None:
+    with dc2.two_addresses() as records:
+        assert records == sorted([dc2.address, dc2.address2])
+        assert _dig(dc.address, dc2.fqdn, "A") == sorted([dc2.address, dc2.address2])
+        _connect(dc2.address2, 389)
+    assert _dig(dc.address, dc2.fqdn, "A") == [dc2.address]
+    name = f"extra.{dc.dns_domain}"  # any name: add_a_record/remove_a_record on the DNS server's DC
+    dc.add_a_record(name, dc2.address2)
+    try:
+        assert _dig(dc.address, name, "A") == [dc2.address2]
+    finally:
+        dc.remove_a_record(name, dc2.address2)
+    assert _dig(dc.address, name, "A") == []
+
+
+def test_dc2_firewall_blocks_dc2_only(
+    dc: testbed.SambaDC, dc2: testbed.JoinedDC, dc2_firewall: testbed.Firewall
+) -> None:
+    assert dc2_firewall.address == dc2.address
+    _connect(dc2_firewall.address, dc2_firewall.ports.tcp_listen)
+    with dc2_firewall.blocked("tcp", 389) as spec:
+        with pytest.raises(TimeoutError):
+            _connect(dc2.address, 389, timeout=0.5)
+        assert dc2_firewall.packet_count(*spec) >= 1
+        _connect(dc.address, 389)
+    _connect(dc2.address, 389)
+    assert "--dport 389" not in dc2.ns.iptables("-S", "INPUT")
+    assert "--dport 389" not in dc.ns.iptables("-S", "INPUT")
+
+
 # -- SNMP and DNS peers -------------------------------------------------------------------------------
 
 
@@ -309,6 +469,87 @@ def test_namespace_teardown_leaves_nothing() -> None:
         ns.teardown()
     assert ns.name not in testbed.run(["ip", "netns", "list"]).stdout
     assert ns.veth_host not in testbed.run(["ip", "-o", "link", "show"]).stdout
+
+
+def _blackhole_routes() -> str:
+    return testbed.run(["ip", "-4", "route", "show", "type", "blackhole"]).stdout
+
+
+@pytest.mark.testbed
+def test_blackhole_outlives_its_namespace() -> None:
+    """``blackhole=True``: once the namespace is gone its /24 goes nowhere (EINVAL, no packet sent)."""
+    testbed.require_netns()
+    ns = testbed.Namespace.create("bh", blackhole=True)
+    try:
+        second = ns.add_address(3)
+        ns.start_listeners(tcp=[7003])
+        _connect(ns.address, 7003)  # the veth's connected route wins while the namespace lives
+        _connect(second, 7003)
+        assert f"blackhole {ns.subnet} metric {os.getpid()}" in _blackhole_routes()
+    finally:
+        ns.teardown()
+    try:
+        assert ns.veth_host not in testbed.run(["ip", "-o", "link", "show"]).stdout
+        assert f"blackhole {ns.subnet} metric {os.getpid()}" in _blackhole_routes()
+        assert ns.subnet in testbed.blackholes()
+        for address in (ns.address, second):
+            with pytest.raises(OSError) as info:
+                _connect(address, 7003)
+            assert info.value.errno == errno.EINVAL
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, pytest.raises(OSError) as info:
+            sock.sendto(b"x", (ns.address, 53))
+        assert info.value.errno == errno.EINVAL
+        other = testbed.Namespace.create("bh2")  # a blackholed /24 is never handed out again
+        try:
+            assert other.subnet != ns.subnet
+        finally:
+            other.teardown()
+    finally:
+        testbed.release_blackhole(ns.subnet)
+    assert ns.subnet not in _blackhole_routes()
+    assert ns.subnet not in testbed.blackholes()
+
+
+@pytest.mark.testbed
+def test_leftover_blackhole_of_a_dead_session_is_removed() -> None:
+    testbed.require_netns()
+    ns = testbed.Namespace.create("bh", blackhole=True)
+    ns.teardown()
+    testbed.release_blackhole(ns.subnet)
+    dead = subprocess.Popen(["true"])
+    dead.wait(timeout=10)
+    testbed.run(["ip", "-4", "route", "add", "blackhole", ns.subnet, "metric", str(dead.pid)])
+    try:
+        removed = testbed.cleanup_leftovers()
+    finally:
+        testbed.run(["ip", "-4", "route", "del", "blackhole", ns.subnet, "metric", str(dead.pid)], check=False)
+    assert f"blackhole {ns.subnet}" in removed
+    assert ns.subnet not in _blackhole_routes()
+
+
+@pytest.mark.testbed
+def test_link_to_joins_two_namespaces_without_forwarding() -> None:
+    testbed.require_netns()
+    probe = "import socket, sys; socket.create_connection((sys.argv[1], 7004), timeout=2).close()"
+    a = testbed.Namespace.create("la")
+    try:
+        b = testbed.Namespace.create("lb")
+        try:
+            here, there = a.link_to(b)
+            b.start_listeners(tcp=[7004])
+            a.start_listeners(tcp=[7004])
+            a.run([sys.executable, "-c", probe, b.address])
+            b.run([sys.executable, "-c", probe, a.address])
+            assert f"{b.address} dev {here} scope link src {a.address}" in a.run(["ip", "-4", "route"]).stdout
+            assert "PERMANENT" in b.run(["ip", "neigh", "show", "dev", there]).stdout
+            for runner in (testbed.run, a.run, b.run):
+                assert runner(["sysctl", "-n", "net.ipv4.ip_forward"]).stdout.strip() == "0"
+        finally:
+            b.teardown()
+        assert here not in a.run(["ip", "-o", "link", "show"]).stdout  # the pair went with b
+        assert b.address not in a.run(["ip", "-4", "route"]).stdout
+    finally:
+        a.teardown()
 
 
 @dataclass

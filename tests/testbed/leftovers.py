@@ -1,12 +1,13 @@
-"""Leftovers of killed sessions: namespaces, veth links and temp dirs whose owner pid is gone.
+"""Leftovers of killed sessions: namespaces, veth links, blackhole routes and temp dirs whose owner pid is gone.
 
 Every name the test bed creates carries the creating process's pid (``pq-<pid>-<n>-<tag>``,
-``pq<pid>h<n>``, ``$TMPDIR/pq-<pid>-*``), so a session removes only what a dead process left behind
+``pq<pid>h<n>``, ``$TMPDIR/pq-<pid>-*``; a blackhole route ``198.18.N.0/24`` has the pid as its
+metric), so a session removes only what a dead process left behind
 and parallel sessions leave each other alone. :meth:`Namespace.create <tests.testbed.netns.Namespace.create>`
 calls :func:`cleanup_leftovers` once per session.
 
 Check by hand: ``ip netns list | grep ^pq-``, ``ip -o link show | grep ' pq[0-9]'``,
-``ls -d $TMPDIR/pq-*``; a pid that ``ps -p`` does not know marks a leftover.
+``ip -4 route show type blackhole``, ``ls -d $TMPDIR/pq-*``; a pid that ``ps -p`` does not know marks a leftover.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from tests.testbed.commands import kill_ns_processes, pid_alive, run
 _NS_RE: Final = re.compile(r"^pq-(\d+)-")
 _VETH_RE: Final = re.compile(r"^pq(\d+)[hn]\d+")
 _TMP_RE: Final = re.compile(r"^pq-(\d+)-")
+_BLACKHOLE_RE: Final = re.compile(r"^blackhole (198\.18\.\d+\.0/24)\b.*\bmetric (\d+)")
 
 
 def cleanup_leftovers() -> list[str]:
-    """Remove namespaces, veth links and temp dirs of earlier runs whose pid is gone.
+    """Remove namespaces, veth links, blackhole routes and temp dirs of earlier runs whose pid is gone.
 
     Only names with our prefix and a pid that no longer exists are touched, so parallel sessions
     leave each other alone.
@@ -52,6 +54,13 @@ def cleanup_leftovers() -> list[str]:
         if match and not pid_alive(int(match.group(1))):
             run(["ip", "link", "del", ifname], check=False, timeout=10)
             removed.append(ifname)
+    routes = run(["ip", "-4", "route", "show", "type", "blackhole"], check=False, timeout=10).stdout
+    for line in routes.splitlines():
+        match = _BLACKHOLE_RE.match(line.strip())
+        if match and not pid_alive(int(match.group(2))):
+            prefix, metric = match.groups()
+            run(["ip", "-4", "route", "del", "blackhole", prefix, "metric", metric], check=False, timeout=10)
+            removed.append(f"blackhole {prefix}")
     tmp = Path(tempfile.gettempdir())
     for entry in tmp.iterdir():
         match = _TMP_RE.match(entry.name)

@@ -6,8 +6,22 @@ on the wire (checked at creation). IPv6 is off on the veth pair (no router solic
 
 Names: ``pq-<pid>-<N>-<tag>`` for the namespace, ``pq<pid>h<N>``/``pq<pid>n<N>`` for the veth ends.
 
-This module holds the one registry of live namespaces (``_LIVE_NAMESPACES``) and the one ``atexit``
-hook that tears down whatever a session left open; it must be imported as ``tests.testbed.netns`` only
+A namespace created with ``blackhole=True`` (the second DC's) also gets a root-namespace route
+``blackhole 198.18.N.0/24 metric <pid>`` at creation. While the namespace lives, its veth's connected
+route (metric 0) wins; from the moment the veth is gone, the blackhole does, so a name that still
+resolves to the old address (DNS records the namespace left on another DC) sends no packet anywhere:
+``connect()`` fails with ``EINVAL`` instead of following the machine's default route. The blackhole stays
+until the session ends (or :func:`release_blackhole`); the metric carries the owner's pid so that
+``cleanup_leftovers`` can remove those of a killed session, and :meth:`Namespace.create` never picks a
+/24 that has one.
+
+Two namespaces can be joined directly with :meth:`Namespace.link_to`: a veth pair between them with no
+addresses, only /32 routes and permanent neighbour entries (the two DCs talk over it; nothing is
+forwarded anywhere, since Linux accepts a packet for any local address on any interface).
+
+This module holds the one registry of live namespaces (``_LIVE_NAMESPACES``), the one registry of
+blackholed /24s (``_BLACKHOLES``) and the one ``atexit`` hook that tears down whatever a session left
+open (namespaces first, then the blackholes); it must be imported as ``tests.testbed.netns`` only
 (``tests/test_testbed.py`` checks that no second copy of the test bed is loaded).
 
 Check by hand while a session runs::
@@ -15,6 +29,7 @@ Check by hand while a session runs::
     ip netns list                                   # pq-<pid>-...
     ip netns exec pq-<pid>-<N>-<tag> ip -4 addr     # 198.18.N.2/24, no default route
     ip netns exec pq-<pid>-<N>-<tag> iptables -v -S INPUT
+    ip -4 route show type blackhole                 # blackhole 198.18.N.0/24 metric <pid>
 """
 
 from __future__ import annotations
@@ -61,14 +76,36 @@ _COUNTER_RE: Final = re.compile(r"\s-c (\d+) (\d+)")
 
 _LIVE_NAMESPACES: list[Namespace] = []
 """Namespaces created and not yet torn down, in creation order (the one registry)."""
+_BLACKHOLES: list[str] = []
+"""``198.18.N.0/24`` prefixes this session routes to a blackhole in the root namespace."""
 _LEFTOVERS_DONE: list[bool] = []
+_INDEX_RE: Final = re.compile(r"^(?:blackhole |unreachable |prohibit )?198\.18\.(\d+)\.0/24", re.M)
 
 
 def _cleanup_at_exit() -> None:
-    """Tear down every namespace still registered (newest first); the one ``atexit`` hook."""
+    """Tear down every namespace still registered (newest first), then the blackholes; the one ``atexit`` hook."""
     for ns in list(reversed(_LIVE_NAMESPACES)):
         with contextlib.suppress(TestbedError, OSError):
             ns.teardown()
+    for prefix in list(_BLACKHOLES):
+        with contextlib.suppress(TestbedError, OSError):
+            release_blackhole(prefix)
+
+
+def _blackhole_argv(prefix: str) -> list[str]:
+    return ["ip", "-4", "route", "add", "blackhole", prefix, "metric", str(os.getpid())]
+
+
+def blackholes() -> list[str]:
+    """The ``198.18.N.0/24`` prefixes this session holds blackholed (see the module docstring)."""
+    return list(_BLACKHOLES)
+
+
+def release_blackhole(prefix: str) -> None:
+    """Delete this session's blackhole route for ``prefix`` (normally done at exit). Safe to call twice."""
+    if prefix in _BLACKHOLES:
+        run(["ip", "-4", "route", "del", "blackhole", prefix, "metric", str(os.getpid())], check=False, timeout=10)
+        _BLACKHOLES.remove(prefix)
 
 
 atexit.register(_cleanup_at_exit)
@@ -85,10 +122,13 @@ class Namespace:
         veth_ns: interface name inside the namespace (``198.18.N.2``).
         address: the namespace's address, ``198.18.N.2``.
         host_address: the root namespace's address on the link, ``198.18.N.1``.
+        subnet: ``198.18.N.0/24``.
         icmp_deterministic: whether the ICMP rate limits were lifted inside.
+        blackhole: whether ``subnet`` is routed to a blackhole in the root namespace once the veth is
+            gone (until the session ends).
     """
 
-    def __init__(self, tag: str, index: int, *, icmp_deterministic: bool) -> None:
+    def __init__(self, tag: str, index: int, *, icmp_deterministic: bool, blackhole: bool = False) -> None:
         self.tag = tag
         self.index = index
         pid = os.getpid()
@@ -97,8 +137,11 @@ class Namespace:
         self.veth_ns = f"pq{pid}n{index}"
         self.address = SUBNET_FMT.format(index=index, host=2)
         self.host_address = SUBNET_FMT.format(index=index, host=1)
+        self.subnet = SUBNET_FMT.format(index=index, host=0) + "/24"
         self.icmp_deterministic = icmp_deterministic
+        self.blackhole = blackhole
         self._procs: list[subprocess.Popen[str]] = []
+        self._links: list[str] = []
         self._rules: dict[tuple[str, tuple[str, ...]], str] = {}
         self._closed = False
 
@@ -108,13 +151,15 @@ class Namespace:
     # -- creation ---------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, tag: str, *, icmp_deterministic: bool = True) -> Namespace:
+    def create(cls, tag: str, *, icmp_deterministic: bool = True, blackhole: bool = False) -> Namespace:
         """Create a namespace with a veth pair, addresses, links up, ``lo`` up, no default route.
 
         Args:
             tag: short role name, part of the namespace name (keep it short).
             icmp_deterministic: lift the ICMP error rate limits inside (see
                 :data:`ICMP_DETERMINISTIC_SYSCTLS`); ``False`` keeps kernel defaults.
+            blackhole: route the namespace's /24 to a blackhole in the root namespace, in force from
+                the moment the veth is gone until the session ends (see the module docstring).
 
         Returns:
             The namespace, registered for teardown at interpreter exit.
@@ -129,9 +174,12 @@ class Namespace:
         with _LOCK_PATH.open("r+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # parallel sessions pick distinct /24s
             index = cls._free_index()
-            ns = cls(tag, index, icmp_deterministic=icmp_deterministic)
+            ns = cls(tag, index, icmp_deterministic=icmp_deterministic, blackhole=blackhole)
             _LIVE_NAMESPACES.append(ns)
             try:
+                if blackhole:  # before the veth: no moment without one or the other
+                    run(_blackhole_argv(ns.subnet), timeout=10)
+                    _BLACKHOLES.append(ns.subnet)
                 ns._setup()
             except BaseException:
                 ns.teardown()
@@ -144,7 +192,7 @@ class Namespace:
         out = run(["ip", "-4", "-o", "addr", "show"], timeout=10).stdout
         used.update(int(m.group(1)) for m in re.finditer(r"inet 198\.18\.(\d+)\.\d+/", out))
         routes = run(["ip", "-4", "route", "show"], timeout=10).stdout
-        used.update(int(m.group(1)) for m in re.finditer(r"^198\.18\.(\d+)\.0/24", routes, re.M))
+        used.update(int(m.group(1)) for m in _INDEX_RE.finditer(routes))
         start = os.getpid() % 254
         for offset in range(254):
             index = (start + offset) % 254 + 1
@@ -196,6 +244,59 @@ class Namespace:
             after = run(["sysctl", "-n", key]).stdout.strip()
             if after != before:
                 run(["sysctl", "-q", "-w", f"{key}={before}"])
+
+    def add_address(self, host: int) -> str:
+        """Add ``198.18.N.host/24`` to the namespace end of the veth (a second address of the peer).
+
+        The root namespace reaches it over the same veth (the /24 is connected there); it is inside
+        the namespace's /24, so a blackhole (``blackhole=True``) covers it too.
+
+        Returns:
+            The address.
+        """
+        if not 3 <= host <= 254:
+            raise TestbedError(f"host part {host} is not free in {self.subnet} (.1 and .2 are the veth ends)")
+        address = SUBNET_FMT.format(index=self.index, host=host)
+        self.run(["ip", "addr", "add", f"{address}/24", "dev", self.veth_ns])
+        return address
+
+    def link_to(self, other: Namespace) -> tuple[str, str]:
+        """Join this namespace and ``other`` directly: a veth pair, /32 routes, permanent neighbours.
+
+        No addresses on the pair: inside this namespace ``other.address/32 dev X src self.address``,
+        inside ``other`` the way back, each with a permanent neighbour entry for the far end's MAC.
+        Nothing is forwarded: each side accepts the packet for its own (veth) address on the new
+        interface. Only the two ``.2`` addresses are routed; ``other``'s further addresses are not.
+        The pair goes when either namespace is torn down.
+
+        Returns:
+            ``(name here, name in other)`` of the two interfaces (``pq<pid>a<other.index>``,
+            ``pq<pid>b<self.index>``).
+
+        Raises:
+            TestbedError: a command failed (the pair is removed again).
+        """
+        pid = os.getpid()
+        here, there = f"pq{pid}a{other.index}", f"pq{pid}b{self.index}"
+        run(["ip", "-n", self.name, "link", "add", here, "type", "veth", "peer", "name", there, "netns", other.name])
+        self._links.append(here)
+        other._links.append(there)
+        try:
+            for ns, dev in ((self, here), (other, there)):
+                ns.run(["sysctl", "-q", "-w", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False)
+                ns.run(["ip", "link", "set", dev, "up"])
+            sides = ((self, here, other, other._mac(there)), (other, there, self, self._mac(here)))
+            for ns, dev, far, far_mac in sides:
+                ns.run(["ip", "-4", "route", "add", f"{far.address}/32", "dev", dev, "src", ns.address])
+                ns.run(["ip", "neigh", "replace", far.address, "lladdr", far_mac, "dev", dev, "nud", "permanent"])
+        except BaseException:
+            run(["ip", "-n", self.name, "link", "del", here], check=False, timeout=10)
+            raise
+        return here, there
+
+    def _mac(self, dev: str) -> str:
+        info = json.loads(self.run(["ip", "-j", "link", "show", "dev", dev]).stdout)
+        return str(info[0]["address"])
 
     # -- running things inside ----------------------------------------------------------------------
 
@@ -376,6 +477,8 @@ class Namespace:
         for proc in list(self._procs):
             self.stop_process(proc, timeout=min(timeout, 5.0))
         kill_ns_processes(self.name, timeout=timeout)
+        for dev in self._links:  # a link_to pair (also gone with either namespace)
+            run(["ip", "-n", self.name, "link", "del", dev], check=False, timeout=10)
         run(["ip", "link", "del", self.veth_host], check=False, timeout=10)
         run(["ip", "netns", "del", self.name], check=False, timeout=10)
         if self in _LIVE_NAMESPACES:

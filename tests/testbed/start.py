@@ -43,13 +43,17 @@ class Peer(Protocol):
 P = TypeVar("P", bound=Peer)
 
 
-def start_peer(tag: str, build: Callable[[Namespace, Path], P], launch: Callable[[P], None]) -> P:
+def start_peer(
+    tag: str, build: Callable[[Namespace, Path], P], launch: Callable[[P], None], *, blackhole: bool = False
+) -> P:
     """Create a namespace and a work directory, build the peer, launch it; close it on any failure.
 
     Args:
         tag: short role name (``dc``, ``snmp``, ``dns``): part of the namespace and directory names.
         build: makes the peer object from its namespace and work directory (usually the class).
         launch: starts the peer's daemon and waits until it serves (raises ``TestbedError`` if not).
+        blackhole: create the namespace with ``blackhole=True`` (its /24 stays blackholed in the root
+            namespace after the peer is closed, until the session ends; see ``tests.testbed.netns``).
 
     Returns:
         The running peer; ``peer.timings["namespace"]`` is the time spent creating the namespace,
@@ -59,7 +63,7 @@ def start_peer(tag: str, build: Callable[[Namespace, Path], P], launch: Callable
         TestbedError: a step failed; the namespace and the directory are gone again.
     """
     start = time.monotonic()
-    ns = Namespace.create(tag)
+    ns = Namespace.create(tag, blackhole=blackhole)
     try:
         work_dir = make_tempdir(tag)
     except BaseException:
