@@ -158,8 +158,9 @@ def domain_controller_lines(domain: str, srv_names: Sequence[str], dcs: Sequence
     """The DCs ``portqry --domain`` found, in SRV order: one aligned line each, then a summary.
 
     Each line: host, address, then ``site S  roles R ...`` from the LDAP ping, or ``LDAP ping failed: ...``;
-    a DC whose name does not resolve has ``-`` for its address and ``name does not resolve (...)``.  The summary counts the DCs and the ping replies and says which
-    site (``ClientSiteName``) the DCs put this computer in; ``(none)`` when no subnet maps it to a site.
+    a DC whose name does not resolve has ``-`` for its address and ``name does not resolve (...)``.  The
+    summary counts the DCs and the ping replies and says which site (``ClientSiteName``) the DCs put this
+    computer in (each DC's when they differ); ``(none)`` when no subnet maps it to a site.
     Example::
 
         Domain controllers of tb.test (from _ldap._tcp.dc._msdcs.tb.test):
@@ -177,7 +178,7 @@ def domain_controller_lines(domain: str, srv_names: Sequence[str], dcs: Sequence
     for dc in dcs:
         head = f" {dc.host:<{host_width}}  {dc.address or '-':<{address_width}}  "
         if not dc.address:
-            lines.append(f"{head}name does not resolve ({one_line(dc.error)})")
+            lines.append(f"{head}name does not resolve ({one_line(dc.error.removeprefix(f'{dc.host}: '))})")
         elif dc.error:
             lines.append(f"{head}LDAP ping failed: {one_line(dc.error.removeprefix('LDAP ping: '))}")
         else:
