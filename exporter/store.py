@@ -93,6 +93,7 @@ class _Target:
     site: str = ""
     resolved: bool = True
     rendered: dict[str, bytes] = field(default_factory=dict)
+    detailed: tuple[ProbeResult, ...] = ()
 
 
 class ResultStore:
@@ -155,6 +156,7 @@ class ResultStore:
             entry.histograms = {k: h for k, h in entry.histograms.items() if k in live}
         ordered = [entry.results[k] for k in sorted(entry.results)]
         entry.rendered = render_target(ordered, entry.domain, entry.site, entry.histograms, self.histogram_mode)
+        entry.detailed = tuple(r for r in ordered if r.details)
 
     def record_domain(self, state: DomainState) -> None:
         """Store a domain's discovery state (``portqry_domain_*``)."""
@@ -210,12 +212,12 @@ class ResultStore:
     def snapshot(self, *, full: bool = True) -> Snapshot:
         """A copy, ordered by key; ``full=False`` copies only the results that carry protocol details."""
         with self._lock:
-            results = tuple(
-                entry.results[k]
-                for _name, entry in sorted(self._targets.items())
-                for k in sorted(entry.results)
-                if full or entry.results[k].details
-            )
+            if full:
+                results = tuple(
+                    entry.results[k] for _name, entry in sorted(self._targets.items()) for k in sorted(entry.results)
+                )
+            else:
+                results = tuple(r for _name, entry in sorted(self._targets.items()) for r in entry.detailed)
             return Snapshot(
                 results=results,
                 probes_total=dict(self._total),
