@@ -21,7 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-from prometheus_client.registry import Collector, CollectorRegistry, RestrictedRegistry
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from exporter import __version__
 from exporter.detail_metrics import detail_families
@@ -43,9 +43,22 @@ def render(
         openmetrics: OpenMetrics 1.0 (ends with ``# EOF``) instead of the text format 0.0.4.
         names: ``?name[]=`` filters; ``None`` = everything.
     """
-    source: CollectorRegistry | RestrictedRegistry = registry.restricted_registry(list(names)) if names else registry
+    source: CollectorRegistry | _Filtered = _Filtered(registry, names) if names else registry
     rest = generate_openmetrics(source) if openmetrics else generate_latest(source)  # type: ignore[no-untyped-call]
     return store.exposition(openmetrics=openmetrics, names=names) + rest
+
+
+class _Filtered:
+    """A registry's families that have a family or sample name in ``names`` (``?name[]=``)."""
+
+    def __init__(self, registry: CollectorRegistry, names: frozenset[str]) -> None:
+        self.registry = registry
+        self.names = names
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.registry.collect():
+            if metric.name in self.names or any(s.name in self.names for s in metric.samples):
+                yield metric
 
 
 class ExporterStatus:
