@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.detail_metrics import detail_families
+from exporter.shard import UNSHARDED
 from exporter.states import PortState
 from exporter.store import ResultStore
 
@@ -38,6 +39,7 @@ class ExporterStatus:
         self.reload_success_timestamp = 0.0
         self.targets = 0
         self.ready: Callable[[], bool] = lambda: False
+        self.shard = UNSHARDED
 
 
 class PortqryCollector(Collector):
@@ -144,3 +146,10 @@ class PortqryCollector(Collector):
             "1 once every configured target has finished one probe round.",
             value=1.0 if self.status.ready() else 0.0,
         )
+        shard = GaugeMetricFamily(
+            "portqry_exporter_shard",
+            "Always 1: this replica probes the targets whose name hashmods to index modulo total (0/1: all).",
+            labels=["index", "total"],
+        )
+        shard.add_metric([str(self.status.shard.index), str(self.status.shard.total)], 1.0)
+        yield shard

@@ -38,6 +38,7 @@ from exporter.errors import ConfigError
 from exporter.model import parse_port_spec
 from exporter.probes import PROBES
 from exporter.resolve import literal
+from exporter.shard import parse_shard
 from exporter.suggest import did_you_mean
 
 DEFAULT_CONFIG_PATHS = ("config.example.toml", "/etc/portqry-exporter/config.toml")
@@ -57,11 +58,19 @@ class ExporterSection(_Section):
     udp_recheck_gap_seconds: float = Field(1.0, ge=0, le=10, description="wait before each UDP re-check")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+    shard: str | None = Field(None, description='"I/N": probe only the targets whose name hashmods to I (Prometheus)')
 
     @field_validator("listen_address")
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_listen_address(value)
+        return value
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_shard(value)
         return value
 
 
