@@ -39,6 +39,7 @@ from exporter.errors import ConfigError
 from exporter.model import parse_port_spec
 from exporter.probes import PROBES
 from exporter.resolve import literal
+from exporter.shard import parse_shard
 from exporter.suggest import did_you_mean
 
 DEFAULT_CONFIG_PATHS = ("config.example.toml", "/etc/portqry-exporter/config.toml")
@@ -64,6 +65,7 @@ class ExporterSection(_Section):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+    shard: str | None = Field(None, description='"I/N": probe only the targets whose name hashmods to I (Prometheus)')
 
     @field_validator("listen_address")
     @classmethod
@@ -76,6 +78,13 @@ class ExporterSection(_Section):
     def _increasing(cls, value: list[float]) -> list[float]:
         if any(b <= a for a, b in itertools.pairwise(value)) or len(value) > 64:
             raise ValueError("bucket bounds must increase, at most 64")
+        return value
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_shard(value)
         return value
 
 
