@@ -46,6 +46,7 @@ from tests.dashboards import (
     readme_metrics,
     runnable,
     selectors,
+    unknown_grouping_labels,
 )
 from tests.helpers import run_promtool
 
@@ -294,6 +295,20 @@ def test_queries_use_readme_metrics_and_labels() -> None:
             # portqry_client_site_info's site is the exporter's site, not a DC's: $site does not apply
             if "site" in readme.labels and metric != "portqry_client_site_info":
                 assert labels.get("site") == ["$site"], f"{title}: {metric} is not filtered by $site"
+
+
+def test_queries_group_by_labels_their_metrics_have() -> None:
+    """``by``/``on`` lists name labels of the metrics read: no ``sum by (port)`` over the per-target histogram."""
+    metrics = readme_metrics()
+    for title, expr in dashboard_queries():
+        unknown = unknown_grouping_labels(runnable(expr), metrics)
+        assert not unknown, f"{title}: groups by {sorted(unknown)}, which its metrics do not have: {expr!r}"
+
+
+def test_no_query_reads_the_removed_probe_success() -> None:
+    """Issue 11 removed ``portqry_probe_success``: ``portqry_port_state{portqry_port_state="listening"}`` says it."""
+    assert "portqry_probe_success" not in readme_metrics()
+    assert "portqry_probe_success" not in DASHBOARD.read_text(encoding="utf-8")
 
 
 def test_queries_become_runnable() -> None:

@@ -36,6 +36,7 @@ from tests.dashboards import (
     port_states,
     readme_metrics,
     selectors,
+    unknown_grouping_labels,
 )
 from tests.helpers import REPO, find_promtool, run_promtool
 from tests.testbed import is_ci
@@ -236,6 +237,19 @@ def test_rules_use_only_readme_metrics_and_labels() -> None:
         for text in rule["annotations"].values():
             for name in re.findall(r"\bportqry_[a-z0-9_]+\b", text):
                 assert base_name(name, metrics) in metrics, f"{rule['alert']}: annotation names {name}"
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_rules_group_by_labels_their_metrics_have(rule: dict[str, Any]) -> None:
+    """A ``by``/``on`` list names labels of the metrics the rule reads (a missing one folds series silently)."""
+    unknown = unknown_grouping_labels(rule["expr"], readme_metrics())
+    assert not unknown, f"{rule['alert']}: groups or joins by {sorted(unknown)}, which its metrics do not have"
+
+
+def test_no_rule_reads_the_removed_probe_success() -> None:
+    """Issue 11 removed ``portqry_probe_success``; the chart's copy is byte-identical (checked below)."""
+    assert "portqry_probe_success" not in RULES.read_text(encoding="utf-8")
+    assert "portqry_probe_success" not in RULE_TESTS.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
