@@ -21,6 +21,8 @@
 #                    is installed, runc)
 # Needs root (rootful podman; mmdebstrap's root mode), and the Debian packages podman, mmdebstrap (and runc
 # where crun cannot run: crun refuses cgroup v1 with controllers on the v2 hierarchy, "hybrid mode").
+# Exit status: 0 built; 3 no builder here (no podman or mmdebstrap, not root, or podman cannot start a
+# container: the reason is printed); 2 bad arguments; anything else a failed build.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,7 +35,7 @@ for arg in "$@"; do
   case "$arg" in
     --rebuild-base) rebuild_base=1 ;;
     --print-image) print_image=1 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '/^set -euo/q; 2,$p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -53,7 +55,8 @@ if [ "$print_image" = 1 ]; then
 fi
 
 read -r -a podman <<< "${PODMAN:-podman}"
-command -v "${podman[0]}" >/dev/null || { echo "build.sh: ${podman[0]} not found (apt-get install podman)" >&2; exit 1; }
+command -v "${podman[0]}" >/dev/null || { echo "build.sh: ${podman[0]} not found (apt-get install podman)" >&2; exit 3; }
+[ "$(id -u)" = 0 ] || { echo "build.sh: needs root (rootful podman, mmdebstrap's root mode)" >&2; exit 3; }
 
 # podman's default limits (RLIMIT_NOFILE 1048576) need CAP_SYS_RESOURCE to set where the hard limit is lower,
 # as in some sandboxes: ask for this shell's own hard limit instead (NPROC: podman's default, 32768, or lower).
@@ -70,7 +73,7 @@ trap 'rm -rf "$workdir"' EXIT
 
 started=$(date +%s)
 if [ "$rebuild_base" = 1 ] || ! "${podman[@]}" image exists "$BASE"; then
-  command -v mmdebstrap >/dev/null || { echo "build.sh: mmdebstrap not found (apt-get install mmdebstrap)" >&2; exit 1; }
+  command -v mmdebstrap >/dev/null || { echo "build.sh: mmdebstrap not found (apt-get install mmdebstrap)" >&2; exit 3; }
   if [ -z "${MIRROR:-}" ]; then
     for sources in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do
       if [ -s "$sources" ]; then MIRROR=$sources; break; fi
@@ -96,7 +99,7 @@ if [ "${#runtime_args[@]}" = 0 ]; then
       runtime_args=(--runtime runc)
     else
       echo "build.sh: podman cannot start a container here: $probe" >&2
-      exit 1
+      exit 3
     fi
   fi
 fi
