@@ -82,6 +82,8 @@ MIN_BUDGET_SECONDS = 0.05
 KNOWN_TTL_SECONDS = 1.0
 #: ``portqry_probe_refused_total`` reasons.
 REFUSALS = ("bad-request", "not-allowed", "client-concurrency", "max-ports")
+#: The query parameters ``/probe`` takes (anything else is a 400: a module's ports come from the config only).
+PARAMETERS = frozenset({"target", "module", "debug"})
 _FROM_PROBE = "From this /probe request."
 _DOMAIN_FAMILIES = "portqry_domain_"
 
@@ -319,6 +321,9 @@ class ProbeEndpoint:
     def _parse(self, request: web.Request) -> tuple[str, str, TargetPlan]:
         modules = self.modules()
         known = ", ".join(sorted(modules))
+        unknown = sorted(set(request.query) - PARAMETERS)
+        if unknown:
+            raise Refused(400, "bad-request", f"unknown parameter {unknown[0]!r}; /probe takes target, module, debug")
         module_name = request.query.get("module", "")
         target = request.query.get("target", "").strip()
         if not target:

@@ -246,13 +246,15 @@ async def test_bad_requests_are_400_with_the_known_modules(tmp_path: Path) -> No
         unknown = await probe(client, "target=127.0.0.1&module=nope")
         with_port = await probe(client, "target=dc1.corp.test:389&module=mine")
         junk = await probe(client, "target=a/b&module=mine")
+        extra = await probe(client, "target=127.0.0.1&module=mine&ports=tcp/22")
         refused = await metric(client, "portqry_probe_refused_total")
-    for status, body in (missing_target, missing_module, unknown, with_port, junk):
+    for status, body in (missing_target, missing_module, unknown, with_port, junk, extra):
         assert status == 400, body
     assert "target parameter is missing" in missing_target[1]
     assert "unknown module 'nope'" in unknown[1] and "mine" in unknown[1] and "domain-controller" in unknown[1]
     assert "without a port" in with_port[1]
-    assert dict((x["reason"], v) for x, v in refused)["bad-request"] == 5
+    assert "unknown parameter 'ports'" in extra[1]
+    assert dict((x["reason"], v) for x, v in refused)["bad-request"] == 6
 
 
 # -- the allow check -----------------------------------------------------------------------------------------
