@@ -14,7 +14,8 @@ Design:
 
 - **Modules**: ``[modules.NAME]`` (ports, services, profiles, protocols and the per-target keys, no interval:
   :func:`exporter.plan.module_plans`); every catalog profile is a module too unless a ``[modules]`` entry takes
-  its name (``module=domain-controller``).  Unknown module or no target: 400 with the known names.
+  its name (``module=domain-controller``, also the module of a request that names none, as blackbox has
+  one).  Unknown module or no target: 400 with the known names.
 - **Not an open proxy.**  The host is resolved once (``[resolver]``, the module's ``addresses``: the first
   address or all).  Then it is allowed when its *name* is a configured target's host, a discovered DC's name or
   matches an ``[probe] allow`` name rule (``dc1.corp.example`` exactly, ``*.corp.example`` any name below);
@@ -67,7 +68,7 @@ from exporter.errors import ResolveError
 from exporter.exposition import _SCHEDULE as PORT_SCHEDULE
 from exporter.logs import get_logger
 from exporter.model import PortSpec, ProbeOptions
-from exporter.plan import TargetPlan, domain_plans, module_plans
+from exporter.plan import DEFAULT_DOMAIN_PROFILE, TargetPlan, domain_plans, module_plans
 from exporter.resolve import Resolved, literal
 from exporter.result import ProbeResult
 from exporter.scheduler import Scheduler
@@ -82,6 +83,8 @@ MIN_BUDGET_SECONDS = 0.05
 KNOWN_TTL_SECONDS = 1.0
 #: ``portqry_probe_refused_total`` reasons.
 REFUSALS = ("bad-request", "not-allowed", "client-concurrency", "max-ports")
+#: The module of a request that names none (a ``[modules]`` entry of that name, else the catalog profile).
+DEFAULT_MODULE = DEFAULT_DOMAIN_PROFILE
 #: The query parameters ``/probe`` takes (anything else is a 400: a module's ports come from the config only).
 PARAMETERS = frozenset({"target", "module", "debug"})
 _FROM_PROBE = "From this /probe request."
@@ -324,12 +327,10 @@ class ProbeEndpoint:
         unknown = sorted(set(request.query) - PARAMETERS)
         if unknown:
             raise Refused(400, "bad-request", f"unknown parameter {unknown[0]!r}; /probe takes target, module, debug")
-        module_name = request.query.get("module", "")
+        module_name = request.query.get("module", "") or DEFAULT_MODULE
         target = request.query.get("target", "").strip()
         if not target:
             raise Refused(400, "bad-request", f"target parameter is missing (known modules: {known})")
-        if not module_name:
-            raise Refused(400, "bad-request", f"module parameter is missing; known modules: {known}")
         module = modules.get(module_name)
         if module is None:
             raise Refused(400, "bad-request", f"unknown module {module_name!r}; known modules: {known}")

@@ -181,6 +181,17 @@ async def test_profile_is_a_module_by_default(tmp_path: Path) -> None:
     assert got == expected and got
 
 
+async def test_without_module_the_domain_controller_profile(tmp_path: Path) -> None:
+    text = settings_text('[probe]\nallow = ["127.0.0.1"]\n', timeout=0.3)
+    expected = {(p.protocol, str(p.port)) for p in load_catalog().expand([], ["domain-controller"]).ports}
+    async with serving(tmp_path, text) as (client, _daemon):
+        status, body = await probe(client, "target=127.0.0.1")
+    assert status == 200, body
+    s = samples(body)
+    assert {(x["protocol"], x["port"]) for x, _ in s["portqry_probe_reason"]} == expected
+    assert s["portqry_probe_module_duration_seconds"][0][0]["module"] == "domain-controller"
+
+
 async def test_a_module_named_like_a_profile_wins(tmp_path: Path) -> None:
     with tcp_listener() as port:
         text = settings_text(f'[probe]\nallow = ["127.0.0.1"]\n[modules.ldap]\nports = ["tcp/{port}"]\n')
@@ -242,19 +253,18 @@ async def test_bad_requests_are_400_with_the_known_modules(tmp_path: Path) -> No
     text = settings_text('[modules.mine]\nports = ["tcp/1"]\n')
     async with serving(tmp_path, text) as (client, _daemon):
         missing_target = await probe(client, "module=mine")
-        missing_module = await probe(client, "target=127.0.0.1")
         unknown = await probe(client, "target=127.0.0.1&module=nope")
         with_port = await probe(client, "target=dc1.corp.test:389&module=mine")
         junk = await probe(client, "target=a/b&module=mine")
         extra = await probe(client, "target=127.0.0.1&module=mine&ports=tcp/22")
         refused = await metric(client, "portqry_probe_refused_total")
-    for status, body in (missing_target, missing_module, unknown, with_port, junk, extra):
+    for status, body in (missing_target, unknown, with_port, junk, extra):
         assert status == 400, body
     assert "target parameter is missing" in missing_target[1]
     assert "unknown module 'nope'" in unknown[1] and "mine" in unknown[1] and "domain-controller" in unknown[1]
     assert "without a port" in with_port[1]
     assert "unknown parameter 'ports'" in extra[1]
-    assert dict((x["reason"], v) for x, v in refused)["bad-request"] == 6
+    assert dict((x["reason"], v) for x, v in refused)["bad-request"] == 5
 
 
 # -- the allow check -----------------------------------------------------------------------------------------
