@@ -764,11 +764,22 @@ _CONFIG_SCHEMA = SCHEMA["properties"]["config"]
 
 
 def _section_schemas() -> dict[str, dict[str, Any]]:
-    """Section name -> the schema of one of its tables (a list's items for [[targets]], [[domains]])."""
+    """Section name -> the schema of one of its tables: a list's items ([[targets]], [[domains]]), a map's
+    values ([modules.NAME]), or the table itself."""
     out = {}
-    for name, schema in _CONFIG_SCHEMA["properties"].items():
-        out[name] = schema["items"] if schema.get("type") == "array" else schema
+    for name, section in _CONFIG_SCHEMA["properties"].items():
+        if section.get("type") == "array":
+            out[name] = section["items"]
+        elif isinstance(section.get("additionalProperties"), dict):
+            out[name] = section["additionalProperties"]
+        else:
+            out[name] = section
     return out
+
+
+def _section_model(annotation: Any) -> Any:
+    """The pydantic model of a Settings field: ``X``, ``list[X]`` or ``dict[str, X]``."""
+    return getattr(annotation, "__args__", (annotation,))[-1]
 
 
 def test_config_schema_mirrors_the_exporter_models() -> None:
@@ -780,8 +791,7 @@ def test_config_schema_mirrors_the_exporter_models() -> None:
     sections = _section_schemas()
     assert set(sections) == set(Settings.model_fields)
     for name, field in Settings.model_fields.items():
-        annotation = field.annotation
-        model = getattr(annotation, "__args__", (annotation,))[0]  # list[TargetConfig] -> TargetConfig
+        model = _section_model(field.annotation)
         assert sections[name]["additionalProperties"] is False, name
         assert set(sections[name]["properties"]) == set(model.model_fields), name
 
@@ -829,6 +839,14 @@ def _every_key_config() -> dict[str, Any]:
             "addresses": "all",
         },
         "targets": [{"name": "dc1", "host": "198.18.0.11", "domain": "example.test", **probe_keys}],
+        "modules": {"dc": {k: v for k, v in probe_keys.items() if k != "interval_seconds"}},
+        "probe": {
+            "allow": ["198.18.0.0/24", "*.example.test"],
+            "max_concurrent_per_client": 2,
+            "max_ports": 256,
+            "timeout_seconds": 20,
+            "timeout_margin_seconds": 1,
+        },
         "domains": [
             {
                 "name": "example.test",
@@ -847,10 +865,10 @@ def test_every_config_key_renders_and_passes_the_check(tmp_path: Path) -> None:
 
     config = _every_key_config()
     for name, field in Settings.model_fields.items():  # the config above does set every key
-        annotation = field.annotation
-        model = getattr(annotation, "__args__", (annotation,))[0]
-        table = config[name][0] if isinstance(config[name], list) else config[name]
-        assert set(table) | {"listen_address"} >= set(model.model_fields), name
+        model = _section_model(field.annotation)
+        table = config[name]
+        table = table[0] if isinstance(table, list) else next(iter(table.values())) if name == "modules" else table
+        assert set(table) | {"listen_address", "interval_seconds"} >= set(model.model_fields), name
     jsonschema.Draft7Validator(SCHEMA).validate({**VALUES, "config": config})
     text = _rendered_config(helm.render({"config": config}, tmp_path))
     path = tmp_path / "config.toml"
@@ -868,6 +886,8 @@ def test_every_config_key_renders_and_passes_the_check(tmp_path: Path) -> None:
         ({"defaults": {"intervall_seconds": 10}}, "intervall_seconds"),
         ({"targets": [{"name": "a", "host": "198.18.0.1", "ports": ["tcp/1"], "prots": ["tcp/2"]}]}, "prots"),
         ({"domains": [{"name": "example.test", "site": ["x"]}]}, "site"),
+        ({"modules": {"dc": {"ports": ["tcp/389"], "prot": ["x"]}}}, "prot"),
+        ({"probe": {"alow": ["198.18.0.0/24"]}}, "alow"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )
