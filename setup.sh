@@ -11,6 +11,7 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 PY=${PYTHON:-python3}
+export PIP_BREAK_SYSTEM_PACKAGES=1   # Debian 12's system python refuses pip installs otherwise (PEP 668); a venv or pyenv ignores it
 
 if [ "$want_test" = 1 ]; then
   debs=(
