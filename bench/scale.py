@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import math
 import os
 import shutil
@@ -81,6 +82,7 @@ from bench.scale_util import (
     cpu_seconds,
     histogram_buckets,
     histogram_quantile,
+    machine_busy_seconds,
     median,
     memory_mb,
     percentile,
@@ -100,6 +102,8 @@ CONCURRENCY: Final = 512
 LAG: Final = "portqry_exporter_schedule_lag_seconds"
 PROBES: Final = "portqry_probes_total"
 OPENMETRICS: Final = {"Accept": "application/openmetrics-text; version=1.0.0"}
+SCRAPE_TIMEOUT: Final = 300.0
+"""Seconds one scrape may take (today's daemon needs 110 s for 100,000 ports in OpenMetrics)."""
 SCRAPE_BUDGET: Final = 60.0
 """Seconds of scraping per format and point after which no further scrape starts (at least one is made)."""
 GOAL_SCRAPE_10K: Final = 0.100
@@ -145,6 +149,7 @@ class Result:
     ready_s: float | None = None
     window_s: float = 0.0
     cpu_pct: float = math.nan
+    other_pct: float = math.nan
     rss_mb: float = math.nan
     hwm_mb: float = math.nan
     series: int = 0
@@ -164,7 +169,8 @@ class Result:
         rounds = f"{self.rounds:.2f}" if self.rounds is not None else "n/a"
         return (
             f"| {p.targets:,} x {p.ports} | {p.total:,} | {p.interval:g} | {dropped:.1f} | {ready} "
-            f"| {self.cpu_pct:.2f} | {self.rss_mb:.1f} | {self.hwm_mb:.1f} | {self.series:,} | {self.body_mb:.1f} "
+            f"| {self.cpu_pct:.2f} | {self.other_pct:.0f} | {self.rss_mb:.1f} | {self.hwm_mb:.1f} "
+            f"| {self.series:,} | {self.body_mb:.1f} "
             f"| {_ms(self.text)} | {_ms(self.om)} | {lag} | {rounds} |"
         )
 
@@ -255,12 +261,25 @@ def daemon_config(point: Point, fixture: Fixture) -> str:
     return "\n".join(lines)
 
 
-def scrape(url: tuple[str, int], headers: dict[str, str] | None = None) -> tuple[bytes, float]:
-    """One timed ``GET /metrics``; raises on a status other than 200."""
-    got = timed_get(url[0], url[1], "/metrics", headers, timeout=120.0)
+def _try_scrape(
+    url: tuple[str, int],
+    result: Result,
+    what: str,
+    headers: dict[str, str] | None = None,
+    times: list[float] | None = None,
+) -> bytes:
+    """One timed ``GET /metrics`` (its seconds appended to ``times``); a failure is noted and gives ``b""``."""
+    try:
+        got = timed_get(url[0], url[1], "/metrics", headers, timeout=SCRAPE_TIMEOUT)
+    except (OSError, http.client.HTTPException) as exc:
+        result.errors.append(f"{result.point.label}: scrape {what}: {exc or type(exc).__name__}")
+        return b""
     if got.status != 200:
-        raise RuntimeError(f"GET /metrics: {got.status} {got.body[:200]!r}")
-    return got.body, got.seconds
+        result.errors.append(f"{result.point.label}: scrape {what}: {got.status} {got.body[:200]!r}")
+        return b""
+    if times is not None:
+        times.append(got.seconds)
+    return got.body
 
 
 def wait_ready(daemon: Server, url: tuple[str, int], timeout: float) -> bool:
@@ -294,17 +313,18 @@ def run_point(point: Point, fixture: Fixture, tmp: Path, args: argparse.Namespac
             result.ready_s = time.monotonic() - started
         else:
             result.errors.append(f"{point.label}: not ready after {3 * point.interval + 120:.0f} s")
-        before, _ = scrape(url)
-        cpu0, wall0 = cpu_seconds(daemon.pid), time.monotonic()
+        before = _try_scrape(url, result, "before the window")
+        cpu0, busy0, wall0 = cpu_seconds(daemon.pid), machine_busy_seconds(), time.monotonic()
         window = args.window * point.interval
         while time.monotonic() - wall0 < window:  # bounded: the window's length
             time.sleep(min(1.0, max(0.0, window - (time.monotonic() - wall0))))
             if not daemon.alive():
                 raise RuntimeError(f"the daemon exited:\n{daemon.tail()}")
-        cpu1, wall1 = cpu_seconds(daemon.pid), time.monotonic()
-        after, _ = scrape(url)
+        cpu1, busy1, wall1 = cpu_seconds(daemon.pid), machine_busy_seconds(), time.monotonic()
+        after = _try_scrape(url, result, "after the window")
         result.window_s = wall1 - wall0
         result.cpu_pct = 100.0 * (cpu1 - cpu0) / result.window_s
+        result.other_pct = 100.0 * (busy1 - busy0 - (cpu1 - cpu0)) / result.window_s
         probes0, probes1 = counter_sum(before, PROBES), counter_sum(after, PROBES)
         if probes0 is not None and probes1 is not None:
             result.rounds = (probes1 - probes0) / (point.total * result.window_s / point.interval)
@@ -312,19 +332,20 @@ def run_point(point: Point, fixture: Fixture, tmp: Path, args: argparse.Namespac
         p50, p99 = histogram_quantile(0.5, lag), histogram_quantile(0.99, lag)
         if p50 is not None and p99 is not None:
             result.lag = (p50, p99)
-        body = b""
         for headers, times in ((None, result.text), (OPENMETRICS, result.om)):
             for _ in range(args.scrapes):
                 if sum(times) > SCRAPE_BUDGET:  # a slow exposition: fewer scrapes, the run stays bounded
                     break
-                body, seconds = scrape(url, headers)
-                times.append(seconds)
+                body = _try_scrape(url, result, "OpenMetrics" if headers else "text", headers, times)
+                if not body:
+                    break
                 if headers is None:
                     result.series = count_series(body)
                     result.body_mb = len(body) / 2**20
+                elif not body.rstrip().endswith(b"# EOF"):
+                    result.errors.append(f"{point.label}: the OpenMetrics answer does not end with '# EOF'")
+                    break
         result.rss_mb, result.hwm_mb = memory_mb(daemon.pid)
-        if not body.rstrip().endswith(b"# EOF"):
-            result.errors.append(f"{point.label}: the OpenMetrics answer does not end with '# EOF'")
     took = time.monotonic() - started
     print(f"{point.label}: done in {took:.0f} s (ready after {result.ready_s or math.nan:.1f} s)", flush=True)
     return result
@@ -361,23 +382,26 @@ def print_report(results: dict[str, Result], probe: scale_probe.ProbeReport, arg
         f"{os.cpu_count()}, window {args.window:g} interval(s), {args.scrapes} scrapes per format)\n"
     )
     print(
-        "| targets x ports | ports | interval s | DROP % | ready s | CPU % core | RSS MB | VmHWM MB | series "
-        "| body MB | text scrape ms p50 / p99 | OpenMetrics ms p50 / p99 | schedule lag s p50 / p99 | rounds |"
+        "| targets x ports | ports | interval s | DROP % | ready s | CPU % core | others' CPU % | RSS MB | VmHWM MB "
+        "| series | body MB | text scrape ms p50 / p99 | OpenMetrics ms p50 / p99 | schedule lag s p50 / p99 | rounds |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for result in results.values():
         print(result.row())
     print(f"\n## /probe against {scale_probe.BLACKBOX} (same 20 ports of one address, {args.clients} clients)\n")
     if probe.error:
         print(f"FAILED: {probe.error}")
-    elif probe.skipped:
-        print(f"SKIPPED: {probe.skipped}")
-    else:
-        assert probe.ours is not None and probe.blackbox is not None
+    if probe.blackbox is not None:
         print("| server | requests | ports | wall s | ports/s | CPU s | CPU us / port | right | errors |")
         print("|---|---|---|---|---|---|---|---|---|")
-        print(probe.ours.row())
-        print(probe.blackbox.row())
+        for batch in (probe.ours, probe.blackbox):
+            if batch is not None:
+                print(batch.row())
+    if probe.skipped:
+        print(f"\nportqry-exporter /probe SKIPPED: {probe.skipped}")
+    if probe.unchecked:
+        print(f"\nportqry-exporter /probe: {probe.unchecked}")
+    if probe.ratio is not None:
         print(f"\nCPU per port, ours / blackbox_exporter: {probe.ratio:.3f} (goal <= {GOAL_PROBE_RATIO:.3f})")
     print("\n## Goals\n")
     print("| goal | measured | limit | result |")
@@ -392,10 +416,9 @@ def print_report(results: dict[str, Result], probe: scale_probe.ProbeReport, arg
     for result in results.values():
         if result.rounds is not None and result.rounds < 0.9 and args.window >= 1:
             failed.append(f"{result.point.label}: rounds {result.rounds:.2f} of the expected: a round overruns")
-    if probe.ours is not None and probe.blackbox is not None:
-        for batch in (probe.ours, probe.blackbox):
-            if batch.errors or batch.wrong:
-                failed.append(f"{batch.name}: {batch.errors} failed requests, {batch.wrong} wrong ports")
+    for batch in (probe.ours, probe.blackbox):
+        if batch is not None and (batch.errors or batch.wrong):
+            failed.append(f"{batch.name}: {batch.errors} failed requests, {batch.wrong} wrong ports")
     print()
     for line in failed:
         print(f"FAIL: {line}")
@@ -429,11 +452,11 @@ def main() -> int:
     """Parse the arguments, build the fixture, run the points and the ``/probe`` part, print the report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="100x100 and 10000x10, one interval, 3 scrapes")
-    parser.add_argument("--points", help=f"comma-separated TARGETSxPORTS (default {','.join(DEFAULT_POINTS)})")
+    parser.add_argument("--points", help=f"comma-separated TARGETSxPORTS, or none (default {','.join(DEFAULT_POINTS)})")
     parser.add_argument("--window", type=float, help="measuring window, in intervals (default 2; --quick 1)")
     parser.add_argument("--scrapes", type=int, help="timed scrapes per format (default 5; --quick 3)")
     parser.add_argument("--drop-percent", type=float, default=2.0, help="DROPped ports at the 10-port points")
-    parser.add_argument("--probe-requests", type=int, help="/probe requests of 20 ports (default 200; --quick 60)")
+    parser.add_argument("--probe-requests", type=int, help="/probe requests of 20 ports (default 500; --quick 150)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients of the /probe part")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the /probe part")
     parser.add_argument("--no-probe", action="store_true", help="skip the /probe part")
@@ -441,8 +464,9 @@ def main() -> int:
     args = parser.parse_args()
     args.window = args.window if args.window is not None else (1.0 if args.quick else 2.0)
     args.scrapes = args.scrapes if args.scrapes is not None else (3 if args.quick else 5)
-    requests = args.probe_requests if args.probe_requests is not None else (60 if args.quick else 200)
+    requests = args.probe_requests if args.probe_requests is not None else (150 if args.quick else 500)
     names = args.points.split(",") if args.points else list(QUICK_POINTS if args.quick else DEFAULT_POINTS)
+    names = [] if names == ["none"] else names
     try:
         points = [parse_point(name, args.drop_percent) for name in names]
         args.server_cpus, own_cpus = _cpu_split(args.cpus)

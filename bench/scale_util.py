@@ -34,6 +34,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (every CPU, not idle or iowait), from ``/proc/stat``."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / CLK_TCK
+
+
 def memory_mb(pid: int) -> tuple[float, float]:
     """``(VmRSS, VmHWM)`` of ``pid`` in MB (1 MB = 2**20 bytes), from ``/proc/PID/status``."""
     found = {"VmRSS": 0.0, "VmHWM": 0.0}
