@@ -1,8 +1,10 @@
-"""Exposition: a custom Collector that builds every family from the store at scrape time.
+"""Exposition of everything but the port families: a custom Collector built from the store at scrape time.
 
-Prometheus' "writing exporters" guide: build new metrics on each collect(), so that removed targets leave
-no stale series and concurrent scrapes do not race.  No sockets here; protocol details are turned into
-metrics by :mod:`exporter.detail_metrics`.
+The port families (state, reason, last duration and timestamp, tries, the latency histogram) are rendered
+once per target and round by :mod:`exporter.exposition`; this collector adds the rest: counters, resolution,
+the protocol details (:mod:`exporter.detail_metrics`, only from results that have details), the domains and
+the exporter's own metrics.  Prometheus' "writing exporters" guide: build new metrics on each collect(), so
+that removed targets leave no stale series and concurrent scrapes do not race.  No sockets here.
 """
 
 from __future__ import annotations
@@ -16,18 +18,47 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     InfoMetricFamily,
     Metric,
-    StateSetMetricFamily,
 )
-from prometheus_client.registry import Collector
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from exporter import __version__
 from exporter.detail_metrics import detail_families
+from exporter.exposition import Histogram
 from exporter.states import PortState
 from exporter.store import ResultStore
 
 _SCHEDULE = "Results come from the exporter's probe schedule (each target at its interval), not from the scrape."
-PORT_LABELS = ["target", "address", "protocol", "port", "service", "domain", "site"]
-PROBE_LABELS = ["target", "address", "protocol", "port", "domain", "site"]
+
+
+def render(
+    store: ResultStore, registry: CollectorRegistry, *, openmetrics: bool = False, names: frozenset[str] | None = None
+) -> bytes:
+    """The whole ``/metrics`` body: the store's pre-rendered port families, then ``registry``'s families.
+
+    Args:
+        store: the results store.
+        registry: a registry with a :class:`PortqryCollector` (and the process collector).
+        openmetrics: OpenMetrics 1.0 (ends with ``# EOF``) instead of the text format 0.0.4.
+        names: ``?name[]=`` filters; ``None`` = everything.
+    """
+    source: CollectorRegistry | _Filtered = _Filtered(registry, names) if names else registry
+    rest = generate_openmetrics(source) if openmetrics else generate_latest(source)  # type: ignore[no-untyped-call]
+    return store.exposition(openmetrics=openmetrics, names=names) + rest
+
+
+class _Filtered:
+    """A registry's families that have a family or sample name in ``names`` (``?name[]=``)."""
+
+    def __init__(self, registry: CollectorRegistry, names: frozenset[str]) -> None:
+        self.registry = registry
+        self.names = names
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.registry.collect():
+            if metric.name in self.names or any(s.name in self.names for s in metric.samples):
+                yield metric
 
 
 class ExporterStatus:
@@ -38,6 +69,9 @@ class ExporterStatus:
         self.reload_success_timestamp = 0.0
         self.targets = 0
         self.ready: Callable[[], bool] = lambda: False
+        self.in_flight: Callable[[], int] = lambda: 0
+        self.schedule_lag: Histogram | None = None
+        self.scrape_duration: Histogram | None = None
 
 
 class PortqryCollector(Collector):
@@ -53,52 +87,8 @@ class PortqryCollector(Collector):
         self.status = status
 
     def collect(self) -> Iterator[Metric]:
-        """Yield the families for one scrape (see the README's metric reference)."""
-        snap = self.store.snapshot()
-        state = StateSetMetricFamily(
-            "portqry_port_state",
-            f"Port state, PortQry's words as a StateSet. {_SCHEDULE}",
-            labels=PORT_LABELS,
-        )
-        success = GaugeMetricFamily(
-            "portqry_probe_success", f"1 when the port is LISTENING, else 0. {_SCHEDULE}", labels=PORT_LABELS
-        )
-        reason = GaugeMetricFamily(
-            "portqry_probe_reason",
-            f"1 for the reason of the current state (one series per port). {_SCHEDULE}",
-            labels=[*PORT_LABELS, "reason"],
-        )
-        last = GaugeMetricFamily(
-            "portqry_probe_last_timestamp_seconds",
-            f"Unix time at which the latest result of this port was produced. {_SCHEDULE}",
-            labels=PROBE_LABELS,
-        )
-        tries = GaugeMetricFamily(
-            "portqry_probe_tries",
-            f"Connection attempts or datagrams the latest state probe sent. {_SCHEDULE}",
-            labels=PROBE_LABELS,
-        )
-        for r in snap.results:
-            domain, site = snap.labels.get(r.target, ("", ""))
-            labels = [r.target, r.address, r.protocol, str(r.port), r.service, domain, site]
-            state.add_metric(labels, {s.value: s is r.state for s in PortState})
-            success.add_metric(labels, 1.0 if r.state is PortState.LISTENING else 0.0)
-            reason.add_metric([*labels, r.reason.value], 1.0)
-            short = [r.target, r.address, r.protocol, str(r.port), domain, site]
-            last.add_metric(short, r.timestamp)
-            tries.add_metric(short, float(r.tries))
-        yield from (state, success, reason)
-
-        duration = HistogramMetricFamily(
-            "portqry_probe_duration_seconds",
-            f"Wall time of each probe, all tries and the protocol follow-up, seconds. {_SCHEDULE}",
-            labels=PROBE_LABELS,
-        )
-        for (target, address, protocol, port), hist in sorted(snap.histograms.items()):
-            domain, site = snap.labels.get(target, ("", ""))
-            duration.add_metric([target, address, protocol, str(port), domain, site], hist.cumulative(), hist.total)
-        yield from (duration, last, tries)
-
+        """Yield the families for one scrape besides the pre-rendered port families (see the README)."""
+        snap = self.store.snapshot(full=False)
         total = CounterMetricFamily(
             "portqry_probes",
             "Probes finished since the exporter started, by resulting state.",
@@ -124,6 +114,26 @@ class PortqryCollector(Collector):
         yield resolve
 
         yield from detail_families(snap.results, snap.labels, snap.domains)
+        yield GaugeMetricFamily(
+            "portqry_exporter_probes_in_flight", "Probes running now.", value=self.status.in_flight()
+        )
+        for name, help_text, hist in (
+            (
+                "portqry_exporter_schedule_lag_seconds",
+                "How late each probe round started against its plan (interval and jitter), seconds.",
+                self.status.schedule_lag,
+            ),
+            (
+                "portqry_exporter_scrape_duration_seconds",
+                "Wall time to build and send one /metrics response, seconds.",
+                self.status.scrape_duration,
+            ),
+        ):
+            family = HistogramMetricFamily(name, help_text)
+            if hist is not None:
+                buckets = [(repr(float(b)), c) for b, c in hist.cumulative()] + [("+Inf", hist.count)]
+                family.add_metric([], buckets, hist.total)
+            yield family
 
         info = InfoMetricFamily("portqry_exporter_build", "Build information of portqry-exporter.")
         info.add_metric([], {"version": __version__, "python_version": platform.python_version()})

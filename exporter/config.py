@@ -11,6 +11,7 @@ is one line naming the file, the key and the problem.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tomllib
 from collections.abc import Sequence
@@ -55,6 +56,12 @@ class ExporterSection(_Section):
     udp_pacing_seconds: float = Field(0.25, ge=0, le=10, description="gap between UDP datagrams to one address")
     udp_recheck_max: int = Field(8, ge=0, le=1024, description="silent UDP ports re-checked per round (0 = off)")
     udp_recheck_gap_seconds: float = Field(1.0, ge=0, le=10, description="wait before each UDP re-check")
+    histograms: Literal["target", "port", "none"] = Field(
+        "target", description="latency histogram per (target, protocol), per port, or none"
+    )
+    histogram_buckets: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=list, description="histogram upper bounds, seconds (default: from timeouts and tries)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 
@@ -62,6 +69,13 @@ class ExporterSection(_Section):
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_listen_address(value)
+        return value
+
+    @field_validator("histogram_buckets")
+    @classmethod
+    def _increasing(cls, value: list[float]) -> list[float]:
+        if any(b <= a for a, b in itertools.pairwise(value)) or len(value) > 64:
+            raise ValueError("bucket bounds must increase, at most 64")
         return value
 
 

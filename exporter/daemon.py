@@ -1,8 +1,7 @@
-"""``portqry-exporter``: the daemon.  Probes targets on a schedule and serves ``/metrics``.
+"""``portqry-exporter``: the daemon.  Probes targets on a schedule and serves ``/metrics`` (:mod:`exporter.http`).
 
-HTTP endpoints: ``GET /metrics``, ``GET /-/healthy``, ``GET /-/ready`` (200 once every target finished a
-round, else 503), ``POST /-/reload`` (same as SIGHUP).  A reload validates the new file first; a bad file is
-refused with a log line and the last good config keeps running.  SIGTERM/SIGINT stop it promptly.
+A reload (SIGHUP or ``POST /-/reload``) validates the new file first; a bad file is refused with a log line
+and the last good config keeps running.  SIGTERM/SIGINT stop it promptly.
 
 Exit codes: 0 clean stop (or ``--config.check`` passed), 1 bad config at start, 3 usage error,
 4 the listen address cannot be bound.
@@ -12,16 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
-import socket
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from exporter import __version__
 from exporter.config import Settings, find_config, load_config, parse_listen_address
@@ -30,13 +24,6 @@ from exporter.logs import configure, get_logger
 from exporter.plan import domain_plans, plan
 
 log = get_logger(component="daemon")
-
-StartResponse = Callable[..., Any]
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Access logs are not written (scrapes would flood the log)."""
 
 
 class Daemon:
@@ -69,7 +56,8 @@ class Daemon:
             ]
             or [settings.defaults.timeout_seconds * settings.defaults.tcp_tries * 2]
         )
-        self.store = ResultStore(duration_buckets(longest))
+        buckets = settings.exporter.histogram_buckets or duration_buckets(longest)
+        self.store = ResultStore(buckets, settings.exporter.histograms)
         self.engine = Engine(
             concurrency=settings.exporter.concurrency,
             udp_pacing_seconds=settings.exporter.udp_pacing_seconds,
@@ -80,6 +68,8 @@ class Daemon:
         self.scheduler = Scheduler(self.engine, self.store)
         self.engine.on_probe_error = self.scheduler.probe_failed
         self.status.ready = lambda: self.scheduler.ready
+        self.status.in_flight = lambda: self.engine.in_flight
+        self.status.schedule_lag = self.scheduler.lag
         self.registry = CollectorRegistry()
         self.registry.register(PortqryCollector(self.store, self.status))
         ProcessCollector(registry=self.registry)
@@ -157,104 +147,44 @@ class Daemon:
             groups.append({"targets": [host], "labels": meta})
         return groups
 
-    # -- HTTP ---------------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """Every target finished a round and every domain its first discovery (``/-/ready``)."""
+        return self.scheduler.ready
 
-    def wsgi(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        """The WSGI app behind ``listen_address``."""
-        from prometheus_client import make_wsgi_app
-
-        path = environ.get("PATH_INFO", "/")
-        method = environ.get("REQUEST_METHOD", "GET")
-        if path == "/metrics":
-            return make_wsgi_app(self.registry)(environ, start_response)  # type: ignore[no-any-return]
-        if path == "/sd":
-            query = parse_qs(environ.get("QUERY_STRING", ""))
-            groups = self.sd_groups(domain=query.get("domain", [None])[0], site=query.get("site", [None])[0])
-            return _text(start_response, "200 OK", json.dumps(groups, indent=1), [("Content-Type", "application/json")])
-        if path == "/-/healthy":
-            return _text(start_response, "200 OK", "Healthy\n")
-        if path == "/-/ready":
-            if self.scheduler.ready:
-                return _text(start_response, "200 OK", "Ready\n")
-            return _text(start_response, "503 Service Unavailable", "Not ready: first probe round running\n")
-        if path == "/-/reload":
-            if method not in ("POST", "PUT"):
-                return _text(start_response, "405 Method Not Allowed", "Use POST\n", [("Allow", "POST")])
-            if self.loop is None:
-                return _text(start_response, "503 Service Unavailable", "starting\n")
-            fut = asyncio.run_coroutine_threadsafe(self._reload_async(), self.loop)
-            try:
-                ok, message = fut.result(timeout=30)
-            except TimeoutError:
-                return _text(start_response, "500 Internal Server Error", "reload timed out\n")
-            return _text(start_response, "200 OK" if ok else "500 Internal Server Error", message + "\n")
-        if path == "/":
-            body = (
-                "<html><head><title>portqry-exporter</title></head><body><h1>portqry-exporter</h1>"
-                '<p><a href="/metrics">Metrics</a> &middot; <a href="/-/healthy">Healthy</a> &middot; '
-                '<a href="/-/ready">Ready</a></p></body></html>\n'
-            )
-            return _text(start_response, "200 OK", body, [("Content-Type", "text/html; charset=utf-8")])
-        return _text(start_response, "404 Not Found", "Not found\n")
-
-    async def _reload_async(self) -> tuple[bool, str]:
+    async def reload_async(self) -> tuple[bool, str]:
+        """:meth:`reload`, for ``POST /-/reload``."""
         return self.reload()
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT.  Returns the exit code."""
+        from exporter.http import build_app, serve
+
         self.loop = asyncio.get_running_loop()
-        host, port = parse_listen_address(self.settings.exporter.listen_address)
-        server_cls = _server_class(host)
-        try:
-            server: Any = make_server(host, port, self.wsgi, server_class=server_cls, handler_class=_QuietHandler)
-        except OSError as exc:
-            log.error("cannot listen", listen_address=self.settings.exporter.listen_address, error=exc.strerror)
-            return 4
-        thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
-        thread.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+        host, port = parse_listen_address(self.settings.exporter.listen_address)
+        try:
+            runner, bound = await serve(build_app(self), host, port)
+        except OSError as exc:
+            log.error("cannot listen", listen_address=self.settings.exporter.listen_address, error=exc.strerror)
+            return 4
         self.apply(self.settings)
+        shown = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
         log.info(
             "portqry-exporter started",
             version=__version__,
-            listen_address=f"{host}:{server.server_port}",
+            listen_address=shown,
             config=self.config_path,
             targets=self.status.targets,
         )
         await self.stopping.wait()
         log.info("stopping")
         await self.scheduler.stop(timeout=3.0)
-        server.shutdown()
-        server.server_close()
+        await runner.cleanup()
         log.info("stopped")
         return 0
-
-
-def _server_class(host: str) -> type:
-    from prometheus_client.exposition import ThreadingWSGIServer
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-    class _Server(ThreadingWSGIServer):
-        address_family = family
-        daemon_threads = True
-        allow_reuse_address = True
-
-    return _Server
-
-
-def _text(
-    start_response: StartResponse, status: str, body: str, headers: Sequence[tuple[str, str]] = ()
-) -> list[bytes]:
-    data = body.encode()
-    hdrs = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))]
-    hdrs = [h for h in hdrs if h[0] not in {k for k, _ in headers}] + list(headers)
-    if not any(k == "Content-Length" for k, _ in hdrs):
-        hdrs.append(("Content-Length", str(len(data))))
-    start_response(status, hdrs)
-    return [data]
 
 
 class _ArgParser(argparse.ArgumentParser):

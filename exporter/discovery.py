@@ -3,10 +3,10 @@
 The DC locator's first step (MS-ADTS 6.3.6.1; ``nltest /dsgetdc``): read ``_ldap._tcp.dc._msdcs.<domain>``
 (or ``_ldap._tcp.<site>._sites.dc._msdcs.<domain>`` for each named site) through the configured resolver,
 afresh every time (no caching by TTL).  **The DC list is exactly the targets of those records**; priority
-and weight order it.  Then each DC gets the CLDAP LDAP ping (MS-ADTS 6.3.3) on UDP 389, through the engine
-(its concurrency limit and UDP pacing): ``DcSiteName`` is the DC's site, ``ClientSiteName`` the site the DC
-puts us in, the DS_FLAG bits its roles (sent to the SRV record's port: 389 in AD).  A DC whose name does not resolve, or that does not answer the
-ping, stays in the list with an empty site and the error.
+and weight order it.  Then each DC gets the CLDAP LDAP ping (MS-ADTS 6.3.3) on UDP at the SRV record's port
+(389 in AD), through the engine (its concurrency limit and UDP pacing): ``DcSiteName`` is the DC's site,
+``ClientSiteName`` the site the DC puts us in, the DS_FLAG bits its roles.  A DC whose name does not resolve,
+or that does not answer the ping, stays in the list with an empty site and the error.
 
 Check by hand: ``dig @DC SRV _ldap._tcp.dc._msdcs.DOMAIN`` and ``portqry --domain DOMAIN --dns-server DC``.
 """

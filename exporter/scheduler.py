@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from exporter.discovery import Discovery, discover
 from exporter.engine import Engine
+from exporter.exposition import Histogram
 from exporter.logs import get_logger
 from exporter.model import DiscoveredDC, DomainState, PortSpec
 from exporter.plan import DomainPlan, TargetPlan
@@ -23,6 +24,9 @@ from exporter.result import ProbeResult
 from exporter.store import ResultStore
 
 log = get_logger(component="scheduler")
+
+#: Bounds of ``portqry_exporter_schedule_lag_seconds``, seconds.
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0)
 
 
 class Scheduler:
@@ -47,6 +51,8 @@ class Scheduler:
         self._domain_tasks: dict[str, asyncio.Task[None]] = {}
         self._dcs: dict[str, tuple[DiscoveredDC, ...]] = {}  # domain -> its last good DC list
         self._discovered: set[str] = set()  # domains whose first discovery has ended (well or not)
+        self.lag = Histogram(LAG_BUCKETS)
+        """How late each round started against its plan, seconds (``portqry_exporter_schedule_lag_seconds``)."""
 
     @property
     def ready(self) -> bool:
@@ -198,9 +204,12 @@ class Scheduler:
 
     async def _run(self, plan: TargetPlan) -> None:
         loop = asyncio.get_running_loop()
-        await asyncio.sleep(random.uniform(0, min(self.first_round_spread_seconds, plan.interval_seconds)))
+        first = random.uniform(0, min(self.first_round_spread_seconds, plan.interval_seconds))
+        planned = loop.time() + first
+        await asyncio.sleep(first)
         while True:
             started = loop.time()
+            self.lag.observe(max(0.0, started - planned))
             try:
                 results = await self.engine.probe_target(
                     plan.name, plan.host, plan.specs, plan.options, addresses=plan.addresses
@@ -216,8 +225,8 @@ class Scheduler:
             self._publish(plan, results)
             self._rounds[plan.name] = self._rounds.get(plan.name, 0) + 1
             jitter = plan.interval_seconds * plan.jitter_ratio
-            delay = plan.interval_seconds + random.uniform(-jitter, jitter) - (loop.time() - started)
-            await asyncio.sleep(max(0.0, delay))
+            planned = started + plan.interval_seconds + random.uniform(-jitter, jitter)
+            await asyncio.sleep(max(0.0, planned - loop.time()))
 
     def _publish(self, plan: TargetPlan, results: list[ProbeResult]) -> None:
         for previous, result in self.store.record(plan.name, results, domain=plan.domain, site=plan.site):

@@ -1,17 +1,18 @@
 """The results store: the latest result per (target, address, protocol, port), histograms, counters, domains.
 
-Written by the scheduler on the event loop, read by the collector on HTTP threads: one lock, and readers
-get copies.  Keys that a reload removes are dropped at once (:meth:`ResultStore.retain`), so their
-series vanish from the next scrape; so are a target's addresses that its latest round no longer had.
+Written by the scheduler, read by scrapes: one lock, and readers get copies.  When a target's round lands its
+port families are rendered once (:mod:`exporter.exposition`); a scrape joins the ready parts.  Keys that a
+reload removes are dropped at once (:meth:`ResultStore.retain`), so their series vanish from the next scrape;
+so are a target's addresses that its latest round no longer had.
 """
 
 from __future__ import annotations
 
-import bisect
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from exporter.exposition import Histogram, HistogramMode, histogram_key, join, render_target
 from exporter.model import DomainState
 from exporter.result import ProbeResult
 from exporter.states import PortState
@@ -61,42 +62,12 @@ def duration_buckets(max_probe_seconds: float) -> tuple[float, ...]:
     return tuple(bounds)
 
 
-@dataclass(slots=True)
-class Histogram:
-    """Cumulative-free bucket counts (converted to cumulative on export), sum in seconds and count."""
-
-    bounds: tuple[float, ...]
-    counts: list[int] = field(default_factory=list)
-    total: float = 0.0
-    count: int = 0
-
-    def observe(self, value: float) -> None:
-        """Add one observation in seconds."""
-        if not self.counts:
-            self.counts = [0] * (len(self.bounds) + 1)
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.total += value
-        self.count += 1
-
-    def cumulative(self) -> list[tuple[str, int]]:
-        """``[(le, cumulative count), ..., ("+Inf", count)]`` as Prometheus expects."""
-        out: list[tuple[str, int]] = []
-        running = 0
-        counts = self.counts or [0] * (len(self.bounds) + 1)
-        for bound, n in zip(self.bounds, counts, strict=False):
-            running += n
-            out.append((repr(float(bound)), running))
-        out.append(("+Inf", self.count))
-        return out
-
-
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A consistent copy of the store for one scrape.
+    """A consistent copy of the store (for the collector and the status views).
 
     Attributes:
         results: the latest result of every key, ordered by key.
-        histograms: probe durations per key.
         probes_total: probes finished since start, by state.
         resolve_ok: per target, whether its host resolved in its latest round.
         labels: per target, its ``(domain, site)`` labels.
@@ -105,7 +76,6 @@ class Snapshot:
     """
 
     results: tuple[ProbeResult, ...]
-    histograms: dict[Key, Histogram]
     probes_total: dict[PortState, int]
     resolve_ok: dict[str, bool]
     labels: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -113,21 +83,33 @@ class Snapshot:
     probe_errors_total: int = 0
 
 
+@dataclass(slots=True)
+class _Target:
+    """One target's latest results (by ``(address, protocol, port)``), histograms, labels and rendering."""
+
+    results: dict[tuple[str, str, int], ProbeResult] = field(default_factory=dict)
+    histograms: dict[tuple[str, ...], Histogram] = field(default_factory=dict)
+    domain: str = ""
+    site: str = ""
+    resolved: bool = True
+    rendered: dict[str, bytes] = field(default_factory=dict)
+    detailed: tuple[ProbeResult, ...] = ()
+
+
 class ResultStore:
-    """Thread-safe latest results.
+    """Thread-safe latest results, with each target's port families pre-rendered.
 
     Args:
         buckets: histogram bucket bounds, seconds (see :func:`duration_buckets`).
+        histograms: ``"target"`` (per target and protocol), ``"port"`` (per port) or ``"none"``.
     """
 
-    def __init__(self, buckets: Sequence[float]) -> None:
+    def __init__(self, buckets: Sequence[float], histograms: HistogramMode = "target") -> None:
         self.buckets = tuple(buckets)
+        self.histogram_mode: HistogramMode = histograms
         self._lock = threading.Lock()
-        self._latest: dict[Key, ProbeResult] = {}
-        self._hist: dict[Key, Histogram] = {}
+        self._targets: dict[str, _Target] = {}
         self._total: dict[PortState, int] = dict.fromkeys(PortState, 0)
-        self._resolve_ok: dict[str, bool] = {}
-        self._labels: dict[str, tuple[str, str]] = {}
         self._domains: dict[str, DomainState] = {}
         self._probe_errors = 0
 
@@ -139,7 +121,7 @@ class ResultStore:
     def record(
         self, target: str, results: Iterable[ProbeResult], *, domain: str = "", site: str = ""
     ) -> list[tuple[ProbeResult | None, ProbeResult]]:
-        """Store one round of a target's results, with its ``domain`` and ``site`` labels.
+        """Store one round of a target's results, with its ``domain`` and ``site`` labels, and render it.
 
         The target's results on addresses that this round did not probe are dropped (the name resolves
         elsewhere now, or not at all); a port missing from an address probed this round keeps its result.
@@ -151,23 +133,30 @@ class ResultStore:
         results = list(results)
         addresses = {r.address for r in results}
         with self._lock:
-            for stale in [k for k in self._latest if k[0] == target and results and k[1] not in addresses]:
-                del self._latest[stale]
-                self._hist.pop(stale, None)
-            resolved = True
+            entry = self._targets.setdefault(target, _Target())
+            if results:
+                for stale in [k for k in entry.results if k[0] not in addresses]:
+                    del entry.results[stale]
             for result in results:
-                previous = self._latest.get(result.key)
-                self._latest[result.key] = result
-                hist = self._hist.get(result.key)
-                if hist is None:
-                    hist = self._hist[result.key] = Histogram(self.buckets)
-                hist.observe(result.duration_seconds)
+                key = (result.address, result.protocol, result.port)
+                changes.append((entry.results.get(key), result))
+                entry.results[key] = result
+                hist = histogram_key(result, self.histogram_mode)
+                if hist is not None:
+                    entry.histograms.setdefault(hist, Histogram(self.buckets)).observe(result.duration_seconds)
                 self._total[result.state] += 1
-                resolved = resolved and bool(result.address)
-                changes.append((previous, result))
-            self._resolve_ok[target] = resolved
-            self._labels[target] = (domain, site)
+            entry.resolved = all(r.address for r in results)
+            entry.domain, entry.site = domain, site
+            self._render(entry)
         return changes
+
+    def _render(self, entry: _Target) -> None:
+        if self.histogram_mode == "port":  # a gone address or port leaves its histogram too
+            live = {(a, p, str(n)) for a, p, n in entry.results}
+            entry.histograms = {k: h for k, h in entry.histograms.items() if k in live}
+        ordered = [entry.results[k] for k in sorted(entry.results)]
+        entry.rendered = render_target(ordered, entry.domain, entry.site, entry.histograms, self.histogram_mode)
+        entry.detailed = tuple(r for r in ordered if r.details)
 
     def record_domain(self, state: DomainState) -> None:
         """Store a domain's discovery state (``portqry_domain_*``)."""
@@ -175,50 +164,65 @@ class ResultStore:
             self._domains[state.domain] = state
 
     def retain(self, ports: Iterable[tuple[str, str, int]], targets: Iterable[str], domains: Iterable[str] = ()) -> int:
-        """Drop every result and histogram whose ``(target, protocol, port)`` is not in ``ports`` (after a reload).
+        """Drop every result whose ``(target, protocol, port)`` is not in ``ports`` (after a reload).
 
-        Also drops the resolve flags and labels of targets, and the states of domains, no longer configured.
+        Also drops targets, and domains, no longer configured.
 
         Returns:
-            How many keys were dropped.
+            How many results were dropped.
         """
         keep = set(ports)
         names = set(targets)
+        gone = 0
         with self._lock:
-            gone = {k for k in [*self._latest, *self._hist] if (k[0], k[2], k[3]) not in keep}
-            for k in gone:
-                self._latest.pop(k, None)
-                self._hist.pop(k, None)
-            for name in [n for n in self._resolve_ok if n not in names]:
-                del self._resolve_ok[name]
-            for name in [n for n in self._labels if n not in names]:
-                del self._labels[name]
+            for name in [n for n in self._targets if n not in names]:
+                gone += len(self._targets.pop(name).results)
+            for name, entry in self._targets.items():
+                stale = [k for k in entry.results if (name, k[1], k[2]) not in keep]
+                for k in stale:
+                    del entry.results[k]
+                if stale:
+                    gone += len(stale)
+                    if self.histogram_mode == "target":
+                        protocols = {k[1] for k in entry.results}
+                        entry.histograms = {k: h for k, h in entry.histograms.items() if k[0] in protocols}
+                    self._render(entry)
             wanted = set(domains)
             for name in [n for n in self._domains if n not in wanted]:
                 del self._domains[name]
-        return len(gone)
+        return gone
 
     def forget(self, targets: Iterable[str]) -> None:
-        """Drop every result, histogram, resolve flag and label of ``targets`` (restarted with a new plan)."""
-        names = set(targets)
+        """Drop every result, histogram and label of ``targets`` (restarted with a new plan)."""
         with self._lock:
-            for key in [k for k in self._latest if k[0] in names]:
-                del self._latest[key]
-            for key in [k for k in self._hist if k[0] in names]:
-                del self._hist[key]
-            for name in names:
-                self._resolve_ok.pop(name, None)
-                self._labels.pop(name, None)
+            for name in targets:
+                self._targets.pop(name, None)
 
-    def snapshot(self) -> Snapshot:
-        """A copy for a scrape, ordered by key."""
+    def exposition(self, *, openmetrics: bool, names: frozenset[str] | None = None) -> bytes:
+        """The port families of every target, joined from their renderings (no ``# EOF``).
+
+        Args:
+            openmetrics: OpenMetrics headers instead of the text format's.
+            names: ``?name[]=`` filters; ``None`` = every family.
+        """
         with self._lock:
+            parts = [self._targets[name].rendered for name in sorted(self._targets)]
+        return join(parts, openmetrics=openmetrics, names=names)
+
+    def snapshot(self, *, full: bool = True) -> Snapshot:
+        """A copy, ordered by key; ``full=False`` copies only the results that carry protocol details."""
+        with self._lock:
+            if full:
+                results = tuple(
+                    entry.results[k] for _name, entry in sorted(self._targets.items()) for k in sorted(entry.results)
+                )
+            else:
+                results = tuple(r for _name, entry in sorted(self._targets.items()) for r in entry.detailed)
             return Snapshot(
-                results=tuple(self._latest[k] for k in sorted(self._latest)),
-                histograms={k: Histogram(h.bounds, list(h.counts), h.total, h.count) for k, h in self._hist.items()},
+                results=results,
                 probes_total=dict(self._total),
-                resolve_ok=dict(self._resolve_ok),
-                labels=dict(self._labels),
+                resolve_ok={n: t.resolved for n, t in self._targets.items()},
+                labels={n: (t.domain, t.site) for n, t in self._targets.items()},
                 domains=dict(self._domains),
                 probe_errors_total=self._probe_errors,
             )

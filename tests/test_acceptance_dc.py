@@ -89,7 +89,7 @@ def test_states_of_the_dc_ports(daemon: RunningDaemon, dc: testbed.SambaDC, dc_f
     assert reasons[("tcp", 389)] == "protocol-reply"  # the rootDSE was read
     tries = {(x["protocol"], int(x["port"])): v for x, v in samples["portqry_probe_tries"] if x["target"] == "dc1"}
     assert tries[("tcp", p.tcp_drop)] == 3
-    addresses = {x["address"] for x, _ in samples["portqry_probe_success"] if x["target"] == "dc1"}
+    addresses = {x["address"] for x, _ in samples["portqry_probe_reason"] if x["target"] == "dc1"}
     assert addresses == {dc.address}
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import ExporterStatus, PortqryCollector
+from exporter.collector import ExporterStatus, PortqryCollector, render
 from exporter.model import DynamicPort, RpcDetails
 from exporter.result import ProbeResult
 from exporter.states import PortState, Reason
@@ -43,7 +43,7 @@ def test_rpc_bound_to_two_ports_gives_no_duplicate_series() -> None:
     store.record("dc1", [rpc_result(135), rpc_result(1135)])
     registry = CollectorRegistry()
     registry.register(PortqryCollector(store, ExporterStatus()))
-    text = generate_latest(registry).decode()
+    text = render(store, registry).decode()
     seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
     for family in text_string_to_metric_families(text):  # the parser itself accepts duplicates: count them
         for sample in family.samples:
@@ -73,7 +73,7 @@ def test_two_addresses_never_collide_and_a_gone_address_leaves() -> None:
     a = rpc_result(135)
     b = dataclasses.replace(a, address="198.18.0.3")
     store.record("dc1", [a, b], domain="corp.test", site="Hub")
-    text = generate_latest(registry).decode()
+    text = render(store, registry).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for family in families.values():
         keys = [(s.name, tuple(sorted(s.labels.items()))) for s in family.samples]
@@ -84,5 +84,5 @@ def test_two_addresses_never_collide_and_a_gone_address_leaves() -> None:
     assert states == {("198.18.0.2", "corp.test", "Hub"), ("198.18.0.3", "corp.test", "Hub")}
     assert {s.labels["address"] for s in families["portqry_rpc_endpoints"].samples} == {"198.18.0.2", "198.18.0.3"}
     store.record("dc1", [b], domain="corp.test", site="Hub")  # the name no longer resolves to .2
-    text = generate_latest(registry).decode()
+    text = render(store, registry).decode()
     assert 'address="198.18.0.2"' not in text and 'address="198.18.0.3"' in text

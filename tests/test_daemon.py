@@ -59,10 +59,12 @@ ports = ["tcp/{open_port}", "tcp/{closed_tcp}", "udp/{closed_udp}", "udp/{echo}"
             reasons = {(x["protocol"], x["port"]): x["reason"] for x, _ in s["portqry_probe_reason"]}
             assert reasons[("tcp", str(closed_tcp))] == "refused"
             assert reasons[("udp", str(closed_udp))] == "icmp-port-unreachable"
-            success = {(x["protocol"], x["port"]): v for x, v in s["portqry_probe_success"]}
-            assert success[("tcp", str(open_port))] == 1 and success[("tcp", str(closed_tcp))] == 0
-            counts = {x["port"]: v for x, v in s["portqry_probe_duration_seconds_count"] if x["protocol"] == "tcp"}
-            assert counts[str(open_port)] >= 1
+            last = {(x["protocol"], x["port"]): v for x, v in s["portqry_probe_last_duration_seconds"]}
+            assert 0 < last[("tcp", str(open_port))] < 1
+            # the histogram is per (target, protocol): two TCP ports probed once each count 2 after one round
+            counts = {x["protocol"]: v for x, v in s["portqry_probe_duration_seconds_count"]}
+            assert set(counts) == {"tcp", "udp"} and counts["tcp"] >= 2
+            assert "portqry_probe_success" not in s
             assert s["portqry_exporter_config_last_reload_successful"][0][1] == 1
             assert s["portqry_exporter_build_info"][0][0]["version"]
             total = {x["state"]: v for x, v in s["portqry_probes_total"]}
@@ -183,6 +185,6 @@ def test_reload_that_changes_a_host_drops_its_old_series_at_once(tmp_path: Path)
                 config(f'[[targets]]\nname = "a"\nhost = "127.0.0.2"\nports = ["tcp/{port2}"]\n', interval=30),
             )
             assert d.post("/-/reload")[0] == 200
-            addresses = {x["address"] for x, _ in d.samples().get("portqry_probe_success", [])}
+            addresses = {x["address"] for x, _ in d.samples().get("portqry_probe_reason", [])}
             assert "127.0.0.1" not in addresses
             d.wait_for(lambda d: d.states() == {("a", "tcp", str(port2)): "listening"})

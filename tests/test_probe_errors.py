@@ -12,10 +12,10 @@ import asyncio
 
 import pytest
 import structlog.testing
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from exporter import probes
-from exporter.collector import ExporterStatus, PortqryCollector
+from exporter.collector import ExporterStatus, PortqryCollector, render
 from exporter.engine import Engine
 from exporter.errors import DecodeError
 from exporter.model import ProbeOptions
@@ -96,7 +96,7 @@ async def test_the_daemon_guard_keeps_the_previous_result(flaky: Flaky) -> None:
     assert after[plain_port].timestamp > before[plain_port].timestamp  # the other port went on
     errors = store.snapshot().probe_errors_total
     assert errors >= 2
-    text = generate_latest(registry).decode()
+    text = render(store, registry).decode()
     assert f"portqry_exporter_probe_errors_total {float(errors)}" in text
     logged = [e for e in logs if e["event"].startswith("probe raised")]
     assert len(logged) == errors

@@ -5,6 +5,8 @@ Usage::
     portqry -n NAME [-p tcp|udp|both] [-e PORT | -o P1,P2,... | -r START:END] [-l FILE [-y]] [-sl] [-nr]
             [-sp PORT] [-cn !COMMUNITY!] [-q] [--json] [--timeout S] [--concurrency N]
             [--dns-server ADDR [--dns-port PORT]] [--domain NAME] [--service NAME] [--profile NAME]
+    portqry --domain DOMAIN [--site SITE] [--dns-server ADDR [--dns-port PORT]] [-p ...] [-e | -o | -r | --profile]
+            the domain's DCs from DNS SRV records and the LDAP ping, listed, then each one queried
     portqry -i [-n NAME] [-e PORT] [-p PROTO] [-sp PORT]        interactive mode (commands on stdin)
     portqry -local | -wport PORT | -wpid PID [-wt S] [-v] [-l FILE [-y]] [--duration S] [--json]
     portqry --list-services | --list-profiles
@@ -19,7 +21,7 @@ Exit codes:
     2: FILTERED or LISTENING or FILTERED (at least one port).  PortQry's ``-q`` errorlevels 0/1/2,
        returned with or without ``-q``; for several ports the worst wins (2 > 1 > 0).
     3: usage error (bad or conflicting flags, unknown service or profile).  Never argparse's 2.
-    4: the name given with ``-n`` does not resolve.
+    4: the name given with ``-n`` does not resolve; ``--domain`` without ``-n``: no DC found in DNS.
     5: the ``-sp`` source port is in use or cannot be bound.
     6: the log file cannot be written, or overwriting it was declined.
     7: local mode failed (no such PID for ``-wpid``, sockets cannot be listed).
@@ -32,6 +34,7 @@ Errors are one line on stderr (``portqry: ...``).  Network rule for tests: resol
 server the test runs (``--dns-server``), and use ``-nr`` or that server for reverse lookups.
 
 Modules: :mod:`~exporter.cli.args` (flags, help), :mod:`~exporter.cli.query` (queries, verdict),
+:mod:`~exporter.cli.domain` (``--domain`` without ``-n``: discovery, the DC list, every DC's query),
 :mod:`~exporter.cli.interactive`, :mod:`~exporter.cli.text` and :mod:`~exporter.cli.blocks` (PortQry's text),
 :mod:`~exporter.cli.output` (stdout, JSON lines, log file), :mod:`~exporter.cli.local` and
 :mod:`~exporter.cli.watch` (local mode), :mod:`~exporter.cli.entry` (:func:`main`), :mod:`~exporter.cli.exits`.

@@ -27,8 +27,9 @@ portqry - PortQry 2.0's port query on the exporter's engine
 
 Command-line mode:
   portqry -n name [-p protocol] [-e port | -o ports | -r range] [options]
+  portqry --domain DOMAIN [--dns-server ADDR] [-p protocol] [-e port | -o ports | -r range] [options]
 
-  -n NAME            target host name, IPv4 or IPv6 address (required)
+  -n NAME            target host name, IPv4 or IPv6 address (required, unless --domain finds the targets)
   -p tcp|udp|both    protocol (default tcp)
   -e PORT            port 1-65535 (default 80)
   -o P1,P2,...       ports in this order (no spaces)
@@ -41,14 +42,21 @@ Command-line mode:
   -cn !COMMUNITY!    SNMP community, between exclamation marks (default public)
   -q                 quiet: print nothing but errors, exit with the port's state (not with -o, -r, -p both)
   -i                 interactive mode: node NAME, query [shortcut], set option=value, set all, help, exit
-  --json             one JSON object per port result instead of PortQry's text
+  --json             one JSON object per port result instead of PortQry's text (--domain without -n:
+                     first a {"type": "domain_controller", ...} object per DC found)
   --timeout S        seconds to wait per try (default 2; TCP tries 3 times, UDP once)
   --concurrency N    probes in flight at most (default 256)
   --udp-pacing S     minimum gap between UDP datagrams to the target, seconds (default 0.25; 1 keeps
                      closed UDP ports exact against Linux's one-ICMP-error-per-second limit)
   --dns-server ADDR  resolve through this DNS server (repeatable) instead of the system resolver
   --dns-port PORT    port of the --dns-server servers (default 53)
-  --domain NAME      AD domain for the LDAP ping and the DNS SOA query (default: from the rootDSE)
+  --domain NAME      with -n: AD domain for the LDAP ping, the Kerberos realm and the DNS SOA query
+                     (default: from the rootDSE).  Without -n: find the domain's DCs (DNS SRV records
+                     _ldap._tcp.dc._msdcs.NAME through --dns-server, else the system resolver, then the
+                     LDAP ping of each), list them with site and roles, then query each DC in SRV order
+                     (default ports: the domain-controller profile; -p, -e, -o, -r, --service and
+                     --profile choose others).  No DC found: exit 4
+  --site NAME        with --domain and no -n: only this site's DCs (_ldap._tcp.NAME._sites...; repeatable)
   --service NAME     probe the ports a Windows service needs (catalog; repeatable); -p filters them
   --profile NAME     probe a profile's ports, e.g. domain-controller (repeatable)
   --list-services    list the catalog's services and their ports
@@ -68,10 +76,11 @@ Flags may be written -x or /x, in any case.  Use portqry -h for this text.
 
 Exit codes:
   0  LISTENING          1  NOT LISTENING      2  FILTERED or LISTENING or FILTERED
-     (several ports: the worst, 2 > 1 > 0; local and interactive modes: 0)
-  3  usage error        4  name does not resolve                 5  source port in use
-  6  log file error     7  local mode failed (e.g. no such PID)  8  service catalog unavailable
-  9  internal error     130 interrupted                          141 broken pipe (stdout closed)
+     (several ports, or several DCs: the worst, 2 > 1 > 0; local and interactive modes: 0)
+  3  usage error        4  name does not resolve (--domain without -n: no DC found in DNS)
+  5  source port in use 6  log file error     7  local mode failed (e.g. no such PID)
+  8  service catalog unavailable            9  internal error
+  130 interrupted       141 broken pipe (stdout closed)
 """
 
 
@@ -105,6 +114,7 @@ class Options:
     dns_servers: list[str] = field(default_factory=list)
     dns_port: int = 53
     domain: str = ""
+    sites: list[str] = field(default_factory=list)
     services: list[str] = field(default_factory=list)
     profiles: list[str] = field(default_factory=list)
     list_services: bool = False
@@ -112,6 +122,16 @@ class Options:
     duration: float | None = None
     help: bool = False
     version: bool = False
+
+    @property
+    def discovery(self) -> bool:
+        """``--domain`` without ``-n`` in command-line mode: find the domain's DCs and query each."""
+        return self.name is None and bool(self.domain) and not (self.interactive or self.local_mode)
+
+    @property
+    def local_mode(self) -> bool:
+        """``-local``, ``-wport`` or ``-wpid``."""
+        return self.local or self.watch_port is not None or self.watch_pid is not None
 
 
 #: PortQry flags (without the leading - or /, lower case) -> (Options attribute, takes a value).
@@ -148,6 +168,7 @@ _LONG_FLAGS: dict[str, tuple[str, bool]] = {
     "dns-server": ("dns_servers", True),
     "dns-port": ("dns_port", True),
     "domain": ("domain", True),
+    "site": ("sites", True),
     "service": ("services", True),
     "profile": ("profiles", True),
     "list-services": ("list_services", False),
@@ -250,6 +271,10 @@ def _set(opts: Options, attr: str, flag: str, value: str | None) -> None:
         if not value or any(c.isspace() for c in value) or len(value) > 253:
             raise UsageError(f"{flag}: {value!r} is not a DNS domain name")
         opts.domain = value.rstrip(".")
+    elif attr == "sites":
+        if not value or any(c.isspace() or c == "." for c in value) or len(value) > 63:
+            raise UsageError(f"{flag}: {value!r} is not a site name (one DNS label)")
+        opts.sites.append(value)
     elif attr in ("services", "profiles"):
         getattr(opts, attr).append(value)
     elif attr == "log_file":
@@ -293,7 +318,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         if spec is None:
             raise UsageError(f"unknown option {token!r}")
         attr, takes_value = spec
-        repeatable = attr in ("dns_servers", "services", "profiles")
+        repeatable = attr in ("dns_servers", "sites", "services", "profiles")
         if attr in seen and not repeatable and takes_value:
             raise UsageError(f"{flag} given twice")
         seen.add(attr)
@@ -335,6 +360,8 @@ def _validate(opts: Options, seen: set[str]) -> None:
         raise UsageError(f"{' and '.join(ports_given)} cannot be used together (use one of -e, -o, -r)")
     if catalog and ports_given:
         raise UsageError(f"--service/--profile cannot be used with {ports_given[0]}")
+    if opts.sites and (opts.name is not None or not opts.domain or opts.interactive or local_modes):
+        raise UsageError("--site is only used with --domain and no -n (domain discovery)")
     if len(local_modes) > 1:
         raise UsageError(f"{' and '.join(local_modes)} cannot be used together")
     if "watch_time" in seen and not (opts.watch_port is not None or opts.watch_pid is not None):
@@ -368,5 +395,5 @@ def _validate(opts: Options, seen: set[str]) -> None:
         if opts.order is not None or opts.port_range is not None or catalog:
             raise UsageError("-i takes -e, not -o, -r, --service or --profile")
         return
-    if opts.name is None:
-        raise UsageError("-n NAME is required (or -i, -local, -wport, -wpid, --list-services)")
+    if opts.name is None and not opts.domain:
+        raise UsageError("-n NAME is required (or --domain, -i, -local, -wport, -wpid, --list-services)")

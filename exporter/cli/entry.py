@@ -1,7 +1,8 @@
 """``portqry``'s entry point: parse the command line, pick the mode, turn every failure into an exit code.
 
-Modes: command line (:mod:`exporter.cli.query`), interactive (:mod:`exporter.cli.interactive`), local and
-watch (:mod:`exporter.cli.local`, :mod:`exporter.cli.watch`), catalog listings.  Errors are one line on
+Modes: command line (:mod:`exporter.cli.query`; ``--domain`` without ``-n``: :mod:`exporter.cli.domain`),
+interactive (:mod:`exporter.cli.interactive`), local and watch (:mod:`exporter.cli.local`,
+:mod:`exporter.cli.watch`), catalog listings.  Errors are one line on
 stderr (``portqry: ...``), never a traceback; see :mod:`exporter.cli` for the exit codes.
 """
 
@@ -17,7 +18,7 @@ from typing import TextIO
 
 from exporter import __version__
 from exporter.catalog import CatalogDataError, format_profile_list, format_service_list
-from exporter.cli import local, query, text, watch
+from exporter.cli import domain, local, query, text, watch
 from exporter.cli.args import HELP, Options, parse_args
 from exporter.cli.exits import (
     EXIT_BROKEN_PIPE,
@@ -85,10 +86,12 @@ def _run(opts: Options, argv: Sequence[str], stdin: TextIO, stdout: TextIO, stde
         log.write("\n".join(text.log_header(command, socket.gethostname())) + "\n")
     out = Output(stdout, stderr, quiet=opts.quiet, log=log)
     try:
-        if opts.local or opts.watch_port is not None or opts.watch_pid is not None:
+        if opts.local_mode:
             return local_mode(opts, out, stdin)
         if opts.interactive:
             return interactive(opts, out, stdin)
+        if opts.discovery:
+            return domain.domain_mode(opts, out)
         return query.command_mode(opts, out)
     except CliError as exc:
         out.error(str(exc))

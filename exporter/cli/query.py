@@ -10,12 +10,13 @@ with it, ``-r`` without the RPC endpoint-mapper dump.  Ranges and lists run conc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import itertools
 import socket
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from exporter.catalog import CatalogDataError, CatalogLookupError, load_catalog
 from exporter.cli import text
@@ -162,13 +163,8 @@ async def run_query(
     Raises:
         CliError: the name does not resolve (exit 4), the source port is busy (exit 5).
     """
-    resolver = Resolver(settings.dns_servers, port=settings.dns_port)
-    serial = settings.source_port is not None
-    engine = Engine(
-        concurrency=1 if serial else settings.concurrency,
-        udp_pacing_seconds=settings.udp_pacing,
-        resolver=resolver,
-    )
+    engine = make_engine(settings)
+    resolver = engine.resolver
     if not settings.json:
         out.lines(text.target_lines(host))
     resolved = await _resolve(host, settings, resolver, out)
@@ -176,45 +172,74 @@ async def run_query(
         check_source_port(settings.source_port, resolved.family, {s.protocol for s in specs})
     if not settings.json:
         out.lines([*text.QUERYING_LINES, *notes])
-    options = settings.probe_options()
     results: list[ProbeResult] = []
-
-    def show(spec: PortSpec, result: ProbeResult) -> None:
-        results.append(result)
-        if settings.json:
-            out.json(result.to_json())
-        else:
-            out.lines(
-                text.port_lines(
-                    result,
-                    probe_name=spec.binding,
-                    source_port=settings.source_port,
-                    community=settings.community,
-                )
-            )
-
-    if serial:
+    jobs = ((host, resolved, spec) for spec in specs)
+    async with contextlib.aclosing(ordered_results(engine, jobs, settings)) as ordered:
         for spec in specs:
-            show(spec, await engine.probe_port(host, host, resolved, spec, options))
-        return results
-    # A sliding window of tasks, in output order: the engine's semaphore bounds what is in flight, the window
-    # bounds memory (a 131,070-port "-p both -r 1:65535" never holds more than `window` pending tasks).
+            result = await anext(ordered)
+            results.append(result)
+            show_result(spec, result, settings, out)
+    return results
+
+
+def make_engine(settings: QuerySettings) -> Engine:
+    """The engine of one query: ``--concurrency`` probes in flight (one with ``-sp``), its UDP pacing, its resolver."""
+    return Engine(
+        concurrency=1 if settings.source_port is not None else settings.concurrency,
+        udp_pacing_seconds=settings.udp_pacing,
+        resolver=Resolver(settings.dns_servers, port=settings.dns_port),
+    )
+
+
+def show_result(spec: PortSpec, result: ProbeResult, settings: QuerySettings, out: Output) -> None:
+    """Print one port's result: its JSON line, or PortQry's lines for it."""
+    if settings.json:
+        out.json(result.to_json())
+    else:
+        out.lines(
+            text.port_lines(
+                result,
+                probe_name=spec.binding,
+                source_port=settings.source_port,
+                community=settings.community,
+            )
+        )
+
+
+#: One port to probe: (target, its resolved address, the port).
+Job = tuple[str, Resolved, PortSpec]
+
+
+async def ordered_results(
+    engine: Engine, jobs: Iterable[Job], settings: QuerySettings
+) -> AsyncGenerator[ProbeResult, None]:
+    """Probe ``jobs`` on ``engine`` concurrently and yield their results in the order of ``jobs``.
+
+    With ``-sp`` the jobs run one at a time (they share the source port).  Otherwise a sliding window of
+    tasks, in output order: the engine's semaphore bounds what is in flight, the window bounds memory (a
+    131,070-port ``-p both -r 1:65535`` never holds more than ``window`` pending tasks).  Jobs of several
+    targets (the DCs of ``--domain``) share the window, so the next target's ports run while this one's print.
+    Close the generator (``contextlib.aclosing``) to cancel what is still pending.
+    """
+    options = settings.probe_options()
+    if settings.source_port is not None:
+        for target, resolved, spec in jobs:
+            yield await engine.probe_port(target, target, resolved, spec, options)
+        return
     window = max(TASK_WINDOW_PER_SLOT * settings.concurrency, MIN_TASK_WINDOW)
-    pending: deque[tuple[PortSpec, asyncio.Task[ProbeResult]]] = deque()
-    queue = iter(specs)
+    pending: deque[asyncio.Task[ProbeResult]] = deque()
+    queue = iter(jobs)
     try:
         while True:
-            for spec in itertools.islice(queue, window - len(pending)):
-                pending.append((spec, asyncio.create_task(engine.probe_port(host, host, resolved, spec, options))))
+            for target, resolved, spec in itertools.islice(queue, window - len(pending)):
+                pending.append(asyncio.create_task(engine.probe_port(target, target, resolved, spec, options)))
             if not pending:
                 break
-            spec, task = pending.popleft()
-            show(spec, await task)
+            yield await pending.popleft()
     finally:
-        for _, task in pending:
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*(task for _, task in pending), return_exceptions=True)
-    return results
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 def settings_from(opts: Options) -> QuerySettings:
@@ -260,6 +285,31 @@ def catalog_specs(opts: Options) -> tuple[list[PortSpec], list[str]]:
     return specs, [*notes, ""] if notes else []
 
 
+def query_specs(opts: Options, *, default_profile: str = "") -> tuple[list[PortSpec], list[str]]:
+    """The ports a command line asks for, in query order, and the lines printed after "querying...".
+
+    ``--service``/``--profile`` (filtered by ``-p``), else ``-o``, ``-r`` or ``-e`` (default 80) with ``-p``;
+    with ``default_profile`` and none of ``-e``, ``-o``, ``-r``, ``--service``, ``--profile``: that profile
+    (filtered by an explicit ``-p``).
+
+    Raises:
+        UsageError: an unknown service or profile name, or no port left after ``-p``.
+        CliError: exit 8 - the catalog cannot be loaded.
+    """
+    ports_given = opts.order is not None or opts.port_range is not None or opts.endpoint is not None
+    if default_profile and not (ports_given or opts.services or opts.profiles):
+        return catalog_specs(replace(opts, profiles=[default_profile]))
+    if opts.services or opts.profiles:
+        return catalog_specs(opts)
+    if opts.order is not None:
+        ports = opts.order
+    elif opts.port_range is not None:
+        ports = list(range(opts.port_range[0], opts.port_range[1] + 1))
+    else:
+        ports = [opts.endpoint or 80]
+    return build_specs(port_pairs(opts.protocol, ports), range_mode=opts.port_range is not None), []
+
+
 def command_mode(opts: Options, out: Output) -> int:
     """Command-line mode: query ``-n``'s ports (``-e``, ``-o``, ``-r`` or ``--service``/``--profile``).
 
@@ -271,17 +321,7 @@ def command_mode(opts: Options, out: Output) -> int:
         UsageError: an unknown service or profile name.
     """
     settings = settings_from(opts)
-    notes: list[str] = []
-    if opts.services or opts.profiles:
-        specs, notes = catalog_specs(opts)
-    else:
-        if opts.order is not None:
-            ports = opts.order
-        elif opts.port_range is not None:
-            ports = list(range(opts.port_range[0], opts.port_range[1] + 1))
-        else:
-            ports = [opts.endpoint or 80]
-        specs = build_specs(port_pairs(opts.protocol, ports), range_mode=opts.port_range is not None)
+    specs, notes = query_specs(opts)
     assert opts.name is not None  # args._validate requires -n here
     results = asyncio.run(run_query(opts.name, specs, settings, out, notes=notes))
     return verdict(results)

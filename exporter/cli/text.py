@@ -26,11 +26,14 @@ The golden files ``tests/golden/cli_*.txt`` pin each layout.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from exporter.cli.blocks import QUERY_NAMES, protocol_block
+from exporter.model import DiscoveredDC
 from exporter.result import ProbeResult
 from exporter.services import UNKNOWN_SERVICE
 from exporter.states import PortState, Reason
+from exporter.wire.netlogon import DS_FLAG_NAMES
 
 #: Reasons that say a protocol-aware follow-up ran (whatever it concluded).
 PROTOCOL_REASONS = frozenset(
@@ -141,6 +144,59 @@ def port_lines(
     if proto == "udp":
         lines += [verdict_line(proto, port, result.state), ""]
     return lines
+
+
+# --------------------------------------------------------------------------------------------- domains
+
+
+def role_names(roles: frozenset[str]) -> list[str]:
+    """A DC's DS_FLAG roles in bit order (MS-ADTS 6.3.1.2): ``pdc gc ldap ds kdc ...``; unknown names last."""
+    return [name for name in DS_FLAG_NAMES if name in roles] + sorted(roles - set(DS_FLAG_NAMES))
+
+
+def domain_controller_lines(domain: str, srv_names: Sequence[str], dcs: Sequence[DiscoveredDC]) -> list[str]:
+    """The DCs ``portqry --domain`` found, in SRV order: one aligned line each, then a summary.
+
+    Each line: host, address, then ``site S  roles R ...`` from the LDAP ping, or ``LDAP ping failed: ...``;
+    a DC whose name does not resolve has ``-`` for its address and ``name does not resolve (...)``.  The
+    summary counts the DCs and the ping replies and says which site (``ClientSiteName``) the DCs put this
+    computer in (each DC's when they differ); ``(none)`` when no subnet maps it to a site.
+    Example::
+
+        Domain controllers of tb.test (from _ldap._tcp.dc._msdcs.tb.test):
+
+         dc1.tb.test  127.0.0.2  site Hub     roles pdc gc ldap ds kdc timeserv closest writable
+         dc2.tb.test  127.0.0.3  site Branch  roles gc ldap ds kdc
+
+        2 domain controllers found, 2 answered the LDAP ping; client site: Hub
+    """
+    lines = [f"Domain controllers of {domain} (from {', '.join(srv_names)}):", ""]
+    host_width = max((len(dc.host) for dc in dcs), default=0)
+    address_width = max((len(dc.address or "-") for dc in dcs), default=0)
+    answered = [dc for dc in dcs if dc.address and not dc.error]
+    site_width = max((len(dc.site or "(none)") for dc in answered), default=0)
+    for dc in dcs:
+        head = f" {dc.host:<{host_width}}  {dc.address or '-':<{address_width}}  "
+        if not dc.address:
+            lines.append(f"{head}name does not resolve ({one_line(dc.error.removeprefix(f'{dc.host}: '))})")
+        elif dc.error:
+            lines.append(f"{head}LDAP ping failed: {one_line(dc.error.removeprefix('LDAP ping: '))}")
+        else:
+            roles = " ".join(role_names(dc.roles)) or "(none)"
+            lines.append(f"{head}site {dc.site or '(none)':<{site_width}}  roles {roles}")
+    found = f"{len(dcs)} domain controller{'' if len(dcs) == 1 else 's'} found"
+    summary = f"{found}, {len(answered)} answered the LDAP ping"
+    sites = list(dict.fromkeys(dc.client_site for dc in answered))
+    if len(sites) == 1:
+        summary += f"; client site: {sites[0] or '(none)'}"
+    elif sites:
+        summary += "; client site: " + ", ".join(f"{dc.client_site or '(none)'} ({dc.host})" for dc in answered)
+    return [*lines, "", summary, ""]
+
+
+def one_line(message: str) -> str:
+    """``message`` with its line breaks folded into spaces (errors are printed on one line)."""
+    return " ".join(message.split())
 
 
 # --------------------------------------------------------------------------------------------- log file

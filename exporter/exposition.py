@@ -1,0 +1,222 @@
+"""The port families as exposition text, rendered once per target and round, joined at scrape time.
+
+A scrape of 10,000 ports must not cost work proportional to what did not change: when a target's round lands
+(:meth:`exporter.store.ResultStore.record`), its sample lines are rendered here once, family by family; a
+scrape only joins the ready parts under one ``# HELP``/``# TYPE`` header per family.  The sample lines of these
+families are the same in the Prometheus text format (0.0.4) and in OpenMetrics 1.0; only the headers differ
+(``stateset`` vs ``gauge``), so one rendering serves both.  What is rendered is always built from the store's
+latest results, never from a registry that could keep stale series.
+
+Series per port (the budget is 8): ``portqry_port_state`` (a StateSet: 4), ``portqry_probe_reason`` (1),
+``portqry_probe_last_duration_seconds`` (1), ``portqry_probe_last_timestamp_seconds`` (1),
+``portqry_probe_tries`` (1); the latency histogram ``portqry_probe_duration_seconds`` is per
+``(target, protocol)`` by default (``[exporter] histograms``).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from prometheus_client.utils import floatToGoString as _go_float
+
+from exporter.result import ProbeResult
+from exporter.states import PortState
+
+HistogramMode = Literal["target", "port", "none"]
+
+
+def _num(value: float) -> str:
+    """A sample value as prometheus_client writes it (Go's float formatting)."""
+    return str(_go_float(value))  # type: ignore[no-untyped-call]
+
+
+_SCHEDULE = "Results come from the exporter's probe schedule (each target at its interval), not from the scrape."
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One pre-rendered family: its name, its text-format and OpenMetrics types, and its help."""
+
+    name: str
+    text_type: str
+    om_type: str
+    help: str
+
+    def header(self, *, openmetrics: bool) -> bytes:
+        """The ``# HELP`` and ``# TYPE`` lines."""
+        kind = self.om_type if openmetrics else self.text_type
+        return f"# HELP {self.name} {self.help}\n# TYPE {self.name} {kind}\n".encode()
+
+
+STATE = Family("portqry_port_state", "gauge", "stateset", f"Port state, PortQry's words as a StateSet. {_SCHEDULE}")
+REASON = Family(
+    "portqry_probe_reason",
+    "gauge",
+    "gauge",
+    f"1 for the reason of the current state (one series per port). {_SCHEDULE}",
+)
+LAST_DURATION = Family(
+    "portqry_probe_last_duration_seconds",
+    "gauge",
+    "gauge",
+    f"Wall time of the latest probe of this port, all tries and the protocol follow-up, seconds. {_SCHEDULE}",
+)
+LAST_TIMESTAMP = Family(
+    "portqry_probe_last_timestamp_seconds",
+    "gauge",
+    "gauge",
+    f"Unix time at which the latest result of this port was produced. {_SCHEDULE}",
+)
+TRIES = Family(
+    "portqry_probe_tries",
+    "gauge",
+    "gauge",
+    f"Connection attempts or datagrams the latest state probe sent. {_SCHEDULE}",
+)
+DURATION = Family(
+    "portqry_probe_duration_seconds",
+    "histogram",
+    "histogram",
+    f"Wall time of each probe, all tries and the protocol follow-up, seconds. {_SCHEDULE}",
+)
+#: In exposition order.
+FAMILIES: tuple[Family, ...] = (STATE, REASON, LAST_DURATION, LAST_TIMESTAMP, TRIES, DURATION)
+_STATES = tuple(sorted(PortState, key=lambda s: s.value))
+
+
+def escape(value: str) -> str:
+    """A label value escaped for the text format and OpenMetrics (backslash, double quote, newline)."""
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
+
+
+def histogram_key(result: ProbeResult, mode: HistogramMode) -> tuple[str, ...] | None:
+    """Which histogram a result's duration goes to: ``(protocol,)`` per target, ``(address, protocol, port)``."""
+    if mode == "none":
+        return None
+    if mode == "target":
+        return (result.protocol,)
+    return (result.address, result.protocol, str(result.port))
+
+
+@dataclass(slots=True)
+class Histogram:
+    """Bucket counts (made cumulative on export), sum in seconds and count."""
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        """Add one observation in seconds."""
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``[(upper bound, cumulative count), ...]`` without ``+Inf`` (that is ``count``)."""
+        out: list[tuple[float, int]] = []
+        running = 0
+        counts = self.counts or [0] * (len(self.bounds) + 1)
+        for bound, n in zip(self.bounds, counts, strict=False):
+            running += n
+            out.append((bound, running))
+        return out
+
+
+def render_target(
+    results: Iterable[ProbeResult],
+    domain: str,
+    site: str,
+    histograms: Mapping[tuple[str, ...], Histogram],
+    mode: HistogramMode,
+) -> dict[str, bytes]:
+    """One target's sample lines, per family name (see :data:`FAMILIES`).
+
+    Args:
+        results: the target's latest results, in exposition order.
+        domain: its ``domain`` label.
+        site: its ``site`` label.
+        histograms: its duration histograms, keyed as :func:`histogram_key` says.
+        mode: the histogram mode.
+    """
+    state, reason, last_duration, last_ts, tries = [], [], [], [], []
+    dom, sit = escape(domain), escape(site)
+    target = ""
+    for r in results:
+        target = r.target
+        short = (
+            f'{{target="{escape(r.target)}",address="{escape(r.address)}",protocol="{r.protocol}",port="{r.port}",'
+            f'domain="{dom}",site="{sit}"'
+        )
+        full = f'{short},service="{escape(r.service)}"'
+        for s in _STATES:
+            state.append(f'{STATE.name}{full},portqry_port_state="{s.value}"}} {"1.0" if s is r.state else "0.0"}\n')
+        reason.append(f'{REASON.name}{full},reason="{r.reason.value}"}} 1.0\n')
+        last_duration.append(f"{LAST_DURATION.name}{short}}} {_num(r.duration_seconds)}\n")
+        last_ts.append(f"{LAST_TIMESTAMP.name}{short}}} {_num(r.timestamp)}\n")
+        tries.append(f"{TRIES.name}{short}}} {_num(r.tries)}\n")
+    out = {
+        STATE.name: "".join(state).encode(),
+        REASON.name: "".join(reason).encode(),
+        LAST_DURATION.name: "".join(last_duration).encode(),
+        LAST_TIMESTAMP.name: "".join(last_ts).encode(),
+        TRIES.name: "".join(tries).encode(),
+    }
+    if mode != "none" and histograms and target:
+        out[DURATION.name] = _render_histograms(target, dom, sit, histograms, mode).encode()
+    return out
+
+
+def _render_histograms(
+    target: str, domain: str, site: str, histograms: Mapping[tuple[str, ...], Histogram], mode: HistogramMode
+) -> str:
+    lines = []
+    for key in sorted(histograms):
+        hist = histograms[key]
+        if mode == "target":
+            where = f'target="{escape(target)}",protocol="{key[0]}",domain="{domain}",site="{site}"'
+        else:
+            address, protocol, port = key
+            where = (
+                f'target="{escape(target)}",address="{escape(address)}",protocol="{protocol}",port="{port}",'
+                f'domain="{domain}",site="{site}"'
+            )
+        for bound, count in hist.cumulative():
+            lines.append(f'{DURATION.name}_bucket{{{where},le="{_num(bound)}"}} {float(count)}\n')
+        lines.append(f'{DURATION.name}_bucket{{{where},le="+Inf"}} {float(hist.count)}\n')
+        lines.append(f"{DURATION.name}_count{{{where}}} {float(hist.count)}\n")
+        lines.append(f"{DURATION.name}_sum{{{where}}} {_num(hist.total)}\n")
+    return "".join(lines)
+
+
+def join(parts: Sequence[Mapping[str, bytes]], *, openmetrics: bool, names: frozenset[str] | None = None) -> bytes:
+    """The families of every target's ``parts``, each family under one header, in :data:`FAMILIES` order.
+
+    Args:
+        parts: per target (in output order) its family name -> sample lines.
+        openmetrics: OpenMetrics headers (no ``# EOF``: the caller ends the exposition).
+        names: ``?name[]=`` filters (sample or family names); ``None`` = every family.
+    """
+    chunks: list[bytes] = []
+    for family in FAMILIES:
+        if names is not None and not _wanted(family, names):
+            continue
+        body = [p[family.name] for p in parts if p.get(family.name)]
+        if body or family is not DURATION:
+            chunks.append(family.header(openmetrics=openmetrics))
+            chunks.extend(body)
+    return b"".join(chunks)
+
+
+def _wanted(family: Family, names: frozenset[str]) -> bool:
+    if family.name in names:
+        return True
+    return family is DURATION and bool({f"{family.name}{s}" for s in ("_bucket", "_count", "_sum")} & names)

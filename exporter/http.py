@@ -1,0 +1,143 @@
+"""The HTTP surface: aiohttp on the engine's event loop.
+
+``/metrics`` joins the port families each target rendered when its round landed (:mod:`exporter.exposition`)
+with the rest of the families (:mod:`exporter.collector`, through prometheus_client), in the text format or in
+OpenMetrics when the scraper asks for it (``Accept: application/openmetrics-text``), ``?name[]=`` filters
+honoured, gzip when asked (compressed off the loop).  Beside it ``/-/healthy``, ``/-/ready``, ``/-/reload``
+(POST or PUT), ``/sd`` (Prometheus HTTP SD) and a landing page.  HEAD works where GET does; other methods get
+405.  Check by hand: ``curl -s 127.0.0.1:9727/metrics | head``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
+
+from exporter.collector import ExporterStatus, render
+from exporter.exposition import Histogram
+from exporter.store import ResultStore
+
+#: Responses larger than this are gzipped in a worker thread rather than on the event loop, in bytes.
+GZIP_OFF_LOOP_BYTES = 64 * 1024
+SCRAPE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Exporter(Protocol):
+    """What the HTTP layer needs from the daemon."""
+
+    store: ResultStore
+    registry: CollectorRegistry
+    status: ExporterStatus
+
+    @property
+    def ready(self) -> bool:
+        """Every target finished a round and every domain its first discovery."""
+
+    async def reload_async(self) -> tuple[bool, str]:
+        """Re-read the config; ``(ok, message)``."""
+
+    def sd_groups(self, *, domain: str | None = None, site: str | None = None) -> list[dict[str, Any]]:
+        """Prometheus HTTP SD target groups."""
+
+
+def build_app(exporter: Exporter, extra_routes: dict[str, Handler] | None = None) -> web.Application:
+    """The aiohttp application serving ``exporter``; ``extra_routes`` adds GET paths (``/probe``)."""
+    exporter.status.scrape_duration = Histogram(SCRAPE_BUCKETS)
+    app = web.Application(handler_args={"max_line_size": 8190, "max_field_size": 8190})
+
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        accept = request.headers.get("Accept", "")
+        openmetrics = "application/openmetrics-text" in accept
+        wanted = request.query.getall("name[]", [])
+        names = frozenset(wanted) if wanted else None
+        body = render(exporter.store, exporter.registry, openmetrics=openmetrics, names=names)
+        headers = {"Content-Type": OPENMETRICS_TYPE if openmetrics else CONTENT_TYPE_LATEST}
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            body = await _gzip(body)
+            headers["Content-Encoding"] = "gzip"
+        response = web.Response(body=body, headers=headers)
+        await response.prepare(request)
+        await response.write_eof()
+        hist = exporter.status.scrape_duration
+        if hist is not None:
+            hist.observe(time.perf_counter() - started)
+        return response
+
+    async def healthy(_request: web.Request) -> web.StreamResponse:
+        return web.Response(text="Healthy\n")
+
+    async def ready(_request: web.Request) -> web.StreamResponse:
+        if exporter.ready:
+            return web.Response(text="Ready\n")
+        return web.Response(status=503, text="Not ready: first probe round running\n")
+
+    async def reload(_request: web.Request) -> web.StreamResponse:
+        ok, message = await exporter.reload_async()
+        return web.Response(status=200 if ok else 500, text=message + "\n")
+
+    async def sd(request: web.Request) -> web.StreamResponse:
+        groups = exporter.sd_groups(domain=request.query.get("domain"), site=request.query.get("site"))
+        return web.json_response(groups, dumps=_dumps)
+
+    async def landing(_request: web.Request) -> web.StreamResponse:
+        body = (
+            "<html><head><title>portqry-exporter</title></head><body><h1>portqry-exporter</h1>"
+            '<p><a href="/metrics">Metrics</a> &middot; <a href="/-/healthy">Healthy</a> &middot; '
+            '<a href="/-/ready">Ready</a> &middot; <a href="/sd">Service discovery</a></p></body></html>\n'
+        )
+        return web.Response(text=body, content_type="text/html")
+
+    app.router.add_get("/metrics", metrics)  # add_get also answers HEAD
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", reload)
+    app.router.add_put("/-/reload", reload)
+    app.router.add_get("/sd", sd)
+    app.router.add_get("/", landing)
+    for path, handler in (extra_routes or {}).items():
+        app.router.add_get(path, handler)
+    return app
+
+
+def _dumps(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=1)
+
+
+async def _gzip(body: bytes) -> bytes:
+    if len(body) < GZIP_OFF_LOOP_BYTES:
+        return gzip.compress(body, compresslevel=1)
+    return await asyncio.to_thread(gzip.compress, body, 1)
+
+
+async def serve(app: web.Application, host: str, port: int, *, backlog: int = 1024) -> tuple[web.AppRunner, int]:
+    """Start serving ``app`` on ``host:port`` (0: any free port).
+
+    Returns:
+        The runner (``await runner.cleanup()`` stops it) and the port bound.
+
+    Raises:
+        OSError: the address is in use or cannot be bound.
+    """
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=backlog, reuse_address=True)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    bound = runner.addresses[0][1] if runner.addresses else port
+    return runner, int(bound)

@@ -1,0 +1,121 @@
+"""The pre-rendered port families: parseable text and OpenMetrics, 8 series per port, filters, no re-rendering."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from exporter import exposition, store
+from exporter.collector import ExporterStatus, PortqryCollector, render
+from exporter.result import ProbeResult
+from exporter.states import PortState, Reason
+from exporter.store import ResultStore, duration_buckets
+
+PORT_SERIES = (
+    "portqry_port_state",
+    "portqry_probe_reason",
+    "portqry_probe_last_duration_seconds",
+    "portqry_probe_last_timestamp_seconds",
+    "portqry_probe_tries",
+)
+
+
+def result(target: str, port: int, state: PortState = PortState.LISTENING, **kw: object) -> ProbeResult:
+    fields: dict[str, object] = {
+        "target": target,
+        "host": target,
+        "address": "198.18.0.2",
+        "protocol": "tcp",
+        "port": port,
+        "service": 'odd "service"\\name',
+        "state": state,
+        "reason": Reason.SYN_ACK if state is PortState.LISTENING else Reason.REFUSED,
+        "duration_seconds": 0.0123,
+        "tries": 1,
+        "timestamp": time.time(),
+    }
+    fields.update(kw)
+    return ProbeResult(**fields)  # type: ignore[arg-type]
+
+
+def scraped(mode: exposition.HistogramMode = "target") -> tuple[ResultStore, CollectorRegistry]:
+    s = ResultStore(duration_buckets(2.0), mode)
+    registry = CollectorRegistry()
+    registry.register(PortqryCollector(s, ExporterStatus()))
+    s.record("dc1", [result("dc1", 389), result("dc1", 81, PortState.NOT_LISTENING)], domain="corp.test", site="Hub")
+    s.record("web", [result("web", 443, protocol="udp")])
+    return s, registry
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_both_formats_parse_with_the_same_series(openmetrics: bool) -> None:
+    s, registry = scraped()
+    body = render(s, registry, openmetrics=openmetrics).decode()
+    families = {f.name: f for f in (parse_openmetrics(body) if openmetrics else parse_text(body))}
+    assert families["portqry_port_state"].type == ("stateset" if openmetrics else "gauge")
+    per_port: dict[tuple[str, str], int] = {}
+    for name in PORT_SERIES:
+        for sample in families[name].samples:
+            key = (sample.labels["target"], sample.labels["port"])
+            per_port[key] = per_port.get(key, 0) + 1
+            assert sample.labels["domain"] == ("corp.test" if key[0] == "dc1" else "")
+    assert per_port == {("dc1", "389"): 8, ("dc1", "81"): 8, ("web", "443"): 8}  # the series budget
+    service = {x.labels["service"] for x in families["portqry_probe_reason"].samples}
+    assert service == {'odd "service"\\name'}  # escaped on the way out, read back intact
+    assert "portqry_probe_success" not in families
+    # the histogram is per (target, protocol): dc1 has one tcp histogram for both of its ports
+    counts = {
+        (x.labels["target"], x.labels["protocol"]): x.value
+        for x in families["portqry_probe_duration_seconds"].samples
+        if x.name.endswith("_count")
+    }
+    assert counts == {("dc1", "tcp"): 2, ("web", "udp"): 1}
+    assert "portqry_exporter_probes_in_flight" in families  # the collector's families follow
+    if openmetrics:
+        assert body.endswith("# EOF\n") and body.count("# EOF") == 1
+
+
+@pytest.mark.parametrize(("mode", "keys"), [("port", {"address", "port"}), ("none", None)])
+def test_histogram_modes(mode: exposition.HistogramMode, keys: set[str] | None) -> None:
+    s, registry = scraped(mode)
+    families = {f.name: f for f in parse_text(render(s, registry).decode())}
+    if keys is None:
+        assert "portqry_probe_duration_seconds" not in families
+    else:
+        labels = {k for x in families["portqry_probe_duration_seconds"].samples for k in x.labels}
+        assert keys <= labels
+
+
+def test_name_filters_keep_only_the_families_asked() -> None:
+    s, registry = scraped()
+    names = frozenset({"portqry_probe_tries", "portqry_probes_total", "portqry_probe_duration_seconds_count"})
+    body = render(s, registry, names=names).decode()
+    assert {f.name for f in parse_text(body)} == {
+        "portqry_probe_tries",
+        "portqry_probes",
+        "portqry_probe_duration_seconds",
+    }
+
+
+def test_a_scrape_renders_nothing_and_a_round_renders_its_target_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = exposition.render_target
+
+    def counting(results, *args, **kwargs):  # type: ignore[no-untyped-def]
+        results = list(results)
+        calls.append(results[0].target if results else "")
+        return real(results, *args, **kwargs)
+
+    monkeypatch.setattr(store, "render_target", counting)
+    s, registry = scraped()
+    assert calls == ["dc1", "web"]
+    for _ in range(5):
+        render(s, registry)
+        render(s, registry, openmetrics=True)
+    assert calls == ["dc1", "web"]  # scrapes join what is ready
+    s.record("web", [result("web", 443, protocol="udp")])
+    assert calls == ["dc1", "web", "web"]  # one round re-renders its own target only
