@@ -102,6 +102,9 @@ CONCURRENCY: Final = 512
 LAG: Final = "portqry_exporter_schedule_lag_seconds"
 PROBES: Final = "portqry_probes_total"
 OPENMETRICS: Final = {"Accept": "application/openmetrics-text; version=1.0.0"}
+ROUNDS_MIN: Final = 0.8
+"""Below this share of the expected probes in the window a point fails: its rounds overrun the interval (the
+jitter of +-10 % alone moves the share by a few per cent over one interval)."""
 SCRAPE_TIMEOUT: Final = 300.0
 """Seconds one scrape may take (today's daemon needs 110 s for 100,000 ports in OpenMetrics)."""
 SCRAPE_BUDGET: Final = 60.0
@@ -414,7 +417,7 @@ def print_report(results: dict[str, Result], probe: scale_probe.ProbeReport, arg
     if probe.error:
         failed.append(f"/probe part: {probe.error.splitlines()[0]}")
     for result in results.values():
-        if result.rounds is not None and result.rounds < 0.9 and args.window >= 1:
+        if result.rounds is not None and result.rounds < ROUNDS_MIN and args.window >= 1:
             failed.append(f"{result.point.label}: rounds {result.rounds:.2f} of the expected: a round overruns")
     for batch in (probe.ours, probe.blackbox):
         if batch is not None and (batch.errors or batch.wrong):
