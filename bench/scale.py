@@ -49,7 +49,7 @@ Exit status 2: the fixture could not be built (not root, no ``ip netns``) or a s
 Nothing is sent anywhere but 127.0.0.1 (the servers) and the namespace's addresses.  Check by hand while it
 runs (the namespace is ``pq-<pid>-<n>-scale``, its /24 ``198.18.N.0/24``)::
 
-    ip netns exec pq-<pid>-<n>-scale ss -Hltn | wc -l              # 70 listening sockets
+    ip netns exec pq-<pid>-<n>-scale ss -Hltn | wc -l              # 63 listening sockets
     ip netns exec pq-<pid>-<n>-scale iptables -S INPUT              # the 2 DROP rules on 198.18.N.3
     ps -o pid,psr,pcpu,rss,args -C python3 | grep exporter          # the daemon, its CPU (psr = --cpus)
     curl -s 127.0.0.1:<port>/metrics | grep -vc '^#'                # series (port: the daemon log's line)
