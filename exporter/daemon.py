@@ -22,6 +22,7 @@ from exporter.config import Settings, find_config, load_config, parse_listen_add
 from exporter.errors import ConfigError
 from exporter.logs import configure, get_logger
 from exporter.plan import domain_plans, plan
+from exporter.shard import UNSHARDED, parse_shard
 
 log = get_logger(component="daemon")
 
@@ -65,7 +66,8 @@ class Daemon:
             udp_recheck_max=settings.exporter.udp_recheck_max,
             udp_recheck_gap_seconds=settings.exporter.udp_recheck_gap_seconds,
         )
-        self.scheduler = Scheduler(self.engine, self.store)
+        self.status.shard = parse_shard(settings.exporter.shard) if settings.exporter.shard else UNSHARDED
+        self.scheduler = Scheduler(self.engine, self.store, shard=self.status.shard)
         self.engine.on_probe_error = self.scheduler.probe_failed
         self.status.ready = lambda: self.scheduler.ready
         self.status.in_flight = lambda: self.engine.in_flight
@@ -73,6 +75,10 @@ class Daemon:
         self.registry = CollectorRegistry()
         self.registry.register(PortqryCollector(self.store, self.status))
         ProcessCollector(registry=self.registry)
+        from exporter.probe_endpoint import ProbeEndpoint
+
+        self.probe = ProbeEndpoint(self)
+        self.registry.register(self.probe.counters)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = asyncio.Event()
 
@@ -166,7 +172,7 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         host, port = parse_listen_address(self.settings.exporter.listen_address)
         try:
-            runner, bound = await serve(build_app(self), host, port)
+            runner, bound = await serve(build_app(self, extra_routes={"/probe": self.probe.handle}), host, port)
         except OSError as exc:
             log.error("cannot listen", listen_address=self.settings.exporter.listen_address, error=exc.strerror)
             return 4
@@ -204,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--config.check", dest="check", action="store_true", help="validate the config and exit")
     parser.add_argument("--web.listen-address", dest="listen", help="override [exporter] listen_address")
+    parser.add_argument("--shard", metavar="I/N", help="override [exporter] shard: the names hashmod N sends to I")
     parser.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log.format", dest="log_format", choices=["auto", "json", "console"])
     parser.add_argument("--version", action="version", version=f"portqry-exporter {__version__}")
@@ -215,6 +222,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"portqry-exporter: config error: {exc}", file=sys.stderr)
         return 1
+    if args.shard is not None:
+        try:
+            parse_shard(args.shard)
+        except ValueError as exc:
+            print(f"portqry-exporter: --shard: {exc}", file=sys.stderr)
+            return 3
+        settings = settings.model_copy(update={"exporter": settings.exporter.model_copy(update={"shard": args.shard})})
     if args.check:
         print(f"{path}: OK ({len(settings.targets)} targets)")
         return 0

@@ -5,7 +5,8 @@ objects: unchanged targets keep running untouched, changed ones restart, removed
 results leave the store at once.  Each domain's task rediscovers its DCs every ``rediscover_seconds``
 (:func:`exporter.discovery.discover`); the DCs found are targets like the configured ones (a configured
 target of the same name wins), a DC that leaves DNS leaves ``/metrics``, and a failed discovery keeps the
-last good DC list.
+last good DC list.  A replica started with ``--shard I/N`` schedules only the names that
+:func:`exporter.shard.keeps` (configured targets and DCs alike); ``/sd`` still lists them all.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from exporter.logs import get_logger
 from exporter.model import DiscoveredDC, DomainState, PortSpec
 from exporter.plan import DomainPlan, TargetPlan
 from exporter.result import ProbeResult
+from exporter.shard import UNSHARDED, Shard, keeps
 from exporter.store import ResultStore
 
 log = get_logger(component="scheduler")
@@ -37,12 +39,22 @@ class Scheduler:
         store: where results go.
         first_round_spread_seconds: the first rounds start spread over this many seconds (jitter at start,
             so that many targets do not fire at once), capped by each target's interval.
+        shard: probe only the targets (configured and discovered) whose name this shard keeps
+            (:func:`exporter.shard.keeps`); :attr:`static_plans` and :meth:`domain_controllers` stay whole.
     """
 
-    def __init__(self, engine: Engine, store: ResultStore, *, first_round_spread_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: ResultStore,
+        *,
+        first_round_spread_seconds: float = 1.0,
+        shard: Shard = UNSHARDED,
+    ) -> None:
         self.engine = engine
         self.store = store
         self.first_round_spread_seconds = first_round_spread_seconds
+        self.shard = shard
         self._plans: dict[str, TargetPlan] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._rounds: dict[str, int] = {}
@@ -103,7 +115,8 @@ class Scheduler:
                 if dc.host in desired:
                     continue  # a configured target (or a DC of an earlier domain) of that name wins
                 desired[dc.host] = domain.dc_plan(dc.host, dc.site)
-        return desired
+        # sharded after the merge, so that a configured target shadows a DC of its name in every shard
+        return {name: p for name, p in desired.items() if keeps(self.shard, name)}
 
     def _sync(self) -> None:
         new = self._desired()

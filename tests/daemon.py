@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,9 +82,9 @@ class RunningDaemon:
 
 @contextmanager
 def run_daemon(
-    config: Path, *, extra_env: dict[str, str] | None = None, timeout: float = 20.0
+    config: Path, *, extra_env: dict[str, str] | None = None, timeout: float = 20.0, args: Sequence[str] = ()
 ) -> Iterator[RunningDaemon]:
-    """Start ``python -m exporter --config CONFIG --web.listen-address 127.0.0.1:0`` and wait until it serves.
+    """Start ``python -m exporter --config CONFIG --web.listen-address 127.0.0.1:0 ARGS`` and wait until it serves.
 
     The actual port comes from the JSON "portqry-exporter started" log line.
     """
@@ -103,6 +103,7 @@ def run_daemon(
             "json",
             "--log.level",
             "debug",
+            *args,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

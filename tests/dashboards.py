@@ -90,6 +90,7 @@ _KEYWORDS = frozenset(
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _RANGE = re.compile(r"\[[^\]]*\]")
+_GROUP_LIST = re.compile(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)")
 _IDENT = re.compile(r"(?<![\w.:$])([A-Za-z_:][\w:]*)(?![\w:])(?!\s*\()")
 _SELECTOR = re.compile(r"(?<![\w:])([A-Za-z_:][\w:]*)\s*\{([^}]*)\}")
 _MATCHER = re.compile(r"([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*(\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')")
@@ -177,6 +178,31 @@ def selectors(expr: str) -> list[tuple[str, dict[str, list[str]]]]:
             labels.setdefault(label, []).append(value[1:-1])
         found.append((metric, labels))
     return found
+
+
+def grouping_labels(expr: str) -> set[str]:
+    """Every label an expression groups or joins by: ``by``, ``without``, ``on`` and ``ignoring`` lists."""
+    labels = set()
+    for body in _GROUP_LIST.findall(_STRING.sub('""', expr)):
+        labels |= {label.strip() for label in body.split(",") if label.strip()}
+    return labels
+
+
+def unknown_grouping_labels(expr: str, metrics: dict[str, Metric]) -> set[str]:
+    """Labels of ``grouping_labels(expr)`` that none of the expression's metrics has (README, job, instance, le).
+
+    A ``sum by (port)`` over a series without ``port`` runs, and silently folds every port into one ``port=""``
+    series: the histogram that lost ``address`` and ``port`` (issue 11) is the case this catches.
+    """
+    names = metric_names(expr)
+    known = set(TARGET_LABELS)
+    for name in names:
+        base = base_name(name, metrics)
+        if base in metrics:
+            known |= metrics[base].labels
+            if name.endswith("_bucket"):
+                known.add("le")
+    return grouping_labels(expr) - known
 
 
 def balanced(expr: str) -> bool:

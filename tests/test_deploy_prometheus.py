@@ -36,6 +36,7 @@ from tests.dashboards import (
     port_states,
     readme_metrics,
     selectors,
+    unknown_grouping_labels,
 )
 from tests.helpers import REPO, find_promtool, run_promtool
 from tests.testbed import is_ci
@@ -58,6 +59,8 @@ REQUIRED_ALERTS = frozenset(
         "PortqryExporterDown",
         "PortqryProbesStale",
         "PortqryExporterConfigReloadFailed",
+        # issue 11: the exporter's own schedule
+        "PortqryExporterScheduleLagging",
         # issue 10: the domain is the target
         "PortqryOwnSiteDcPortDown",
         "PortqryOwnSiteNoLdapDc",
@@ -78,7 +81,14 @@ DOMAIN_ALERTS = frozenset(
 # Alerts about the exporter's own site: they name the site as well.
 SITE_ALERTS = frozenset({"PortqryOwnSiteDcPortDown", "PortqryOwnSiteNoLdapDc"})
 # Alerts about the exporter itself: they name the exporter's instance, not a probed target.
-EXPORTER_ALERTS = frozenset({"PortqryExporterDown", "PortqryExporterNotReady", "PortqryExporterConfigReloadFailed"})
+EXPORTER_ALERTS = frozenset(
+    {
+        "PortqryExporterDown",
+        "PortqryExporterNotReady",
+        "PortqryExporterConfigReloadFailed",
+        "PortqryExporterScheduleLagging",
+    }
+)
 SEVERITIES = frozenset({"critical", "warning", "info"})
 _FOR_LINE = re.compile(r"^(\s+for:\s*)(\S+)\s*$", re.M)
 _DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
@@ -130,8 +140,8 @@ def test_promtool_unit_tests_fail_when_a_rule_changes(tmp_path: Path) -> None:
     assert "PortqryDcClockSkew" in result.stdout + result.stderr
 
 
-# A one-line mutation of each domain rule and the alert whose unit tests catch it.
-DOMAIN_MUTATIONS = {
+# A one-line mutation of each domain rule (and of the schedule-lag rule) and the alert whose unit tests catch it.
+RULE_MUTATIONS = {
     "own-site join takes site empty": (
         'on (job, instance, domain, site)\n            max_over_time(portqry_client_site_info{site!=""}[15m])',
         "on (job, instance, domain, site)\n            max_over_time(portqry_client_site_info[15m])",
@@ -157,12 +167,22 @@ DOMAIN_MUTATIONS = {
         "<= on (job, instance, domain)",
         "PortqryDomainTooFewReachableDcs",
     ),
+    "lag threshold raised": (
+        "[10m]))\n          ) > 10\n",
+        "[10m]))\n          ) > 30\n",
+        "PortqryExporterScheduleLagging",
+    ),
+    "lag merged across exporters": (
+        "sum by (job, instance, le) (rate(portqry_exporter_schedule_lag_seconds_bucket",
+        "sum by (le) (rate(portqry_exporter_schedule_lag_seconds_bucket",
+        "PortqryExporterScheduleLagging",
+    ),
 }
 
 
-@pytest.mark.parametrize(("old", "new", "alert"), DOMAIN_MUTATIONS.values(), ids=DOMAIN_MUTATIONS.keys())
-def test_promtool_unit_tests_catch_domain_rule_changes(tmp_path: Path, old: str, new: str, alert: str) -> None:
-    """The domain rules' unit tests are not vacuous either: each mutation fails the alert's own test case."""
+@pytest.mark.parametrize(("old", "new", "alert"), RULE_MUTATIONS.values(), ids=RULE_MUTATIONS.keys())
+def test_promtool_unit_tests_catch_rule_changes(tmp_path: Path, old: str, new: str, alert: str) -> None:
+    """The domain and schedule-lag rules' unit tests are not vacuous either: each mutation fails the alert's test."""
     text = RULES.read_text(encoding="utf-8")
     assert text.count(old) == 1, f"{old!r} not found once in {RULES.name}"
     (tmp_path / RULES.name).write_text(text.replace(old, new), encoding="utf-8")
@@ -236,6 +256,19 @@ def test_rules_use_only_readme_metrics_and_labels() -> None:
         for text in rule["annotations"].values():
             for name in re.findall(r"\bportqry_[a-z0-9_]+\b", text):
                 assert base_name(name, metrics) in metrics, f"{rule['alert']}: annotation names {name}"
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_rules_group_by_labels_their_metrics_have(rule: dict[str, Any]) -> None:
+    """A ``by``/``on`` list names labels of the metrics the rule reads (a missing one folds series silently)."""
+    unknown = unknown_grouping_labels(rule["expr"], readme_metrics())
+    assert not unknown, f"{rule['alert']}: groups or joins by {sorted(unknown)}, which its metrics do not have"
+
+
+def test_no_rule_reads_the_removed_probe_success() -> None:
+    """Issue 11 removed ``portqry_probe_success``; the chart's copy is byte-identical (checked below)."""
+    assert "portqry_probe_success" not in RULES.read_text(encoding="utf-8")
+    assert "portqry_probe_success" not in RULE_TESTS.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])

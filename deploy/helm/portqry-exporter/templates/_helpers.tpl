@@ -79,7 +79,12 @@ TOML rendering of the `config` values.
 [exporter]
 listen_address = {{ printf "%s:%d" .Values.listenHost (int .Values.containerPort) | toJson }}
 {{- include "portqry-exporter.tomlTable" (omit (default (dict) .Values.config.exporter) "listen_address") }}
-{{- range $table, $content := omit .Values.config "exporter" }}
+{{- $tables := omit .Values.config "exporter" }}
+{{- if eq .Values.mode "probe" }}
+{{- /* the probe Deployment probes what /probe is asked for, nothing on a schedule */}}
+{{- $tables = omit $tables "targets" "domains" }}
+{{- end }}
+{{- range $table, $content := $tables }}
 {{- if kindIs "map" $content }}
 {{- if $content }}
 
