@@ -33,7 +33,7 @@ then ``Accept: application/openmetrics-text; version=1.0.0``), each on a new con
 ``Accept-Encoding`` (no compression), timed from connect to the last byte: median and p99 (nearest rank), the
 series (sample lines) and body size; last, VmRSS and VmHWM (peak RSS) from ``/proc/PID/status``.
 
-Then ``/probe`` (``bench/scale_probe.py``): the exporter's ``GET /probe?target=ADDR&module=domain-controller``
+Then ``/probe`` (``bench/scale_probe.py``): the exporter's ``GET /probe?target=ADDR&module=bench-dc``
 (20 ports a request) against ``prometheus-blackbox-exporter``'s ``tcp_connect`` (one port a request) on the
 same 20 ports, ``--clients`` client threads, alternating rounds; ports/s and CPU per port of each server and
 the ratio.  Skipped, with the reason, while the exporter has no ``/probe``.

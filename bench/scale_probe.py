@@ -1,8 +1,9 @@
 """The scale benchmark's ``/probe`` part: the exporter's multi-target ``GET /probe`` against blackbox_exporter.
 
 Both servers probe the same 20 TCP ports of one namespace address (13 listening, 7 closed, DC port numbers):
-the exporter with one ``GET /probe?target=ADDR&module=domain-controller`` per 20 ports (a module of those ports
-in its config, ``[modules.domain-controller]``, protocol probes off so that both only connect), blackbox_exporter
+the exporter with one ``GET /probe?target=ADDR&module=bench-dc`` per 20 ports (``[modules.bench-dc]`` in its
+config: the TCP ports of the ``domain-controller`` profile and the first of the dynamic RPC range, protocol probes
+off so that both servers only connect; ``[probe] allow`` the address), blackbox_exporter
 (the Debian package ``prometheus-blackbox-exporter``, our own config with one ``tcp_connect`` module) with one
 ``GET /probe?target=ADDR:PORT&module=tcp_connect`` per port.  The same client threads drive both, alternately,
 in rounds; both servers run pinned to the same CPUs.  Per server: ports probed per second (wall) and CPU seconds
@@ -29,7 +30,7 @@ from typing import Final
 from bench.scale_util import Server, cpu_seconds, free_port, running
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-MODULE: Final = "domain-controller"
+MODULE: Final = "bench-dc"
 LISTENING: Final = (53, 88, 135, 389, 445, 464, 636, 3268, 3269, 9389, 49152, 49153, 49154)
 CLOSED: Final = (49155, 49156, 49157, 49158, 49159, 49160, 49161)
 PORTS: Final = LISTENING + CLOSED
@@ -89,14 +90,14 @@ class ProbeReport:
         return self.ours.cpu_per_port / self.blackbox.cpu_per_port
 
 
-def exporter_config(address: str) -> str:
-    """The exporter's config for the ``/probe`` part: no scheduled targets, the 20-port module."""
+def exporter_config(address: str, clients: int) -> str:
+    """The exporter's config for the ``/probe`` part: no scheduled targets, the 20-port module, ``address`` allowed."""
     ports = ", ".join(f'"tcp/{p}"' for p in PORTS)
     return (
-        '[exporter]\nconcurrency = 512\nlog_level = "info"\n\n'
-        "[defaults]\nprotocol_probes = false\ntimeout_seconds = 2.0\n\n"
-        f"[modules.{MODULE}]\nports = [{ports}]\n"
+        "[exporter]\nconcurrency = 512\n\n"
+        f'[probe]\nallow = ["{address}/32"]\nmax_concurrent_per_client = {max(4, clients)}\n\n'
         f"# probed as GET /probe?target={address}&module={MODULE}\n"
+        f"[modules.{MODULE}]\nports = [{ports}]\nprotocol_probes = false\n"
     )
 
 
@@ -206,7 +207,7 @@ def run_probe_part(address: str, tmp: Path, cpus: set[int], requests: int, clien
     if binary is None:
         return ProbeReport(skipped=f"{BLACKBOX} not installed (apt-get install -y {BLACKBOX})")
     config = tmp / "probe.toml"
-    config.write_text(exporter_config(address))
+    config.write_text(exporter_config(address, clients))
     reason = exporter_supports_probe(config)
     report = ProbeReport(skipped=f"the exporter has no /probe modules yet ({reason})" if reason else "")
     bb_config = tmp / "blackbox.yml"
