@@ -1,7 +1,7 @@
 """Scale benchmark (issue 11): the daemon at 10 to 10,000 targets, and ``/probe`` against blackbox_exporter.
 
-    sudo python3 -m bench.scale --quick        # about 5 min: 100 x 100 and 10,000 x 10, one interval each
-    sudo python3 -m bench.scale                # about 15 min: every point, two intervals each
+    sudo python3 -m bench.scale --quick        # about 4 min: 100 x 100 and 10,000 x 10, one interval each
+    sudo python3 -m bench.scale                # about 11 min: every point, two intervals each
     sudo python3 -m bench.scale --points 100x100 --window 1 --no-probe
 
 What it does.  One network namespace (``tests.testbed.Namespace``: its registry and exit hook remove it also
@@ -23,12 +23,14 @@ Each point runs its own daemon, ``python3 -m exporter --config CFG --web.listen-
 ``2,000 x 6 s / 512`` = 23 s of its 60 s); 100 x 100 has no DROP (half listening, half closed).  The default
 points: 10, 100, 1,000 x 10 at 30 s, 10,000 x 10 at 60 s, 100 x 100 at 30 s.
 
-Per point, after ``/-/ready`` (every target finished one round): a window of ``--window`` intervals with no
-HTTP request: CPU % of one core (``/proc/PID/stat`` utime + stime over the window); one scrape just before and
-just after it gives the probes finished in the window (``portqry_probes_total``: "rounds" is that over
-ports x window / interval, about 1 when rounds keep their interval) and the schedule lag p50/p99
-(``portqry_exporter_schedule_lag_seconds``, Prometheus' ``histogram_quantile`` over the window's observations;
-"n/a" when the daemon has no such histogram).  Then ``--scrapes`` timed ``GET /metrics`` in each format (text,
+Per point, after ``/-/ready`` (every target finished one round) and from half an interval off the rounds'
+phase (every target starts within the first second): a window of ``--window`` intervals with no HTTP request:
+CPU % of one core (``/proc/PID/stat`` utime + stime over the window), and the machine's other busy CPU
+(``/proc/stat``: a busy machine makes the scrape figures noisy); one scrape just before and just after it gives
+the probes finished in the window (``portqry_probes_total``: "rounds" is that over ports x window / interval,
+about 1 when rounds keep their interval) and the schedule lag p50/p99 (``portqry_exporter_schedule_lag_seconds``,
+Prometheus' ``histogram_quantile`` over the window's observations; "n/a" when the daemon has no such histogram).
+Then ``--scrapes`` timed ``GET /metrics`` in each format (text,
 then ``Accept: application/openmetrics-text; version=1.0.0``), each on a new connection without
 ``Accept-Encoding`` (no compression), timed from connect to the last byte: median and p99 (nearest rank), the
 series (sample lines) and body size; last, VmRSS and VmHWM (peak RSS) from ``/proc/PID/status``.
@@ -316,6 +318,10 @@ def run_point(point: Point, fixture: Fixture, tmp: Path, args: argparse.Namespac
             result.ready_s = time.monotonic() - started
         else:
             result.errors.append(f"{point.label}: not ready after {3 * point.interval + 120:.0f} s")
+        # Rounds keep the phase of the first one (every target starts within 1 s): the window starts half an
+        # interval off that phase, so that its ends do not cut the rounds' ends in two (a biased "rounds").
+        phase = math.ceil((time.monotonic() - started) / point.interval - 0.5) + 0.5
+        time.sleep(max(0.0, started + phase * point.interval - time.monotonic()))
         before = _try_scrape(url, result, "before the window")
         cpu0, busy0, wall0 = cpu_seconds(daemon.pid), machine_busy_seconds(), time.monotonic()
         window = args.window * point.interval
