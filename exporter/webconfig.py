@@ -137,12 +137,12 @@ class TLSServerConfig(_Strict):
     key_file: str = ""
     client_auth_type: str = ""
     client_ca_file: str = ""
-    client_allowed_sans: tuple[str, ...] | None = None
+    client_allowed_sans: list[str] | None = None
     min_version: str = "TLS12"
     max_version: str = "TLS13"
-    cipher_suites: tuple[str, ...] = ()
+    cipher_suites: list[str] = []
     prefer_server_cipher_suites: bool = True
-    curve_preferences: tuple[str, ...] = ()
+    curve_preferences: list[str] = []
 
     @field_validator("client_auth_type")
     @classmethod
@@ -165,7 +165,7 @@ class TLSServerConfig(_Strict):
 
     @field_validator("cipher_suites")
     @classmethod
-    def _ciphers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _ciphers(cls, value: list[str]) -> list[str]:
         for name in value:
             if name not in CIPHER_SUITES:
                 raise ValueError(f"unknown cipher {name!r} (Go's tls.CipherSuites() names)")
@@ -173,7 +173,7 @@ class TLSServerConfig(_Strict):
 
     @field_validator("curve_preferences")
     @classmethod
-    def _curves(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _curves(cls, value: list[str]) -> list[str]:
         for name in value:
             if name not in CURVES:
                 raise ValueError(f"unknown curve {name!r} (one of {', '.join(CURVES)})")
@@ -200,9 +200,9 @@ class TLSServerConfig(_Strict):
             self.client_auth_type or "NoClientCert",
             self.min_version,
             self.max_version,
-            self.cipher_suites,
+            tuple(self.cipher_suites),
             self.prefer_server_cipher_suites,
-            self.curve_preferences,
+            tuple(self.curve_preferences),
         )
 
 
@@ -354,10 +354,11 @@ def _context(name: str, tls: TLSServerConfig, base: Path) -> ssl.SSLContext:
     if tls.curve_preferences:
         ctx.set_ecdh_curve(CURVES[tls.curve_preferences[0]])
     with _pem_files(tls, base) as (cert_path, key_path):
+        for key, path in (("cert_file", cert_path), ("key_file", key_path)):
+            if not os.path.isfile(path):
+                raise ConfigError(name, f"{where}.{key}", f"cannot read {path}: file not found")
         try:
             ctx.load_cert_chain(cert_path, key_path, password=_no_password)
-        except FileNotFoundError as exc:
-            raise ConfigError(name, f"{where}.cert_file", f"cannot read {exc.filename}: file not found") from None
         except (OSError, ssl.SSLError) as exc:
             reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
             raise ConfigError(name, f"{where}.cert_file", f"cannot load the certificate and key: {reason}") from None
@@ -365,7 +366,10 @@ def _context(name: str, tls: TLSServerConfig, base: Path) -> ssl.SSLContext:
     if has_ca:
         try:
             if tls.client_ca_file:
-                ctx.load_verify_locations(cafile=str(base / tls.client_ca_file))
+                ca_path = base / tls.client_ca_file
+                if not ca_path.is_file():
+                    raise ConfigError(name, f"{where}.client_ca_file", f"cannot read {ca_path}: file not found")
+                ctx.load_verify_locations(cafile=str(ca_path))
             else:
                 ctx.load_verify_locations(cadata=tls.client_ca)
         except (OSError, ssl.SSLError) as exc:
