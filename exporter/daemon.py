@@ -91,6 +91,10 @@ class Daemon:
         self.registry.register(PortqryCollector(self.store, self.status))
         ProcessCollector(registry=self.registry)
         self.registry.register(WebConfigCollector(self.web))
+        from exporter.probe_endpoint import ProbeEndpoint
+
+        self.probe = ProbeEndpoint(self)
+        self.registry.register(self.probe.counters)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = asyncio.Event()
 
@@ -189,7 +193,12 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         host, port = parse_listen_address(self.settings.exporter.listen_address)
         try:
-            app = build_app(self, webstate=self.web, enable_lifecycle=self.enable_lifecycle)
+            app = build_app(
+                self,
+                extra_routes={"/probe": self.probe.handle},
+                webstate=self.web,
+                enable_lifecycle=self.enable_lifecycle,
+            )
             runner, bound = await serve(app, host, port, ssl_context=self.web.listen_context())
         except OSError as exc:
             log.error("cannot listen", listen_address=self.settings.exporter.listen_address, error=exc.strerror)
