@@ -38,7 +38,6 @@ def test_quiet_is_refused_with_lists_ranges_and_both(args: list[str], message: s
 @pytest.mark.parametrize(
     "argv",
     [
-        [],
         ["-e", "80"],
         ["-n", "127.0.0.1", "-e", "0"],
         ["-n", "127.0.0.1", "-e", "65536"],
@@ -97,6 +96,12 @@ def test_help_lists_flags_and_exit_codes() -> None:
             "usage error",
         ):
             assert word in r.out
+
+
+def test_no_arguments_prints_the_help_as_h_does() -> None:
+    r = run()
+    assert (r.code, r.out, r.err) == (0, run("-h").out, "")
+    assert "Exit codes" in r.out
 
 
 def test_version() -> None:

@@ -72,7 +72,7 @@ Local mode:
   -v                 verbose: systemd service, command line and loaded modules per process
   --duration S       stop watching after S seconds (else Esc, q or Ctrl+C stops)
 
-Flags may be written -x or /x, in any case.  Use portqry -h for this text.
+Flags may be written -x or /x, in any case.  portqry -h (or portqry alone) prints this text.
 
 Exit codes:
   0  LISTENING          1  NOT LISTENING      2  FILTERED or LISTENING or FILTERED

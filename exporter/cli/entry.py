@@ -132,6 +132,9 @@ def main(
         stderr.write(f"portqry: {message}\n")
         stderr.flush()
 
+    if not args:  # PortQry without arguments prints its usage
+        stdout.write(HELP)
+        return 0
     try:
         opts = parse_args(args)
     except UsageError as exc:
