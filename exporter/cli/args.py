@@ -235,8 +235,8 @@ def _set(opts: Options, attr: str, flag: str, value: str | None) -> None:
         sep = ":" if ":" in value else ";"
         start_text, _, end_text = value.partition(sep)
         start, end = parse_port(start_text, flag), parse_port(end_text, flag)
-        if start >= end:
-            raise UsageError(f"{flag}: the starting port must be lower than the ending port (got {value!r})")
+        if start > end:
+            raise UsageError(f"{flag}: the starting port must not be higher than the ending port (got {value!r})")
         opts.port_range = (start, end)
     elif attr == "source_port":
         port = parse_port(value, flag, allow_zero=True)
