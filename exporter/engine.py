@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from exporter.errors import PortqryError, ResolveError
+from exporter.errors import PortqryError, ResolveError, plain_error
 from exporter.model import PortSpec, ProbeOptions
 from exporter.probes import PROBES
 from exporter.probes.context import ProbeContext, ProtocolOutcome
@@ -270,6 +270,7 @@ class Engine:
                 details=outcome.details,
                 error=outcome.error,
                 initial_state=initial,
+                error_detail=outcome.error_detail,
             )
 
     async def _state_probe(
@@ -305,7 +306,7 @@ class Engine:
         except PROBE_ERRORS as exc:
             # a codec or library refused our own request or the reply: the port answered TCP/ICMP as before
             finding = Finding.GARBLED if ctx.evidence.state is PortState.LISTENING else Finding.UNREACHED
-            return ctx.outcome(finding, error=f"{ctx.binding}: {type(exc).__name__}: {exc}")
+            return ctx.outcome(finding, error=f"{ctx.binding}: {plain_error(exc)}", cause=exc)
         except TimeoutError:
             if ctx.protocol == "udp":
                 return ctx.outcome(Finding.SILENT, error=f"{ctx.binding}: deadline")

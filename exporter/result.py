@@ -35,6 +35,8 @@ class ProbeResult:
         error: a one-line human description of a failure (resolver error, decode error...), or ``""``.
         initial_state: when a protocol-aware follow-up ran, the state the first step saw (PortQry prints it
             before the protocol block, e.g. UDP "LISTENING or FILTERED"); else ``None``.
+        error_detail: the library's own text behind ``error`` (impacket's, pyasn1's ...): the daemon logs it
+            at debug level; the CLI, ``--json`` and the metrics never show it.  ``""`` when none.
     """
 
     target: str
@@ -51,6 +53,7 @@ class ProbeResult:
     details: Mapping[str, Detail] = field(default_factory=dict)
     error: str = ""
     initial_state: PortState | None = None
+    error_detail: str = ""
 
     @property
     def key(self) -> tuple[str, str, str, int]:

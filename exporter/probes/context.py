@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol as TypingProtocol
 from typing import TypeVar
 
-from exporter.errors import DecodeError, ProtocolError
+from exporter.errors import DecodeError, ProtocolError, error_detail, plain_error
 from exporter.model import Detail, ProbeOptions, ProbeParams, Protocol
 from exporter.probes.sockets import Evidence, tcp_connect, udp_exchange
 from exporter.states import Finding, PortState, Reason, protocol_verdict
@@ -45,21 +45,32 @@ class ProtocolOutcome:
         state: the final port state.
         reason: why (``protocol-reply``, ``protocol-error`` ...).
         details: the findings under their binding's key (``{"ldap": LdapDetails(...)}``).
-        error: a one-line description of what went wrong, or ``""``.
+        error: a one-line description of what went wrong, in plain words, or ``""``.
+        error_detail: the library's own text behind ``error`` (the daemon's debug log only), or ``""``.
     """
 
     state: PortState
     reason: Reason
     details: Mapping[str, Detail] = field(default_factory=dict)
     error: str = ""
+    error_detail: str = ""
 
     @classmethod
     def of(
-        cls, finding: Finding, evidence: Evidence, details: Mapping[str, Detail] | None = None, error: str = ""
+        cls,
+        finding: Finding,
+        evidence: Evidence,
+        details: Mapping[str, Detail] | None = None,
+        error: str = "",
+        *,
+        cause: BaseException | None = None,
     ) -> ProtocolOutcome:
-        """The outcome of ``finding`` resting on ``evidence`` (see :func:`~exporter.states.protocol_verdict`)."""
+        """The outcome of ``finding`` resting on ``evidence`` (see :func:`~exporter.states.protocol_verdict`).
+
+        ``cause``, the exception behind ``error``, gives :attr:`error_detail`.
+        """
         state, reason = protocol_verdict(finding, evidence.state, evidence.reason)
-        return cls(state, reason, details or {}, error)
+        return cls(state, reason, details or {}, error, error_detail(cause) if cause is not None else "")
 
 
 ProtocolProbe = Callable[["ProbeContext"], Awaitable[ProtocolOutcome]]
@@ -118,9 +129,13 @@ class ProbeContext:
         error: str = "",
         *,
         evidence: Evidence | None = None,
+        cause: BaseException | None = None,
     ) -> ProtocolOutcome:
-        """The outcome of ``finding``, resting on ``evidence`` (default: the state probe's)."""
-        return ProtocolOutcome.of(finding, evidence or self.evidence, details, error)
+        """The outcome of ``finding``, resting on ``evidence`` (default: the state probe's).
+
+        ``error`` is plain words; ``cause``, the exception behind it, goes to the outcome's ``error_detail``.
+        """
+        return ProtocolOutcome.of(finding, evidence or self.evidence, details, error, cause=cause)
 
     def unanswered(self, evidence: Evidence, what: str) -> ProtocolOutcome:
         """The outcome of a UDP query that got no accepted reply: ``SILENT`` on the query's own ``evidence``."""
@@ -177,9 +192,9 @@ class ProbeContext:
         try:
             return decode(evidence.data)
         except ProtocolError as exc:
-            return self.outcome(Finding.REFUSED, error=str(exc))
+            return self.outcome(Finding.REFUSED, error=str(exc), cause=exc)
         except DecodeError as exc:
-            return self.outcome(Finding.GARBLED, error=f"{what} reply: {exc}")
+            return self.outcome(Finding.GARBLED, error=f"{what} reply: {exc}", cause=exc)
 
     async def open_tcp(self, *, tls: ssl.SSLContext | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Open a TCP stream to this port (TLS with SNI when ``tls`` is given), bounded by the deadline.
@@ -209,9 +224,9 @@ class ProbeContext:
         try:
             return await self.open_tcp(tls=tls)
         except ssl.SSLError as exc:
-            return self.outcome(Finding.GARBLED, error=f"{what}: TLS handshake: {exc.reason or exc}")
+            return self.outcome(Finding.GARBLED, error=f"{what}: TLS handshake: {plain_error(exc)}", cause=exc)
         except (OSError, TimeoutError) as exc:
-            return self.outcome(Finding.UNREACHED, error=f"{what}: connect: {exc or 'timeout'}")
+            return self.outcome(Finding.UNREACHED, error=f"{what}: connect: {plain_error(exc)}", cause=exc)
 
     async def tcp_exchange(
         self,
@@ -251,9 +266,9 @@ class ProbeContext:
             await writer.drain()
             return await self.read_message(reader, complete, limit=limit)
         except DecodeError as exc:
-            return self.outcome(Finding.GARBLED, error=f"{what} reply: {exc}")
+            return self.outcome(Finding.GARBLED, error=f"{what} reply: {exc}", cause=exc)
         except (OSError, TimeoutError, EOFError) as exc:
-            return self.outcome(Finding.STALLED, error=f"{what}: {exc or type(exc).__name__}")
+            return self.outcome(Finding.STALLED, error=f"{what}: {plain_error(exc)}", cause=exc)
         finally:
             writer.close()
 
