@@ -236,6 +236,7 @@ class Engine:
                 evidence = await self._state_probe(resolved, spec, options, bool(binding))
                 outcome = ProtocolOutcome(evidence.state, evidence.reason, error=evidence.error)
                 initial: PortState | None = None
+                tries = evidence.tries
                 if binding and _follow_up(spec.protocol, evidence.state):
                     initial = evidence.state
                     ctx = ProbeContext(
@@ -253,6 +254,8 @@ class Engine:
                     )
                     found = await self._protocol(ctx)
                     outcome = dataclasses.replace(found, error=found.error or evidence.error)
+                    if spec.protocol == "udp":  # the protocol query may be the first datagram: count them all
+                        tries += ctx.datagrams_sent
             finally:
                 self.in_flight -= 1
             return ProbeResult(
@@ -265,7 +268,7 @@ class Engine:
                 state=outcome.state,
                 reason=outcome.reason,
                 duration_seconds=loop.time() - started,
-                tries=evidence.tries,
+                tries=tries,
                 timestamp=time.time(),
                 details=outcome.details,
                 error=outcome.error,

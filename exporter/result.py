@@ -28,7 +28,9 @@ class ProbeResult:
         state: the port state.
         reason: why (a closed set).
         duration_seconds: wall time of the whole probe, all tries and the protocol follow-up, in seconds.
-        tries: datagrams or connection attempts sent for the state probe.
+        tries: TCP: connection attempts of the state probe; UDP: datagrams sent to the port, the state
+            probe's and the protocol-aware probe's (whose query is the first datagram unless
+            ``udp_unformatted_first``).
         timestamp: when the probe finished, Unix time in seconds.
         details: protocol-aware findings keyed by binding (``"ldap"``, ``"tls"``, ``"rpc"``...), each one of
             the :data:`~exporter.model.Detail` dataclasses.

@@ -92,6 +92,8 @@ class ProbeContext:
         evidence: what the state probe saw.
         deadline: absolute ``loop.time()`` by which the probe must finish.
         binding: the binding name that chose this probe (``ldap`` or ``ldaps`` ...).
+        datagrams_sent: UDP datagrams this probe has sent to the port (:meth:`udp_exchange` counts them; the
+            engine adds them to the result's ``tries``).
     """
 
     engine: EngineServices
@@ -105,6 +107,7 @@ class ProbeContext:
     evidence: Evidence
     deadline: float
     binding: str = ""
+    datagrams_sent: int = 0
 
     @property
     def params(self) -> ProbeParams:
@@ -155,7 +158,7 @@ class ProbeContext:
             The evidence: LISTENING with ``data`` for an accepted reply, an ICMP state, or silence.
         """
         await self.engine.pace_udp(self.address)
-        return await udp_exchange(
+        evidence = await udp_exchange(
             self.address,
             self.port,
             payload,
@@ -164,6 +167,8 @@ class ProbeContext:
             tries=1,
             accept=accept,
         )
+        self.datagrams_sent += evidence.tries
+        return evidence
 
     async def udp_query(
         self,
