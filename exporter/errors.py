@@ -77,8 +77,14 @@ def plain_error(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None)  # ssl.SSLError: OpenSSL's reason code; its strerror names _ssl.c
     if isinstance(exc, OSError) and isinstance(reason, str) and reason:
         return reason.replace("_", " ").lower()
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, ConnectionResetError):  # asyncio's, without an errno: the peer closed mid-handshake
+        return "connection reset by the peer"
+    if isinstance(exc, ConnectionError):
+        return "connection closed by the peer"
     if isinstance(exc, OSError):
-        return exc.strerror or "connection error"
+        return "connection error"
     if isinstance(exc, struct.error):
         return "truncated or malformed reply"
     if isinstance(exc, UnicodeDecodeError):

@@ -223,15 +223,30 @@ class ProbeContext:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | ProtocolOutcome:
         """Open a stream to this port (TLS when ``tls`` is given); the caller closes the writer.
 
+        The TCP connect and the TLS handshake are two steps, so that a port that accepts TCP but never finishes
+        the handshake is told from one that cannot be reached.
+
         Returns:
-            The stream, or the outcome: a failed TLS handshake ``GARBLED``, a failed connect ``UNREACHED``.
+            The stream, or the outcome: a failed connect ``UNREACHED``; a failed TLS handshake ``GARBLED``; a
+            handshake the peer never answers (or closes) ``STALLED``.
         """
         try:
-            return await self.open_tcp(tls=tls)
-        except ssl.SSLError as exc:
-            return self.outcome(Finding.GARBLED, error=f"{what}: TLS handshake: {plain_error(exc)}", cause=exc)
+            reader, writer = await self.open_tcp()
         except (OSError, TimeoutError) as exc:
             return self.outcome(Finding.UNREACHED, error=f"{what}: connect: {plain_error(exc)}", cause=exc)
+        if tls is None:
+            return reader, writer
+        try:
+            await asyncio.wait_for(
+                writer.start_tls(tls, server_hostname=self.server_name), max(self.remaining(), 0.001)
+            )
+        except ssl.SSLError as exc:
+            writer.close()
+            return self.outcome(Finding.GARBLED, error=f"{what}: TLS handshake: {plain_error(exc)}", cause=exc)
+        except (OSError, TimeoutError, EOFError) as exc:
+            writer.close()
+            return self.outcome(Finding.STALLED, error=f"{what}: TLS handshake: {plain_error(exc)}", cause=exc)
+        return reader, writer
 
     async def tcp_exchange(
         self,
@@ -246,8 +261,9 @@ class ProbeContext:
         """Open a stream to this port (TLS when ``tls`` is given), send ``request`` and read one whole reply.
 
         The one place where a protocol probe's TCP failures become outcomes: the connection fails or times
-        out ``UNREACHED``; the TLS handshake fails, or the framing says garbage or more than ``limit`` bytes,
-        ``GARBLED``; the peer closes or stays silent after connecting ``STALLED``.
+        out ``UNREACHED``; the TLS handshake fails, the framing says garbage or more than ``limit`` bytes, or the
+        peer stops part-way through a reply, ``GARBLED``; the peer closes or stays silent without a byte of a
+        reply (or of the TLS handshake) ``STALLED``.
 
         Args:
             request: bytes to send (already framed for the protocol).
@@ -296,7 +312,8 @@ class ProbeContext:
             The buffer, at least one whole message long.
 
         Raises:
-            TimeoutError: the deadline passed.  EOFError: the peer closed first.  DecodeError: too big.
+            TimeoutError: the deadline passed before a byte came.  EOFError: the peer closed before a byte came.
+            DecodeError: too big, or the peer closed or stalled part-way through the message.
         """
         buf = b""
         while True:
@@ -305,9 +322,16 @@ class ProbeContext:
                 return buf
             if len(buf) >= limit:
                 raise DecodeError(f"reply larger than {limit} bytes", len(buf))
-            chunk = await asyncio.wait_for(reader.read(min(65536, limit - len(buf))), max(self.remaining(), 0.001))
+            try:
+                chunk = await asyncio.wait_for(reader.read(min(65536, limit - len(buf))), max(self.remaining(), 0.001))
+            except TimeoutError:
+                if buf:
+                    raise DecodeError(f"reply stopped after {len(buf)} bytes") from None
+                raise
             if not chunk:
-                raise EOFError(f"connection closed after {len(buf)} bytes")
+                if buf:
+                    raise DecodeError(f"connection closed after {len(buf)} bytes of a reply")
+                raise EOFError("connection closed before a reply")
             buf += chunk
 
     async def follow_up_tcp(self, port: int, *, tries: int | None = None) -> Evidence:
