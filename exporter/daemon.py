@@ -216,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_config(path)
     except ConfigError as exc:
-        print(f"portqry-exporter: config error: {exc}", file=sys.stderr)
+        for line in exc.lines:  # one line per error
+            print(f"portqry-exporter: config error: {line}", file=sys.stderr)
         return 1
     if args.shard is not None:
         try:

@@ -11,6 +11,7 @@ into ``detail`` (:func:`error_detail`), which the daemon logs at debug level; :f
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 
 class PortqryError(Exception):
@@ -20,16 +21,24 @@ class PortqryError(Exception):
 class ConfigError(PortqryError):
     """A configuration file is missing, unreadable, not TOML, or fails validation.
 
-    ``str(err)`` is one line naming the file, the key and the problem, e.g.
-    ``config.toml: targets[0].ports[1]: 'tcp/70000' port must be 1-65535``.
+    Each error is one line naming its source (the file, or the ``PORTQRY_`` variable that set the value), the
+    key and the problem, e.g. ``config.toml: targets[0].ports[1]: 'tcp/70000' port must be 1-65535``;
+    ``str(err)`` is every error, one line each.  ``path``, ``key`` and ``problem`` are the first error's.
+
+    Args:
+        path: the file (or variable) of the first error.
+        key: its key (``""`` for the whole file).
+        problem: what is wrong.
+        also: more errors, each ``(path, key, problem)``.
     """
 
-    def __init__(self, path: str, key: str, problem: str) -> None:
+    def __init__(self, path: str, key: str, problem: str, *, also: Sequence[tuple[str, str, str]] = ()) -> None:
         self.path = path
         self.key = key
         self.problem = problem
-        where = f"{path}: {key}: " if key else f"{path}: "
-        super().__init__(f"{where}{problem}")
+        self.errors: tuple[tuple[str, str, str], ...] = ((path, key, problem), *also)
+        self.lines = tuple(f"{p}: {k}: {m}" if k else f"{p}: {m}" for p, k, m in self.errors)
+        super().__init__("\n".join(self.lines))
 
 
 class ResolveError(PortqryError):

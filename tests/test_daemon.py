@@ -153,6 +153,30 @@ def test_bad_config_at_start_exits_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
+def test_several_config_errors_at_start_are_one_line_each(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path / "bad.toml",
+        '[exporter]\nconcurrency = 0\n[[targets]]\nname = "dc1"\nhost = "x"\nports = ["tcp/99999", "tcp/0"]\n',
+    )
+    proc = subprocess.run(  # exit codes are asserted below
+        [sys.executable, "-m", "exporter", "--config", str(cfg)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert [line.split(": ")[3] for line in lines] == [
+        "exporter.concurrency",
+        "targets[0].ports[0]",
+        "targets[0].ports[1]",
+    ]
+    assert all(line.startswith(f"portqry-exporter: config error: {cfg}: ") for line in lines)
+    assert "more error" not in proc.stderr
+
+
 def test_config_check_flag(tmp_path: Path) -> None:
     proc = config_check("--config", ROOT / "config.example.toml", timeout=30)
     assert proc.returncode == 0 and "OK (1 targets)" in proc.stdout
