@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -170,7 +171,9 @@ class Daemon:
         try:
             runner, bound = await serve(build_app(self), host, port)
         except OSError as exc:
-            log.error("cannot listen", listen_address=self.settings.exporter.listen_address, error=exc.strerror)
+            why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's strerror repeats the address
+            log.error("cannot listen", listen_address=self.settings.exporter.listen_address, error=why)
+            print(f"portqry-exporter: cannot listen on {self.settings.exporter.listen_address}: {why}", file=sys.stderr)
             return 4
         self.apply(self.settings)
         shown = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"

@@ -177,6 +177,36 @@ def test_several_config_errors_at_start_are_one_line_each(tmp_path: Path) -> Non
     assert "more error" not in proc.stderr
 
 
+def test_listen_address_in_use_is_one_line_on_stderr_and_a_log_line(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "c.toml", config(""))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        proc = subprocess.run(  # exit codes are asserted below
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "--config",
+                str(cfg),
+                "--web.listen-address",
+                address,
+                "--log.format",
+                "json",
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+        )
+    assert proc.returncode == 4
+    assert proc.stderr.splitlines() == [f"portqry-exporter: cannot listen on {address}: Address already in use"]
+    logged = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["event"] for e in logged if e["level"] == "error"] == ["cannot listen"]
+
+
 def test_config_check_flag(tmp_path: Path) -> None:
     proc = config_check("--config", ROOT / "config.example.toml", timeout=30)
     assert proc.returncode == 0 and "OK (1 targets)" in proc.stdout
