@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from exporter import __version__
+from exporter import __version__, version_text
 from exporter.config import Settings, find_config, load_config, parse_listen_address
 from exporter.errors import ConfigError
 from exporter.logs import configure, get_logger
@@ -212,8 +212,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shard", metavar="I/N", help="override [exporter] shard: the names hashmod N sends to I")
     parser.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log.format", dest="log_format", choices=["auto", "json", "console"])
-    parser.add_argument("--version", action="version", version=f"portqry-exporter {__version__}")
+    parser.add_argument(
+        "--version", action="store_true", help="print the versions (ours, Python's, libraries') and exit"
+    )
     args = parser.parse_args(argv)
+    if args.version:  # argparse's version action would re-wrap the lines
+        sys.stdout.write(version_text("portqry-exporter"))
+        return 0
 
     path = find_config(args.config)
     try:

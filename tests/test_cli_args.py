@@ -6,8 +6,12 @@ Most cases parse only (:func:`exporter.cli.args.parse_args`); the rest run ``mai
 
 from __future__ import annotations
 
+import platform
+from importlib import metadata
+
 import pytest
 
+from exporter import __version__
 from exporter.cli import args, exits, query
 from tests.clirun import run
 from tests.peers import tcp_listener
@@ -107,6 +111,11 @@ def test_no_arguments_prints_the_help_as_h_does() -> None:
 def test_version() -> None:
     r = run("--version")
     assert r.code == 0 and r.out.startswith("portqry (portqry-exporter) ")
+    name, python, libraries = r.lines
+    assert name == f"portqry (portqry-exporter) {__version__}"
+    assert python.startswith(f"Python {platform.python_version()} (")
+    for library in ("impacket", "pyasn1", "dnspython", "pydantic", "prometheus-client", "aiohttp"):
+        assert f"{library} {metadata.version(library)}" in libraries
 
 
 def test_community_between_exclamation_marks() -> None:

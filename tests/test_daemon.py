@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import platform
 import signal
 import socket
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
+from exporter import __version__
 from tests.daemon import ROOT, RunningDaemon, run_daemon
 from tests.helpers import config_check
 from tests.peers import closed_port, tcp_listener, udp_peer
@@ -205,6 +208,22 @@ def test_listen_address_in_use_is_one_line_on_stderr_and_a_log_line(tmp_path: Pa
     assert proc.stderr.splitlines() == [f"portqry-exporter: cannot listen on {address}: Address already in use"]
     logged = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [e["event"] for e in logged if e["level"] == "error"] == ["cannot listen"]
+
+
+def test_version_names_python_and_the_key_libraries() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "--version"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    name, python, libraries = proc.stdout.splitlines()
+    assert name == f"portqry-exporter {__version__}"
+    assert python.startswith(f"Python {platform.python_version()} (")
+    for library in ("impacket", "pyasn1", "dnspython", "pydantic", "prometheus-client", "aiohttp"):
+        assert f"{library} {metadata.version(library)}" in libraries
 
 
 def test_config_check_flag(tmp_path: Path) -> None:

@@ -61,6 +61,7 @@ Command-line mode:
   --profile NAME     probe a profile's ports, e.g. domain-controller (repeatable)
   --list-services    list the catalog's services and their ports
   --list-profiles    list the catalog's profiles
+  --version          print the version, Python's and the key libraries' (impacket, pyasn1, ...)
 
 Local mode:
   portqry -local | -wport PORT | -wpid PID [-wt SECONDS] [-v] [-l FILE [-y]]
