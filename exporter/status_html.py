@@ -30,7 +30,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}.muted{color:#777}.err
 .s-listening{background:#d9f2d9}.s-not_listening{background:#f6d0d0}.s-filtered{background:#fbe3c2}
 .s-listening_or_filtered{background:#f3efc4}td.h{width:1.4em;text-align:center;padding:2px 0;font-size:12px}
 .filter a.on{font-weight:bold;text-decoration:none;color:#222}code,pre{font-family:ui-monospace,monospace}
-pre{background:#f7f7f7;border:1px solid #ddd;padding:.6em;overflow:auto}table.kv th{font-weight:normal}
+time{white-space:nowrap}pre{background:#f7f7f7;border:1px solid #ddd;padding:.6em;overflow:auto}table.kv th{font-weight:normal}
 """
 _SHORT = {
     PortState.LISTENING: "L",
@@ -57,7 +57,7 @@ def when(ts: float, now: float | None = None) -> str:
     now = time.time() if now is None else now
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
     iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-    return f'<time datetime="{iso}">{stamp}Z</time> <span class="muted">({_age(now - ts)})</span>'
+    return f'<time datetime="{iso}">{stamp}Z</time><br><span class="muted">{_age(now - ts)}</span>'
 
 
 def _age(seconds: float) -> str:
@@ -223,9 +223,9 @@ def _history(target: TargetView, now: float) -> str:
     if not width:
         return '<p class="muted">No recent rounds kept ([exporter] status_history = 0).</p>'
     out = [
-        '<table class="history"><tr><th>address</th><th>port</th>'
-        f'<th colspan="{width}">oldest &rarr; newest (L listening, N not listening, F filtered, '
-        "? listening or filtered)</th></tr>"
+        f'<p class="muted">The last {width} rounds kept per port, oldest first: L listening, N not listening, '
+        "F filtered, ? listening or filtered (hover for time, reason, duration and tries).</p>"
+        f'<table class="history"><tr><th>address</th><th>port</th><th colspan="{width}">rounds</th></tr>'
     ]
     for row in target.ports:
         r = row.result
