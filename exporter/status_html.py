@@ -30,7 +30,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}.muted{color:#777}.err
 .s-listening{background:#d9f2d9}.s-not_listening{background:#f6d0d0}.s-filtered{background:#fbe3c2}
 .s-listening_or_filtered{background:#f3efc4}td.h{width:1.4em;text-align:center;padding:2px 0;font-size:12px}
 .filter a.on{font-weight:bold;text-decoration:none;color:#222}code,pre{font-family:ui-monospace,monospace}
-time{white-space:nowrap}pre{background:#f7f7f7;border:1px solid #ddd;padding:.6em;overflow:auto}table.kv th{font-weight:normal}
+time{white-space:nowrap}pre{background:#f7f7f7;border:1px solid #ddd;padding:.6em;overflow:auto}
+table.kv th{font-weight:normal}
 """
 _SHORT = {
     PortState.LISTENING: "L",
