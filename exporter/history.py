@@ -88,12 +88,13 @@ class PortHistory:
             out.append(Round(ts, _STATES[state], _REASONS[reason], duration, tries))
         return out
 
-    def copy(self) -> PortHistory:
-        """An independent copy (the store hands these out under its lock)."""
+    def copy(self, *, rounds: bool = True) -> PortHistory:
+        """An independent copy (the store hands these out under its lock); ``rounds=False``: ``since`` only."""
         other = PortHistory(0)
-        other._ring = bytearray(self._ring)
-        other._next = self._next
-        other._count = self._count
+        if rounds:
+            other._ring = bytearray(self._ring)
+            other._next = self._next
+            other._count = self._count
         other.since = self.since
         other.state = self.state
         return other

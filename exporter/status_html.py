@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -77,7 +77,7 @@ def duration(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-def _page(title: str, body: str) -> str:
+def _head(title: str) -> str:
     nav = (
         '<nav><a href="/">Status</a><a href="/?hide=listening">Not listening</a><a href="/config">Config</a>'
         '<a href="/api/v1/status">JSON</a><a href="/metrics">Metrics</a><a href="/-/healthy">Healthy</a>'
@@ -85,8 +85,15 @@ def _page(title: str, body: str) -> str:
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{e(title)}</title><style>{_CSS}</style></head>\n<body>{nav}\n{body}\n</body></html>\n"
+        f"<title>{e(title)}</title><style>{_CSS}</style></head>\n<body>{nav}\n"
     )
+
+
+_TAIL = "\n</body></html>\n"
+
+
+def _page(title: str, body: str) -> str:
+    return _head(title) + body + _TAIL
 
 
 def _state_cell(row: PortRow) -> str:
@@ -105,20 +112,18 @@ _PORT_HEAD = (
 )
 
 
-def _port_rows(target: TargetView, now: float) -> str:
-    rows = []
+def _port_rows(target: TargetView, now: float) -> Iterator[str]:
     for row in target.ports:
         r = row.result
         address = e(r.address) if r.address else '<span class="err">(not resolved)</span>'
-        rows.append(
+        yield (
             f'<tr class="port" data-target="{e(target.name)}" data-address="{e(r.address)}" '
             f'data-protocol="{e(r.protocol)}" data-port="{r.port}" data-state="{e(r.state.value)}">'
             f"<td>{address}</td><td>{e(r.protocol)}/{r.port}</td><td>{e(r.service)}</td>{_state_cell(row)}"
             f'<td>{e(r.reason.value)}</td><td class="num">{r.tries}</td>'
             f'<td class="num">{e(duration(r.duration_seconds))}</td><td>{when(row.since, now)}</td>'
-            f'<td>{when(r.timestamp, now)}</td><td class="err error">{e(r.error)}</td></tr>'
+            f'<td>{when(r.timestamp, now)}</td><td class="err error">{e(r.error)}</td></tr>\n'
         )
-    return "\n".join(rows)
 
 
 def _counts(target: TargetView) -> str:
@@ -181,7 +186,12 @@ def _filter_links(flt: Filter) -> str:
 
 
 def index(view: StatusView) -> str:
-    """``/``: the summary, the domains, every target and its ports."""
+    """``/`` as one string (:func:`index_chunks` joined)."""
+    return "".join(index_chunks(view))
+
+
+def index_chunks(view: StatusView) -> Iterator[str]:
+    """``/``: the summary, the domains, every target and its ports, in pieces (one per row at most)."""
     now = view.generated
     ports = sum(len(t.ports) for t in view.targets)
     totals = dict.fromkeys((s.value for s in PortState), 0)
@@ -190,44 +200,48 @@ def index(view: StatusView) -> str:
             totals[k] += n
     summary = ", ".join(f"{totals[s.value]} {e(s.portqry_text)}" for s in PortState)
     ready = "ready" if view.ready else '<span class="err">not ready: first probe round running</span>'
-    body = [
-        "<h1>portqry-exporter</h1>",
+    yield _head("portqry-exporter: status")
+    yield "<h1>portqry-exporter</h1>\n"
+    yield (
         f'<p class="summary">{len(view.targets)} targets, {ports} ports shown: {summary} &middot; {ready} &middot; '
-        f"page built {when(now, now)}</p>",
-        _filter_links(view.filter),
-    ]
+        f"page built {when(now, now)}</p>\n"
+    )
+    yield _filter_links(view.filter)
     if view.hidden_targets:
-        body.append(f'<p class="muted">{view.hidden_targets} targets with no port to show are hidden.</p>')
-    body.append(_domains(view.domains, now))
-    body.append('<h2>Targets</h2><table class="targets"><tr><th>target</th><th>host</th><th>ports</th></tr>')
+        yield f'<p class="muted">{view.hidden_targets} targets with no port to show are hidden.</p>\n'
+    yield _domains(view.domains, now)
+    yield '<h2>Targets</h2><table class="targets"><tr><th>target</th><th>host</th><th>ports</th></tr>\n'
     for t in view.targets:
-        body.append(
+        yield (
             f'<tr><td><a href="{target_href(t.name)}">{e(t.name)}</a></td><td>{e(t.host)}</td>'
-            f"<td>{_counts(t) or '<span class=muted>no result yet</span>'}</td></tr>"
+            f"<td>{_counts(t) or '<span class=muted>no result yet</span>'}</td></tr>\n"
         )
-    body.append("</table>")
+    yield "</table>\n"
     for t in view.targets:
-        body.append(
+        yield (
             f'<section class="target" data-target="{e(t.name)}"><h2><a href="{target_href(t.name)}">{e(t.name)}</a>'
-            f"</h2><p>{_target_head(t)}</p>"
+            f"</h2><p>{_target_head(t)}</p>\n"
         )
         if t.ports:
-            body.append(f'<table class="ports">{_PORT_HEAD}\n{_port_rows(t, now)}</table>')
+            yield f'<table class="ports">{_PORT_HEAD}\n'
+            yield from _port_rows(t, now)
+            yield "</table>\n"
         elif not t.total_ports:
-            body.append('<p class="muted">No probe round has finished yet.</p>')
-        body.append("</section>")
-    return _page("portqry-exporter: status", "\n".join(body))
+            yield '<p class="muted">No probe round has finished yet.</p>\n'
+        yield "</section>\n"
+    yield _TAIL
 
 
-def _history(target: TargetView, now: float) -> str:
+def _history(target: TargetView) -> Iterator[str]:
     width = max((len(r.rounds) for r in target.ports), default=0)
     if not width:
-        return '<p class="muted">No recent rounds kept ([exporter] status_history = 0).</p>'
-    out = [
+        yield '<p class="muted">No recent rounds kept ([exporter] status_history = 0).</p>'
+        return
+    yield (
         f'<p class="muted">The last {width} rounds kept per port, oldest first: L listening, N not listening, '
         "F filtered, ? listening or filtered (hover for time, reason, duration and tries).</p>"
-        f'<table class="history"><tr><th>address</th><th>port</th><th colspan="{width}">rounds</th></tr>'
-    ]
+        f'<table class="history"><tr><th>address</th><th>port</th><th colspan="{width}">rounds</th></tr>\n'
+    )
     for row in target.ports:
         r = row.result
         cells = []
@@ -239,12 +253,11 @@ def _history(target: TargetView, now: float) -> str:
                 f"{_SHORT[x.state]}</td>"
             )
         cells += ["<td></td>"] * (width - len(row.rounds))
-        out.append(
+        yield (
             f'<tr data-protocol="{e(r.protocol)}" data-port="{r.port}"><td>{e(r.address)}</td>'
-            f"<td>{e(r.protocol)}/{r.port}</td>{''.join(cells)}</tr>"
+            f"<td>{e(r.protocol)}/{r.port}</td>{''.join(cells)}</tr>\n"
         )
-    out.append("</table>")
-    return "\n".join(out)
+    yield "</table>\n"
 
 
 def tree(value: Any) -> str:
@@ -349,48 +362,58 @@ def _rpc(d: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _details(target: TargetView) -> str:
-    out = []
+def _details(target: TargetView) -> Iterator[str]:
+    shown = False
     for row in target.ports:
         details = mask(row.result.to_json().get("details") or {})
         for binding, d in details.items():
-            out.append(
+            shown = True
+            yield (
                 f'<h3 class="detail" data-binding="{e(binding)}">{e(row.result.protocol)}/{row.result.port} on '
-                f"{e(row.result.address)}: {e(binding)}</h3>"
+                f"{e(row.result.address)}: {e(binding)}</h3>\n"
             )
             if binding in ("ldap", "ldaps") and isinstance(d, Mapping):
-                out.append(_ldap(d))
+                yield _ldap(d)
             elif binding == "rpc" and isinstance(d, Mapping):
-                out.append(_rpc(d))
+                yield _rpc(d)
             else:
-                out.append(tree(d))
-    return "\n".join(out) if out else '<p class="muted">No protocol-aware probe has reported details.</p>'
+                yield tree(d)
+    if not shown:
+        yield '<p class="muted">No protocol-aware probe has reported details.</p>'
 
 
 def target(view: StatusView, t: TargetView) -> str:
-    """``/targets/NAME``: one target's ports, their recent rounds and the protocol details."""
+    """``/targets/NAME`` as one string (:func:`target_chunks` joined)."""
+    return "".join(target_chunks(view, t))
+
+
+def target_chunks(view: StatusView, t: TargetView) -> Iterator[str]:
+    """``/targets/NAME``: one target's ports, their recent rounds and the protocol details, in pieces."""
     now = view.generated
-    body = [f'<h1 class="target-name">{e(t.name)}</h1><p>{_target_head(t)}</p>']
+    yield _head(f"portqry-exporter: {t.name}")
+    yield f'<h1 class="target-name">{e(t.name)}</h1><p>{_target_head(t)}</p>\n'
     if t.dc is not None:
         dc = t.dc
-        body.append(
+        yield (
             f"<p>DC of <code>{e(t.domain)}</code>: address {e(dc.address)}, roles "
             f"<code>{e(', '.join(sorted(dc.roles)))}</code>, puts us in site <code>{e(dc.client_site)}</code>"
             + (f' &middot; <span class="err">LDAP ping: {e(dc.error)}</span>' if dc.error else "")
-            + "</p>"
+            + "</p>\n"
         )
-    body.append(
+    yield (
         f'<p><a href="/api/v1/targets/{e(quote(t.name, safe=""))}">as JSON</a> &middot; {_counts(t)}</p><h2>Ports</h2>'
     )
     if t.ports:
-        body.append(f'<table class="ports">{_PORT_HEAD}\n{_port_rows(t, now)}</table>')
+        yield f'<table class="ports">{_PORT_HEAD}\n'
+        yield from _port_rows(t, now)
+        yield "</table>\n"
     else:
-        body.append('<p class="muted">No probe round has finished yet.</p>')
-    body.append("<h2>Recent rounds</h2>")
-    body.append(_history(t, now))
-    body.append("<h2>Protocol details</h2>")
-    body.append(_details(t))
-    return _page(f"portqry-exporter: {t.name}", "\n".join(body))
+        yield '<p class="muted">No probe round has finished yet.</p>\n'
+    yield "<h2>Recent rounds</h2>\n"
+    yield from _history(t)
+    yield "<h2>Protocol details</h2>\n"
+    yield from _details(t)
+    yield _TAIL
 
 
 def config(data: Mapping[str, Any]) -> str:

@@ -21,13 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
 
 from exporter import status_html as page
-from exporter.status_view import Filter, StatusSource, StatusView, build_view, masked_config
+from exporter.status_view import Filter, StatusSource, build_view, masked_config
 
+#: Pages are written in pieces of about this many characters, each rendered in a worker thread.
+CHUNK = 64 * 1024
+HTML = "text/html; charset=utf-8"
+JSON = "application/json; charset=utf-8"
 HTML_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
@@ -44,6 +49,29 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, indent=1, ensure_ascii=False))
 
 
+def _batch(chunks: Iterator[str]) -> bytes:
+    parts: list[str] = []
+    size = 0
+    for chunk in chunks:
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= CHUNK:
+            break
+    return "".join(parts).encode()
+
+
+async def _stream(request: web.Request, chunks: Iterator[str], content_type: str) -> web.StreamResponse:
+    """Write ``chunks`` as they are rendered, off the loop: a page of every port is never held whole."""
+    headers = {**HTML_HEADERS, "Content-Type": content_type} if content_type == HTML else {"Content-Type": JSON}
+    response = web.StreamResponse(headers=headers)
+    await response.prepare(request)
+    if request.method != "HEAD":
+        while batch := await asyncio.to_thread(_batch, chunks):
+            await response.write(batch)
+    await response.write_eof()
+    return response
+
+
 def add_status_routes(app: web.Application, source: StatusSource) -> None:
     """Register ``/``, ``/targets/{name}``, ``/config`` and their ``/api/v1`` twins on ``app``."""
 
@@ -53,33 +81,33 @@ def add_status_routes(app: web.Application, source: StatusSource) -> None:
         except ValueError as exc:
             raise web.HTTPBadRequest(text=str(exc) + "\n") from None
 
+    # Collecting and rendering walk every port: in worker threads, so that probes and scrapes go on meanwhile.
     async def index(request: web.Request) -> web.StreamResponse:
-        flt = parse_filter(request)
-        # rendering walks every port: off the loop, so that probes and scrapes go on meanwhile
-        body = await asyncio.to_thread(lambda: page.index(_view(source, flt)))
-        return _html(body)
+        view = await asyncio.to_thread(build_view, source, flt=parse_filter(request))
+        assert view is not None  # only a named target can be unknown
+        return await _stream(request, page.index_chunks(view), HTML)
 
     async def target(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         view = await asyncio.to_thread(build_view, source, target=name)
         if view is None:
             return _html(page.not_found(name), status=404)
-        return _html(page.target(view, view.targets[0]))
+        return await _stream(request, page.target_chunks(view, view.targets[0]), HTML)
 
     async def config(_request: web.Request) -> web.StreamResponse:
         return _html(page.config(masked_config(source.settings)))
 
     async def api_status(request: web.Request) -> web.StreamResponse:
-        flt = parse_filter(request)
-        data = await asyncio.to_thread(lambda: _view(source, flt).to_json())
-        return _json(data)
+        view = await asyncio.to_thread(build_view, source, flt=parse_filter(request))
+        assert view is not None
+        return await _stream(request, view.json_chunks(), JSON)
 
     async def api_target(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         view = await asyncio.to_thread(build_view, source, target=name)
         if view is None:
             return _json({"error": f"unknown target {name!r}"}, status=404)
-        return _json(view.targets[0].to_json(details=True))
+        return await _stream(request, view.targets[0].json_chunks(details=True), JSON)
 
     async def api_config(_request: web.Request) -> web.StreamResponse:
         return _json(masked_config(source.settings))
@@ -90,9 +118,3 @@ def add_status_routes(app: web.Application, source: StatusSource) -> None:
     app.router.add_get("/api/v1/status", api_status)
     app.router.add_get("/api/v1/targets/{name:.+}", api_target)
     app.router.add_get("/api/v1/config", api_config)
-
-
-def _view(source: StatusSource, flt: Filter) -> StatusView:
-    view = build_view(source, flt=flt)
-    assert view is not None  # only a named target can be unknown
-    return view

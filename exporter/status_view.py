@@ -8,9 +8,10 @@ hash, in the config and in protocol details (an SNMP reply echoes its community)
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -153,8 +154,8 @@ class TargetView:
             out[str(row.result.state)] += 1
         return out
 
-    def to_json(self, *, details: bool = False) -> dict[str, Any]:
-        """The target as JSON."""
+    def to_json(self, *, details: bool = False, ports: bool = True) -> dict[str, Any]:
+        """The target as JSON (``ports=False``: without its ports)."""
         out: dict[str, Any] = {
             "name": self.name,
             "host": self.host,
@@ -164,11 +165,19 @@ class TargetView:
             "resolved": self.resolved,
             "total_ports": self.total_ports,
             "counts": self.counts(),
-            "ports": [p.to_json(details=details) for p in self.ports],
         }
         if self.dc is not None:
             out["dc"] = dc_json(self.dc)
+        if ports:
+            out["ports"] = [p.to_json(details=details) for p in self.ports]
         return out
+
+    def json_chunks(self, *, details: bool = False) -> Iterator[str]:
+        """:meth:`to_json` serialised in pieces, one per port (a page of 10,000 ports is never one string)."""
+        yield _dumps(self.to_json(details=details, ports=False))[:-1] + ', "ports": ['
+        for i, port in enumerate(self.ports):
+            yield ("," if i else "") + _dumps(port.to_json(details=details))
+        yield "]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,9 +264,9 @@ class StatusView:
     hidden_targets: int = 0
     probes_total: dict[str, int] = field(default_factory=dict)
 
-    def to_json(self, *, details: bool = False) -> dict[str, Any]:
-        """The view as JSON (``/api/v1/status``)."""
-        return {
+    def to_json(self, *, details: bool = False, targets: bool = True) -> dict[str, Any]:
+        """The view as JSON (``/api/v1/status``; ``targets=False``: without its targets)."""
+        out = {
             "generated": self.generated,
             "ready": self.ready,
             "filter": {
@@ -266,9 +275,24 @@ class StatusView:
             },
             "hidden_targets": self.hidden_targets,
             "probes_total": self.probes_total,
-            "targets": [t.to_json(details=details) for t in self.targets],
             "domains": [domain_json(d) for d in self.domains],
         }
+        if targets:
+            out["targets"] = [t.to_json(details=details) for t in self.targets]
+        return out
+
+    def json_chunks(self) -> Iterator[str]:
+        """:meth:`to_json` serialised in pieces (the targets first, each port a piece)."""
+        yield '{"targets": ['
+        for i, t in enumerate(self.targets):
+            if i:
+                yield ","
+            yield from t.json_chunks()
+        yield "], " + _dumps(self.to_json(targets=False))[1:]
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False)
 
 
 def build_view(source: StatusSource, *, flt: Filter = Filter(), target: str | None = None) -> StatusView | None:
@@ -283,7 +307,7 @@ def build_view(source: StatusSource, *, flt: Filter = Filter(), target: str | No
         The view, or ``None`` when ``target`` is given and unknown.
     """
     snap = source.store.snapshot()
-    histories = source.store.history(target)
+    histories = source.store.history(target, rounds=target is not None)
     settings = source.settings
     shard = source.status.shard
     dcs: dict[str, tuple[str, DiscoveredDC]] = {}

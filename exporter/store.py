@@ -218,12 +218,12 @@ class ResultStore:
             parts = [self._targets[name].rendered for name in sorted(self._targets)]
         return join(parts, openmetrics=openmetrics, names=names)
 
-    def history(self, target: str | None = None) -> dict[Key, PortHistory]:
-        """Copies of the port histories of ``target`` (``None``: every target), for the status page only."""
+    def history(self, target: str | None = None, *, rounds: bool = True) -> dict[Key, PortHistory]:
+        """Copies of the port histories of ``target`` (``None``: all), for the status page; ``rounds=False``: since."""
         with self._lock:
             names = [target] if target is not None else list(self._targets)
             return {
-                (name, *k): h.copy()
+                (name, *k): h.copy(rounds=rounds)
                 for name in names
                 if name in self._targets
                 for k, h in self._targets[name].history.items()

@@ -322,6 +322,16 @@ def test_target_page_escapes_root_dse_rpc_annotation_and_masks_the_echoed_commun
     assert "+0.250 s" in page  # clock offset
 
 
+def test_json_chunks_are_the_json() -> None:
+    view = build_view(populated())
+    assert view is not None
+    assert json.loads("".join(view.json_chunks())) == json.loads(json.dumps(view.to_json()))
+    one = build_view(populated(), target="dc1")
+    assert one is not None
+    t = one.targets[0]
+    assert json.loads("".join(t.json_chunks(details=True))) == json.loads(json.dumps(t.to_json(details=True)))
+
+
 def test_tree_folds_long_lists_and_escapes_keys() -> None:
     html = tree({HOSTILE: list(range(30))})
     assert "<script" not in html and "<details>" in html and "18 more" in html
@@ -375,6 +385,8 @@ async def test_routes_in_process() -> None:
         r = await client.get("/api/v1/config")
         assert (await r.json())["defaults"]["snmp_community"] == MASK
         assert (await client.get("/metrics")).status == 200
+        r = await client.head("/")
+        assert r.status == 200 and await r.read() == b""
 
 
 async def test_large_store_renders_every_port() -> None:
