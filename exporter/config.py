@@ -11,6 +11,7 @@ is one line naming the file, the key and the problem.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import os
 import tomllib
@@ -220,6 +221,58 @@ class DomainConfig(_ProbeKeys):
         return value
 
 
+class ModuleConfig(_ProbeKeys):
+    """``[modules.NAME]``: what ``GET /probe?target=HOST&module=NAME`` probes, and how (the per-target keys)."""
+
+    @model_validator(mode="after")
+    def _module(self) -> ModuleConfig:
+        if not (self.ports or self.services or self.profiles):
+            raise ValueError("a module needs ports, services or profiles")
+        if self.interval_seconds is not None:
+            raise ValueError("a module has no interval_seconds: the scrape interval is its schedule")
+        return self
+
+
+class ProbeSection(_Section):
+    """``[probe]``: who ``GET /probe`` may probe (besides the configured targets and discovered DCs), and limits."""
+
+    allow: list[str] = Field(default_factory=list, description='CIDRs, addresses, names, "*.corp.example" patterns')
+    max_concurrent_per_client: int = Field(4, ge=1, le=4096, description="/probe requests in flight per client")
+    max_ports: int = Field(1024, ge=1, le=65535 * 2, description="ports x addresses of one /probe request")
+    timeout_seconds: float = Field(30.0, gt=0, le=600, description="cap of one /probe request, seconds")
+    timeout_margin_seconds: float = Field(0.5, ge=0, le=60, description="kept from the scrape timeout, seconds")
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, value: list[str]) -> list[str]:
+        for rule in value:
+            allow_rule(rule)
+        return value
+
+
+def allow_rule(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | str:
+    """One ``[probe] allow`` entry: a network (``10.0.0.0/8``, an address is its /32 or /128) or a name pattern.
+
+    A pattern is a DNS name, matched whole, or ``*.`` and a DNS name: any name below it (not the name itself);
+    lower-case, without the trailing dot.
+
+    Raises:
+        ValueError: a network with host bits set, a bare ``*``, or not a DNS name.
+    """
+    rule = text.strip()
+    try:
+        return ipaddress.ip_network(rule.strip("[]"), strict=True)
+    except ValueError as exc:
+        if "/" in rule or literal(rule) is not None:
+            raise ValueError(f"{text!r}: {exc}") from None
+    name = rule.lower().rstrip(".")
+    base = name.removeprefix("*.")
+    if not base or "*" in base or ":" in base or "/" in base:
+        raise ValueError(f"{text!r}: write a CIDR, an address, a name or *.name (every name below it)")
+    _dns_name(base)
+    return name
+
+
 def _dns_name(value: str | None) -> str | None:
     if value:
         import dns.exception
@@ -242,6 +295,16 @@ class Settings(BaseSettings):
     defaults: ProbeDefaults = Field(default_factory=ProbeDefaults)  # type: ignore[arg-type]
     targets: list[TargetConfig] = Field(default_factory=list)
     domains: list[DomainConfig] = Field(default_factory=list)
+    modules: dict[str, ModuleConfig] = Field(default_factory=dict)
+    probe: ProbeSection = Field(default_factory=ProbeSection)  # type: ignore[arg-type]
+
+    @field_validator("modules")
+    @classmethod
+    def _module_names(cls, value: dict[str, ModuleConfig]) -> dict[str, ModuleConfig]:
+        for name in value:
+            if not 0 < len(name) <= 64 or not all(c.isalnum() or c in "-_." for c in name):
+                raise ValueError(f"{name!r}: a module name is 1-64 letters, digits, '-', '_' or '.'")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -326,11 +389,12 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
         if len(errors) > 1:
             problem += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
         raise ConfigError(name, key, problem) from None
-    from exporter.plan import domain_plans, plan
+    from exporter.plan import domain_plans, module_plans, plan
 
     try:
         plan(settings)
         domain_plans(settings)
+        module_plans(settings)
     except ConfigError as exc:
         raise ConfigError(name, exc.key, exc.problem) from None
     return settings

@@ -75,6 +75,10 @@ class Daemon:
         self.registry = CollectorRegistry()
         self.registry.register(PortqryCollector(self.store, self.status))
         ProcessCollector(registry=self.registry)
+        from exporter.probe_endpoint import ProbeEndpoint
+
+        self.probe = ProbeEndpoint(self)
+        self.registry.register(self.probe.counters)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = asyncio.Event()
 
@@ -168,7 +172,7 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         host, port = parse_listen_address(self.settings.exporter.listen_address)
         try:
-            runner, bound = await serve(build_app(self), host, port)
+            runner, bound = await serve(build_app(self, extra_routes={"/probe": self.probe.handle}), host, port)
         except OSError as exc:
             log.error("cannot listen", listen_address=self.settings.exporter.listen_address, error=exc.strerror)
             return 4

@@ -8,8 +8,8 @@ Ports are de-duplicated keeping the first occurrence: explicit ``ports`` first, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from exporter.errors import ConfigError, PortqryError
@@ -17,7 +17,7 @@ from exporter.model import PortSpec, ProbeOptions, ProbeParams, parse_port_spec
 from exporter.probes import port_spec
 
 if TYPE_CHECKING:
-    from exporter.config import DomainConfig, ProbeDefaults, Settings, TargetConfig
+    from exporter.config import DomainConfig, ModuleConfig, ProbeDefaults, Settings, TargetConfig
 
 MAX_PORTS_PER_TARGET = 65535 * 2
 #: What a domain probes on each DC when its entry names no ports, services or profiles.
@@ -124,9 +124,55 @@ def domain_plans(settings: Settings) -> list[DomainPlan]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _ProfileModule:
+    """The module a catalog profile is by default: the profile's ports with the ``[defaults]`` keys."""
+
+    profiles: list[str]
+    ports: list[str] = field(default_factory=list)
+    services: list[str] = field(default_factory=list)
+    protocols: Mapping[str, str] = field(default_factory=dict)
+    interval_seconds: float | None = None
+    timeout_seconds: float | None = None
+    tcp_tries: int | None = None
+    udp_tries: int | None = None
+    protocol_probes: bool | None = None
+    snmp_community: str | None = None
+    snmp_version: Literal["v1", "v2c"] | None = None
+    dns_query_name: str | None = None
+    dns_query_type: str | None = None
+    addresses: Addresses | None = None
+
+
+def module_plans(settings: Settings) -> dict[str, TargetPlan]:
+    """The ``/probe`` modules by name: every ``[modules.NAME]`` entry, and every catalog profile not named so.
+
+    Each is a template like a domain's (empty ``name`` and ``host``; ``addresses`` defaults to ``first``).
+
+    Raises:
+        ConfigError: an unknown service or profile, or a module with more ports than ``[probe] max_ports``.
+    """
+    from exporter import catalog
+
+    out: dict[str, TargetPlan] = {}
+    for name, module in settings.modules.items():
+        where = f"modules.{name}"
+        out[name] = _plan(where, module, settings.defaults, "", "", "", "first")
+        if len(out[name].specs) > settings.probe.max_ports:
+            count = len(out[name].specs)
+            raise ConfigError(
+                "", f"{where}.ports", f"{count} ports is more than [probe] max_ports {settings.probe.max_ports}"
+            )
+    for profile in catalog.load_catalog().profiles:
+        if profile.name not in out:
+            entry = _ProfileModule(profiles=[profile.name])
+            out[profile.name] = _plan(f"profile {profile.name}", entry, settings.defaults, "", "", "", "first")
+    return out
+
+
 def _plan(
     where: str,
-    entry: TargetConfig | DomainConfig,
+    entry: TargetConfig | DomainConfig | ModuleConfig | _ProfileModule,
     d: ProbeDefaults,
     name: str,
     host: str,

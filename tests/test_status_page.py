@@ -105,6 +105,7 @@ def settings(**extra: Any) -> Settings:
             {"name": "pending", "host": "127.0.0.2", "ports": ["tcp/1"]},
         ],
         "domains": [{"name": "pqtest.test", "ports": ["tcp/389"], "snmp_community": "s3cret-domain"}],
+        "modules": {"snmp": {"ports": ["udp/161"], "snmp_community": "s3cret-module"}},
         **extra,
     }
     return Settings(**data)
@@ -245,6 +246,7 @@ def test_masked_config_hides_every_snmp_community() -> None:
     assert cfg["defaults"]["snmp_community"] == MASK
     assert cfg["targets"][0]["snmp_community"] == MASK
     assert cfg["domains"][0]["snmp_community"] == MASK
+    assert cfg["modules"]["snmp"]["snmp_community"] == MASK
     assert cfg["targets"][0]["host"] == "dc1.example.test"  # the rest is shown
 
 
