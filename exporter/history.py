@@ -54,6 +54,11 @@ class PortHistory:
         """The latest round's state."""
 
     @property
+    def count(self) -> int:
+        """Rounds held now."""
+        return self._count
+
+    @property
     def size(self) -> int:
         """Rounds kept at most."""
         return len(self._ring) // RECORD.size

@@ -233,7 +233,7 @@ def index_chunks(view: StatusView) -> Iterator[str]:
 
 
 def _history(target: TargetView) -> Iterator[str]:
-    width = max((len(r.rounds) for r in target.ports), default=0)
+    width = max((r.round_count for r in target.ports), default=0)
     if not width:
         yield '<p class="muted">No recent rounds kept ([exporter] status_history = 0).</p>'
         return
@@ -245,14 +245,15 @@ def _history(target: TargetView) -> Iterator[str]:
     for row in target.ports:
         r = row.result
         cells = []
-        for x in row.rounds:
+        rounds = row.rounds
+        for x in rounds:
             stamp = time.strftime("%H:%M:%S", time.gmtime(x.timestamp))
             tip = f"{stamp}Z {x.state.portqry_text} {x.reason.value} {duration(x.duration_seconds)} {x.tries} tries"
             cells.append(
                 f'<td class="h s-{e(x.state.value)}" data-state="{e(x.state.value)}" title="{e(tip)}">'
                 f"{_SHORT[x.state]}</td>"
             )
-        cells += ["<td></td>"] * (width - len(row.rounds))
+        cells += ["<td></td>"] * (width - len(rounds))
         yield (
             f'<tr data-protocol="{e(r.protocol)}" data-port="{r.port}"><td>{e(r.address)}</td>'
             f"<td>{e(r.protocol)}/{r.port}</td>{''.join(cells)}</tr>\n"

@@ -98,7 +98,18 @@ class PortRow:
 
     result: ProbeResult
     since: float
-    rounds: tuple[Round, ...] = ()
+    history: PortHistory | None = None
+    """The port's ring (one target's page only), decoded row by row as the page is written."""
+
+    @property
+    def rounds(self) -> list[Round]:
+        """The recent rounds, oldest first (``[]`` without a history)."""
+        return self.history.rounds() if self.history is not None else []
+
+    @property
+    def round_count(self) -> int:
+        """How many recent rounds :attr:`rounds` has, without decoding them."""
+        return self.history.count if self.history is not None else 0
 
     def to_json(self, *, details: bool = False) -> dict[str, Any]:
         """The port as JSON (``details``: with protocol details and recent rounds)."""
@@ -341,7 +352,7 @@ def build_view(source: StatusSource, *, flt: Filter = Filter(), target: str | No
             continue
         ring = histories.get(result.key) or PortHistory(0)
         since = ring.since or result.timestamp
-        v.ports.append(PortRow(result, since, tuple(ring.rounds()) if target is not None else ()))
+        v.ports.append(PortRow(result, since, ring if target is not None else None))
     for name in [*configured, *dcs]:
         if (target is None or name == target) and keeps(shard, name):
             view(name)
