@@ -83,13 +83,13 @@ def add_status_routes(app: web.Application, source: StatusSource) -> None:
 
     # Collecting and rendering walk every port: in worker threads, so that probes and scrapes go on meanwhile.
     async def index(request: web.Request) -> web.StreamResponse:
-        view = await asyncio.to_thread(build_view, source, flt=parse_filter(request))
+        view = await asyncio.to_thread(build_view, source, flt=parse_filter(request), ready=source.status.ready())
         assert view is not None  # only a named target can be unknown
         return await _stream(request, page.index_chunks(view), HTML)
 
     async def target(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        view = await asyncio.to_thread(build_view, source, target=name)
+        view = await asyncio.to_thread(build_view, source, target=name, ready=source.status.ready())
         if view is None:
             return _html(page.not_found(name), status=404)
         return await _stream(request, page.target_chunks(view, view.targets[0]), HTML)
@@ -98,13 +98,13 @@ def add_status_routes(app: web.Application, source: StatusSource) -> None:
         return _html(page.config(masked_config(source.settings)))
 
     async def api_status(request: web.Request) -> web.StreamResponse:
-        view = await asyncio.to_thread(build_view, source, flt=parse_filter(request))
+        view = await asyncio.to_thread(build_view, source, flt=parse_filter(request), ready=source.status.ready())
         assert view is not None
         return await _stream(request, view.json_chunks(), JSON)
 
     async def api_target(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        view = await asyncio.to_thread(build_view, source, target=name)
+        view = await asyncio.to_thread(build_view, source, target=name, ready=source.status.ready())
         if view is None:
             return _json({"error": f"unknown target {name!r}"}, status=404)
         return await _stream(request, view.targets[0].json_chunks(details=True), JSON)

@@ -306,13 +306,17 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
 
-def build_view(source: StatusSource, *, flt: Filter = Filter(), target: str | None = None) -> StatusView | None:
+def build_view(
+    source: StatusSource, *, flt: Filter = Filter(), target: str | None = None, ready: bool | None = None
+) -> StatusView | None:
     """Collect the view from the store (and the config, for targets without results yet).
 
     Args:
         source: the daemon.
         flt: which ports to keep.
         target: one target only, with its recent rounds; ``None`` for all.
+        ready: the daemon's readiness, read on the event loop by the caller (the scheduler's state is the loop's
+            alone); ``None``: read it here.
 
     Returns:
         The view, or ``None`` when ``target`` is given and unknown.
@@ -368,7 +372,7 @@ def build_view(source: StatusSource, *, flt: Filter = Filter(), target: str | No
         shown.append(v)
     return StatusView(
         generated=time.time(),
-        ready=bool(source.status.ready()),
+        ready=bool(source.status.ready()) if ready is None else ready,
         targets=shown,
         domains=[snap.domains[d] for d in sorted(snap.domains)],
         filter=flt,
