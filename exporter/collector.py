@@ -36,7 +36,16 @@ _SCHEDULE = "Results come from the exporter's probe schedule (each target at its
 def render(
     store: ResultStore, registry: CollectorRegistry, *, openmetrics: bool = False, names: frozenset[str] | None = None
 ) -> bytes:
-    """The whole ``/metrics`` body: the store's pre-rendered port families, then ``registry``'s families.
+    """The whole ``/metrics`` body at once (see :func:`render_chunks`)."""
+    return b"".join(render_chunks(store, registry, openmetrics=openmetrics, names=names))
+
+
+def render_chunks(
+    store: ResultStore, registry: CollectorRegistry, *, openmetrics: bool = False, names: frozenset[str] | None = None
+) -> Iterator[bytes]:
+    """The ``/metrics`` body in pieces of about a megabyte: the store's pre-rendered families, then ``registry``'s.
+
+    Sent piece by piece, a scrape of 100,000 ports never holds the whole body (or a copy of it) in memory.
 
     Args:
         store: the results store.
@@ -44,9 +53,9 @@ def render(
         openmetrics: OpenMetrics 1.0 (ends with ``# EOF``) instead of the text format 0.0.4.
         names: ``?name[]=`` filters; ``None`` = everything.
     """
+    yield from store.exposition_chunks(openmetrics=openmetrics, names=names)
     source: CollectorRegistry | _Filtered = _Filtered(registry, names) if names else registry
-    rest = generate_openmetrics(source) if openmetrics else generate_latest(source)  # type: ignore[no-untyped-call]
-    return store.exposition(openmetrics=openmetrics, names=names) + rest
+    yield generate_openmetrics(source) if openmetrics else generate_latest(source)  # type: ignore[no-untyped-call]
 
 
 class _Filtered:
@@ -105,15 +114,6 @@ class PortqryCollector(Collector):
             "result.",
             value=float(snap.probe_errors_total),
         )
-
-        resolve = GaugeMetricFamily(
-            "portqry_target_resolve_success",
-            f"1 when the target's host resolved in its latest round. {_SCHEDULE}",
-            labels=["target"],
-        )
-        for target, ok in sorted(snap.resolve_ok.items()):
-            resolve.add_metric([target], 1.0 if ok else 0.0)
-        yield resolve
 
         yield from detail_families(snap.results, snap.labels, snap.domains)
         yield GaugeMetricFamily(

@@ -16,7 +16,7 @@ Series per port (the budget is 8): ``portqry_port_state`` (a StateSet: 4), ``por
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -82,8 +82,16 @@ DURATION = Family(
     "histogram",
     f"Wall time of each probe, all tries and the protocol follow-up, seconds. {_SCHEDULE}",
 )
+RESOLVED = Family(
+    "portqry_target_resolve_success",
+    "gauge",
+    "gauge",
+    f"1 when the target's host resolved in its latest round. {_SCHEDULE}",
+)
 #: In exposition order.
-FAMILIES: tuple[Family, ...] = (STATE, REASON, LAST_DURATION, LAST_TIMESTAMP, TRIES, DURATION)
+FAMILIES: tuple[Family, ...] = (STATE, REASON, LAST_DURATION, LAST_TIMESTAMP, TRIES, DURATION, RESOLVED)
+#: The size of the pieces a scrape is sent in, bytes.
+CHUNK_BYTES = 1 << 20
 _STATES = tuple(sorted(PortState, key=lambda s: s.value))
 
 
@@ -137,6 +145,9 @@ def render_target(
     site: str,
     histograms: Mapping[tuple[str, ...], Histogram],
     mode: HistogramMode,
+    *,
+    target: str = "",
+    resolved: bool | None = None,
 ) -> dict[str, bytes]:
     """One target's sample lines, per family name (see :data:`FAMILIES`).
 
@@ -146,12 +157,13 @@ def render_target(
         site: its ``site`` label.
         histograms: its duration histograms, keyed as :func:`histogram_key` says.
         mode: the histogram mode.
+        target: its name (for ``portqry_target_resolve_success``).
+        resolved: whether its host resolved in its latest round; ``None`` leaves that family out.
     """
     state, reason, last_duration, last_ts, tries = [], [], [], [], []
     dom, sit = escape(domain), escape(site)
-    target = ""
     for r in results:
-        target = r.target
+        target = target or r.target
         short = (
             f'{{target="{escape(r.target)}",address="{escape(r.address)}",protocol="{r.protocol}",port="{r.port}",'
             f'domain="{dom}",site="{sit}"'
@@ -172,6 +184,8 @@ def render_target(
     }
     if mode != "none" and histograms and target:
         out[DURATION.name] = _render_histograms(target, dom, sit, histograms, mode).encode()
+    if resolved is not None and target:
+        out[RESOLVED.name] = f'{RESOLVED.name}{{target="{escape(target)}"}} {"1.0" if resolved else "0.0"}\n'.encode()
     return out
 
 
@@ -198,22 +212,39 @@ def _render_histograms(
 
 
 def join(parts: Sequence[Mapping[str, bytes]], *, openmetrics: bool, names: frozenset[str] | None = None) -> bytes:
+    """The families of every target's ``parts`` at once (see :func:`chunks`)."""
+    return b"".join(chunks(parts, openmetrics=openmetrics, names=names))
+
+
+def chunks(
+    parts: Sequence[Mapping[str, bytes]], *, openmetrics: bool, names: frozenset[str] | None = None
+) -> Iterator[bytes]:
     """The families of every target's ``parts``, each family under one header, in :data:`FAMILIES` order.
+
+    Yields pieces of about :data:`CHUNK_BYTES`.
 
     Args:
         parts: per target (in output order) its family name -> sample lines.
         openmetrics: OpenMetrics headers (no ``# EOF``: the caller ends the exposition).
         names: ``?name[]=`` filters (sample or family names); ``None`` = every family.
     """
-    chunks: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
     for family in FAMILIES:
         if names is not None and not _wanted(family, names):
             continue
         body = [p[family.name] for p in parts if p.get(family.name)]
-        if body or family is not DURATION:
-            chunks.append(family.header(openmetrics=openmetrics))
-            chunks.extend(body)
-    return b"".join(chunks)
+        if not body and family is DURATION:
+            continue
+        batch.append(family.header(openmetrics=openmetrics))
+        for piece in body:
+            batch.append(piece)
+            size += len(piece)
+            if size >= CHUNK_BYTES:
+                yield b"".join(batch)
+                batch, size = [], 0
+    if batch:
+        yield b"".join(batch)
 
 
 def _wanted(family: Family, names: frozenset[str]) -> bool:

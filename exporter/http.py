@@ -11,8 +11,8 @@ where GET does; other methods get 405.  Check by hand: ``curl -s 127.0.0.1:9727/
 from __future__ import annotations
 
 import asyncio
-import gzip
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -21,13 +21,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
 
-from exporter.collector import ExporterStatus, render
+from exporter.collector import ExporterStatus, render_chunks
 from exporter.config import Settings
 from exporter.exposition import Histogram
 from exporter.status_page import add_status_routes
 from exporter.store import ResultStore
 
-#: Responses larger than this are gzipped in a worker thread rather than on the event loop, in bytes.
+#: Pieces larger than this are gzipped in a worker thread rather than on the event loop, in bytes.
 GZIP_OFF_LOOP_BYTES = 64 * 1024
 SCRAPE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -63,17 +63,25 @@ def build_app(exporter: Exporter, extra_routes: dict[str, Handler] | None = None
 
     async def metrics(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
-        accept = request.headers.get("Accept", "")
-        openmetrics = "application/openmetrics-text" in accept
+        openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
         wanted = request.query.getall("name[]", [])
         names = frozenset(wanted) if wanted else None
-        body = render(exporter.store, exporter.registry, openmetrics=openmetrics, names=names)
-        headers = {"Content-Type": OPENMETRICS_TYPE if openmetrics else CONTENT_TYPE_LATEST}
-        if "gzip" in request.headers.get("Accept-Encoding", ""):
-            body = await _gzip(body)
-            headers["Content-Encoding"] = "gzip"
-        response = web.Response(body=body, headers=headers)
+        kind = OPENMETRICS_TYPE if openmetrics else CONTENT_TYPE_LATEST
+        response = web.StreamResponse(headers={"Content-Type": kind})
+        gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+        packer = zlib.compressobj(1, zlib.DEFLATED, 31) if gzipped else None
+        if packer is not None:
+            response.headers["Content-Encoding"] = "gzip"
         await response.prepare(request)
+        for piece in render_chunks(exporter.store, exporter.registry, openmetrics=openmetrics, names=names):
+            data = piece
+            if packer is not None:
+                big = len(piece) > GZIP_OFF_LOOP_BYTES
+                data = await asyncio.to_thread(packer.compress, piece) if big else packer.compress(piece)
+            if data:
+                await response.write(data)
+        if packer is not None:
+            await response.write(packer.flush())
         await response.write_eof()
         hist = exporter.status.scrape_duration
         if hist is not None:
@@ -112,12 +120,6 @@ def _dumps(obj: Any) -> str:
     import json
 
     return json.dumps(obj, indent=1)
-
-
-async def _gzip(body: bytes) -> bytes:
-    if len(body) < GZIP_OFF_LOOP_BYTES:
-        return gzip.compress(body, compresslevel=1)
-    return await asyncio.to_thread(gzip.compress, body, 1)
 
 
 async def serve(app: web.Application, host: str, port: int, *, backlog: int = 1024) -> tuple[web.AppRunner, int]:

@@ -219,7 +219,9 @@ class _ProbeFamilies(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snap = self.store.snapshot(full=False)
-        yield from (m for m in detail_families(snap.results, snap.labels) if not m.name.startswith(_DOMAIN_FAMILIES))
+        if snap.results:  # only families with samples: a module without protocol probes answers only its ports
+            families = detail_families(snap.results, snap.labels)
+            yield from (m for m in families if m.samples and not m.name.startswith(_DOMAIN_FAMILIES))
         duration = GaugeMetricFamily(
             "portqry_probe_module_duration_seconds",
             "Wall time of this /probe request: resolution and every port of the module, seconds.",
@@ -292,8 +294,11 @@ class ProbeEndpoint:
         client = request.remote or ""
         lines: list[str] = []
 
+        debug = request.query.get("debug", "").lower() in ("true", "1", "yes")
+
         def note(text: str) -> None:
-            lines.append(f"{time.monotonic() - started:8.3f}s {text}")
+            if debug:
+                lines.append(f"{time.monotonic() - started:8.3f}s {text}")
 
         try:
             target, module_name, module = self._parse(request)
@@ -457,10 +462,7 @@ class ProbeEndpoint:
         """Probe every (address, port) as its own task until ``deadline``; ``(results, ports cut)``."""
         loop = asyncio.get_running_loop()
         jobs = [(where, spec) for where in found for spec in module.specs]
-        tasks = [
-            asyncio.create_task(engine.probe_target(target, target, [spec], options, resolved=where))
-            for where, spec in jobs
-        ]
+        tasks = [asyncio.create_task(_one(engine, target, where, spec, options)) for where, spec in jobs]
         try:
             if tasks:
                 await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
@@ -488,6 +490,12 @@ class ProbeEndpoint:
                 note(f"{name}: {r.state.value} {r.reason.value} in {r.duration_seconds:.3f}s, tries {r.tries}{extra}")
                 results.append(r)
         return results, cut
+
+
+async def _one(
+    engine: Engine, target: str, where: Resolved, spec: PortSpec, options: ProbeOptions
+) -> list[ProbeResult]:
+    return [await engine.probe_port(target, target, where, spec, options)]
 
 
 def _resolve_failed(target: str, spec: PortSpec, error: str) -> ProbeResult:

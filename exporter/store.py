@@ -9,10 +9,10 @@ so are a target's addresses that its latest round no longer had.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from exporter.exposition import Histogram, HistogramMode, histogram_key, join, render_target
+from exporter.exposition import Histogram, HistogramMode, chunks, histogram_key, render_target
 from exporter.history import PortHistory
 from exporter.model import DomainState
 from exporter.result import ProbeResult
@@ -88,6 +88,7 @@ class Snapshot:
 class _Target:
     """One target's latest results (by ``(address, protocol, port)``), histograms, labels and rendering."""
 
+    name: str
     results: dict[tuple[str, str, int], ProbeResult] = field(default_factory=dict)
     histograms: dict[tuple[str, ...], Histogram] = field(default_factory=dict)
     domain: str = ""
@@ -138,7 +139,7 @@ class ResultStore:
         results = list(results)
         addresses = {r.address for r in results}
         with self._lock:
-            entry = self._targets.setdefault(target, _Target())
+            entry = self._targets.get(target) or self._targets.setdefault(target, _Target(target))
             if results:
                 for stale in [k for k in entry.results if k[0] not in addresses]:
                     del entry.results[stale]
@@ -163,7 +164,15 @@ class ResultStore:
             live = {(a, p, str(n)) for a, p, n in entry.results}
             entry.histograms = {k: h for k, h in entry.histograms.items() if k in live}
         ordered = [entry.results[k] for k in sorted(entry.results)]
-        entry.rendered = render_target(ordered, entry.domain, entry.site, entry.histograms, self.histogram_mode)
+        entry.rendered = render_target(
+            ordered,
+            entry.domain,
+            entry.site,
+            entry.histograms,
+            self.histogram_mode,
+            target=entry.name,
+            resolved=entry.resolved,
+        )
         entry.detailed = tuple(r for r in ordered if r.details)
 
     def record_domain(self, state: DomainState) -> None:
@@ -208,7 +217,11 @@ class ResultStore:
                 self._targets.pop(name, None)
 
     def exposition(self, *, openmetrics: bool, names: frozenset[str] | None = None) -> bytes:
-        """The port families of every target, joined from their renderings (no ``# EOF``).
+        """The port families of every target, joined from their renderings (no ``# EOF``)."""
+        return b"".join(self.exposition_chunks(openmetrics=openmetrics, names=names))
+
+    def exposition_chunks(self, *, openmetrics: bool, names: frozenset[str] | None = None) -> Iterator[bytes]:
+        """The port families of every target in pieces of about a megabyte (no ``# EOF``).
 
         Args:
             openmetrics: OpenMetrics headers instead of the text format's.
@@ -216,7 +229,7 @@ class ResultStore:
         """
         with self._lock:
             parts = [self._targets[name].rendered for name in sorted(self._targets)]
-        return join(parts, openmetrics=openmetrics, names=names)
+        return chunks(parts, openmetrics=openmetrics, names=names)
 
     def history(self, target: str | None = None, *, rounds: bool = True) -> dict[Key, PortHistory]:
         """Copies of the port histories of ``target`` (``None``: all), for the status page; ``rounds=False``: since."""

@@ -26,13 +26,13 @@ from exporter.catalog import load_catalog
 from exporter.config import Settings, load_config
 from exporter.daemon import Daemon
 from exporter.errors import ConfigError
-from exporter.exposition import DURATION, FAMILIES
+from exporter.exposition import DURATION, FAMILIES, RESOLVED
 from exporter.http import build_app
 from exporter.probe_endpoint import AllowList, budget_seconds
 from tests.dnsserver import dns_server
 from tests.peers import closed_port, tcp_listener, udp_peer
 
-PORT_FAMILIES = [f.name for f in FAMILIES if f is not DURATION]
+PORT_FAMILIES = [f.name for f in FAMILIES if f not in (DURATION, RESOLVED)]
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
@@ -129,7 +129,8 @@ ports = ["tcp/{open_port}", "tcp/{closed_tcp}", "udp/{closed_udp}", "udp/{silent
     assert labels == {"module": "lo", "target": "127.0.0.1"} and 0 < took < 5
     # only the port, detail and module families: no self-metrics, no histogram, no domain families
     assert not [n for n in s if n.startswith(("portqry_exporter_", "portqry_probes_total", "portqry_domain_"))]
-    assert "portqry_probe_duration_seconds_bucket" not in s and "portqry_target_resolve_success" not in s
+    assert "portqry_probe_duration_seconds_bucket" not in s
+    assert s["portqry_target_resolve_success"] == [({"target": "127.0.0.1"}, 1.0)]
     assert "# HELP portqry_port_state" in body and "schedule" not in body and "From this /probe request." in body
 
 

@@ -102,3 +102,23 @@ listen_address = {{ printf "%s:%d" .Values.listenHost (int .Values.containerPort
 {{- end }}
 {{- end }}
 {{ end }}
+
+{{/*
+The web config (--web.config.file): the Secret that holds it, or nothing when webConfig is off; its content as
+text (a string as given, a map as YAML).
+*/}}
+{{- define "portqry-exporter.webConfigSecret" -}}
+{{- if .Values.webConfig.existingSecret }}
+{{- .Values.webConfig.existingSecret }}
+{{- else if .Values.webConfig.content }}
+{{- printf "%s-web-config" (include "portqry-exporter.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "portqry-exporter.webConfigContent" -}}
+{{- if kindIs "string" .Values.webConfig.content }}
+{{- .Values.webConfig.content }}
+{{- else }}
+{{- toYaml .Values.webConfig.content }}
+{{- end }}
+{{- end }}
