@@ -1,7 +1,8 @@
 """``portqry-exporter``: the daemon.  Probes targets on a schedule and serves ``/metrics`` (:mod:`exporter.http`).
 
 A reload (SIGHUP or ``POST /-/reload``) validates the new file first; a bad file is refused with a log line
-and the last good config keeps running.  SIGTERM/SIGINT stop it promptly.
+and the last good config keeps running.  It re-reads the web config (``--web.config.file``:
+:mod:`exporter.webconfig`) too, with the same rule.  SIGTERM/SIGINT stop it promptly.
 
 Exit codes: 0 clean stop (or ``--config.check`` passed), 1 bad config at start, 3 usage error,
 4 the listen address cannot be bound.
@@ -23,6 +24,7 @@ from exporter.errors import ConfigError
 from exporter.logs import configure, get_logger
 from exporter.plan import domain_plans, plan
 from exporter.shard import UNSHARDED, parse_shard
+from exporter.webconfig import WebState, load_web_config
 
 log = get_logger(component="daemon")
 
@@ -35,9 +37,19 @@ class Daemon:
         settings: its already validated contents.
         listen_in_file: the file's ``listen_address`` when ``--web.listen-address`` overrides it (so that a
             reload does not warn about a change that is only the override).
+        web: the web config (TLS, basic auth, headers); default none.
+        enable_lifecycle: ``--web.enable-lifecycle``: ``/-/reload`` from any client, not only loopback.
     """
 
-    def __init__(self, config_path: str, settings: Settings, listen_in_file: str = "") -> None:
+    def __init__(
+        self,
+        config_path: str,
+        settings: Settings,
+        listen_in_file: str = "",
+        *,
+        web: WebState | None = None,
+        enable_lifecycle: bool = False,
+    ) -> None:
         from prometheus_client import CollectorRegistry
         from prometheus_client.process_collector import ProcessCollector
 
@@ -45,10 +57,13 @@ class Daemon:
         from exporter.engine import Engine
         from exporter.scheduler import Scheduler
         from exporter.store import ResultStore, duration_buckets
+        from exporter.webconfig import WebConfigCollector
 
         self.config_path = config_path
         self.settings = settings
         self.file_listen_address = listen_in_file or settings.exporter.listen_address
+        self.web = web or WebState()
+        self.enable_lifecycle = enable_lifecycle
         self.status = ExporterStatus()
         longest = max(
             [
@@ -75,6 +90,7 @@ class Daemon:
         self.registry = CollectorRegistry()
         self.registry.register(PortqryCollector(self.store, self.status))
         ProcessCollector(registry=self.registry)
+        self.registry.register(WebConfigCollector(self.web))
         from exporter.probe_endpoint import ProbeEndpoint
 
         self.probe = ProbeEndpoint(self)
@@ -104,11 +120,16 @@ class Daemon:
         self.status.reload_success_timestamp = time.time()
 
     def reload(self) -> tuple[bool, str]:
-        """Re-read the config file; on error keep the running config.
+        """Re-read the config file and the web config; a bad one is refused and its last good one kept.
 
         Returns:
-            ``(ok, message)``.
+            ``(ok, message)``: ok when both were good; one line for each.
         """
+        ok, message = self._reload_config()
+        web_ok, web_message = self.web.reload()
+        return ok and web_ok, "\n".join(m for m in (message, web_message) if m)
+
+    def _reload_config(self) -> tuple[bool, str]:
         try:
             settings = load_config(self.config_path)
         except ConfigError as exc:
@@ -172,7 +193,13 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         host, port = parse_listen_address(self.settings.exporter.listen_address)
         try:
-            runner, bound = await serve(build_app(self, extra_routes={"/probe": self.probe.handle}), host, port)
+            app = build_app(
+                self,
+                extra_routes={"/probe": self.probe.handle},
+                webstate=self.web,
+                enable_lifecycle=self.enable_lifecycle,
+            )
+            runner, bound = await serve(app, host, port, ssl_context=self.web.listen_context())
         except OSError as exc:
             log.error("cannot listen", listen_address=self.settings.exporter.listen_address, error=exc.strerror)
             return 4
@@ -182,7 +209,9 @@ class Daemon:
             "portqry-exporter started",
             version=__version__,
             listen_address=shown,
+            scheme=self.web.scheme,
             config=self.config_path,
+            web_config=self.web.path or None,
             targets=self.status.targets,
         )
         await self.stopping.wait()
@@ -210,6 +239,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--config.check", dest="check", action="store_true", help="validate the config and exit")
     parser.add_argument("--web.listen-address", dest="listen", help="override [exporter] listen_address")
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config",
+        metavar="FILE",
+        help="TLS, basic auth and headers, in Prometheus' exporter-toolkit web config format (re-read on reload)",
+    )
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="allow POST/PUT /-/reload from any client (without it: loopback clients only)",
+    )
     parser.add_argument("--shard", metavar="I/N", help="override [exporter] shard: the names hashmod N sends to I")
     parser.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log.format", dest="log_format", choices=["auto", "json", "console"])
@@ -229,8 +270,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"portqry-exporter: --shard: {exc}", file=sys.stderr)
             return 3
         settings = settings.model_copy(update={"exporter": settings.exporter.model_copy(update={"shard": args.shard})})
+    web = WebState()
+    if args.web_config:
+        try:
+            web = WebState(load_web_config(args.web_config))
+        except ConfigError as exc:
+            print(f"portqry-exporter: web config error: {exc}", file=sys.stderr)
+            return 1
     if args.check:
         print(f"{path}: OK ({len(settings.targets)} targets)")
+        if args.web_config:
+            print(f"{args.web_config}: OK ({web.scheme}, {len(web.config.users)} basic auth users)")
         return 0
     listen_in_file = settings.exporter.listen_address
     if args.listen:
@@ -243,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             update={"exporter": settings.exporter.model_copy(update={"listen_address": args.listen})}
         )
     configure(args.log_level or settings.exporter.log_level, args.log_format or settings.exporter.log_format)
-    daemon = Daemon(path, settings, listen_in_file)
+    daemon = Daemon(path, settings, listen_in_file, web=web, enable_lifecycle=args.enable_lifecycle)
     try:
         return asyncio.run(daemon.run())
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown

@@ -5,12 +5,15 @@ with the rest of the families (:mod:`exporter.collector`, through prometheus_cli
 OpenMetrics when the scraper asks for it (``Accept: application/openmetrics-text``), ``?name[]=`` filters
 honoured, gzip when asked (compressed off the loop).  Beside it ``/-/healthy``, ``/-/ready``, ``/-/reload``
 (POST or PUT), ``/sd`` (Prometheus HTTP SD) and the status pages (:mod:`exporter.status_page`).  HEAD works
-where GET does; other methods get 405.  Check by hand: ``curl -s 127.0.0.1:9727/metrics | head``.
+where GET does; other methods get 405.  ``/-/reload`` answers 403 unless ``--web.enable-lifecycle`` is given or
+the client is on loopback.  TLS, basic auth and response headers come from the web config
+(:mod:`exporter.webconfig`), on every path.  Check by hand: ``curl -s 127.0.0.1:9727/metrics | head``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -26,6 +29,7 @@ from exporter.config import Settings
 from exporter.exposition import Histogram
 from exporter.status_page import add_status_routes
 from exporter.store import ResultStore
+from exporter.webconfig import WebState, is_loopback
 
 #: Pieces larger than this are gzipped in a worker thread rather than on the event loop, in bytes.
 GZIP_OFF_LOOP_BYTES = 64 * 1024
@@ -56,10 +60,23 @@ class Exporter(Protocol):
         """Prometheus HTTP SD target groups."""
 
 
-def build_app(exporter: Exporter, extra_routes: dict[str, Handler] | None = None) -> web.Application:
-    """The aiohttp application serving ``exporter``; ``extra_routes`` adds GET paths (``/probe``)."""
+def build_app(
+    exporter: Exporter,
+    extra_routes: dict[str, Handler] | None = None,
+    *,
+    webstate: WebState | None = None,
+    enable_lifecycle: bool = False,
+) -> web.Application:
+    """The aiohttp application serving ``exporter``; ``extra_routes`` adds GET paths (``/probe``).
+
+    ``webstate``: the web config (basic auth, headers, client certificate SANs) applied to every path;
+    ``enable_lifecycle``: ``/-/reload`` from any client, not only loopback (``--web.enable-lifecycle``).
+    """
     exporter.status.scrape_duration = Histogram(SCRAPE_BUCKETS)
-    app = web.Application(handler_args={"max_line_size": 8190, "max_field_size": 8190})
+    middlewares = [webstate.middleware()] if webstate is not None else []
+    app = web.Application(handler_args={"max_line_size": 8190, "max_field_size": 8190}, middlewares=middlewares)
+    if webstate is not None:
+        app.on_response_prepare.append(webstate.on_prepare())
 
     async def metrics(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -96,7 +113,10 @@ def build_app(exporter: Exporter, extra_routes: dict[str, Handler] | None = None
             return web.Response(text="Ready\n")
         return web.Response(status=503, text="Not ready: first probe round running\n")
 
-    async def reload(_request: web.Request) -> web.StreamResponse:
+    async def reload(request: web.Request) -> web.StreamResponse:
+        if not enable_lifecycle and not is_loopback(request.remote):
+            text = "Lifecycle API is not enabled: start with --web.enable-lifecycle, or ask from loopback\n"
+            return web.Response(status=403, text=text)
         ok, message = await exporter.reload_async()
         return web.Response(status=200 if ok else 500, text=message + "\n")
 
@@ -122,8 +142,10 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, indent=1)
 
 
-async def serve(app: web.Application, host: str, port: int, *, backlog: int = 1024) -> tuple[web.AppRunner, int]:
-    """Start serving ``app`` on ``host:port`` (0: any free port).
+async def serve(
+    app: web.Application, host: str, port: int, *, backlog: int = 1024, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
+    """Start serving ``app`` on ``host:port`` (0: any free port), over TLS with ``ssl_context``.
 
     Returns:
         The runner (``await runner.cleanup()`` stops it) and the port bound.
@@ -133,7 +155,7 @@ async def serve(app: web.Application, host: str, port: int, *, backlog: int = 10
     """
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=backlog, reuse_address=True)
+    site = web.TCPSite(runner, host, port, backlog=backlog, reuse_address=True, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError:

@@ -95,7 +95,7 @@ def add_status_routes(app: web.Application, source: StatusSource) -> None:
         return await _stream(request, page.target_chunks(view, view.targets[0]), HTML)
 
     async def config(_request: web.Request) -> web.StreamResponse:
-        return _html(page.config(masked_config(source.settings)))
+        return _html(page.config(masked_config(source.settings, getattr(source, "web", None))))
 
     async def api_status(request: web.Request) -> web.StreamResponse:
         view = await asyncio.to_thread(build_view, source, flt=parse_filter(request), ready=source.status.ready())
@@ -110,7 +110,7 @@ def add_status_routes(app: web.Application, source: StatusSource) -> None:
         return await _stream(request, view.targets[0].json_chunks(details=True), JSON)
 
     async def api_config(_request: web.Request) -> web.StreamResponse:
-        return _json(masked_config(source.settings))
+        return _json(masked_config(source.settings, getattr(source, "web", None)))
 
     app.router.add_get("/", index)
     app.router.add_get("/targets/{name:.+}", target)

@@ -44,8 +44,10 @@ _SECRET_WORDS = frozenset(
         "hashes",
         "apikey",
         "privkey",
+        "authorization",
     }
 )
+_SECRET_EXACT = frozenset({"key"})  # the web config's inline TLS private key (``key_file`` is a path)
 _SECRET_KEYS = ("basic_auth", "private_key", "api_key", "auth_users")
 _BCRYPT = re.compile(r"^\$2[abxy]?\$\d\d\$")
 
@@ -64,7 +66,7 @@ class StatusSource(Protocol):
 def secret_key(key: str) -> bool:
     """Whether a config or detail key names a secret (``snmp_community``, ``password``, ``basic_auth_users``...)."""
     folded = key.lower().replace("-", "_").replace(".", "_")
-    if any(k in folded for k in _SECRET_KEYS):
+    if folded in _SECRET_EXACT or any(k in folded for k in _SECRET_KEYS):
         return True
     return any(word in _SECRET_WORDS for word in folded.split("_"))
 
@@ -86,9 +88,20 @@ def mask(value: Any, *, secret: bool = False) -> Any:
     return value
 
 
-def masked_config(settings: Settings) -> dict[str, Any]:
-    """The running config as JSON-able data, secrets masked."""
+def masked_config(settings: Settings, web: Any = None) -> dict[str, Any]:
+    """The running config as JSON-able data, secrets masked.
+
+    Args:
+        settings: the TOML config.
+        web: the daemon's :class:`~exporter.webconfig.WebState`, if any: with a ``--web.config.file`` its
+            contents are added under ``web_config`` (``path`` and the file), basic-auth hashes and an inline TLS key
+            masked.
+    """
     data: dict[str, Any] = mask(settings.model_dump(mode="json"))
+    config: Any = getattr(web, "config", None)
+    path: str = config.path if config is not None else ""
+    if path:
+        data["web_config"] = {"path": path, **mask(config.file.model_dump(mode="json"))}
     return data
 
 

@@ -86,7 +86,8 @@ def run_daemon(
 ) -> Iterator[RunningDaemon]:
     """Start ``python -m exporter --config CONFIG --web.listen-address 127.0.0.1:0 ARGS`` and wait until it serves.
 
-    The actual port comes from the JSON "portqry-exporter started" log line.
+    The actual port (and the scheme: ``https`` with a TLS web config) comes from the JSON "portqry-exporter
+    started" log line.
     """
     env = dict(os.environ, **(extra_env or {}))
     env.pop("PORTQRY_EXPORTER__LISTEN_ADDRESS", None)
@@ -132,7 +133,7 @@ def run_daemon(
                 event = {}
             seen += 1
             if event.get("event") == "portqry-exporter started":
-                url = "http://" + event["listen_address"]
+                url = event.get("scheme", "http") + "://" + event["listen_address"]
         if not url:
             if proc.poll() is not None and seen >= len(lines):
                 break

@@ -215,6 +215,9 @@ def test_store_history_zero_rounds_still_knows_when_the_state_changed() -> None:
         ("password_hash", True),
         ("private_key", True),
         ("key_file", False),
+        ("key", True),
+        ("Authorization", True),
+        ("cert", False),
         ("authoritative", False),
         ("domain", False),
         ("host", False),
@@ -237,6 +240,19 @@ def test_mask_hides_leaves_under_secret_keys_and_bcrypt_hashes_anywhere() -> Non
     assert out["web"] == {"basic_auth_users": {"alice": MASK}, "other": MASK}
     assert out["targets"] == [{"name": "dc1", "snmp_community": None}, {"name": "x", "password": ""}]
     assert out["nested"] == {"credentials": [MASK, MASK]}
+
+
+def test_masked_config_shows_the_web_config_with_hashes_and_the_inline_key_masked(tmp_path: Path) -> None:
+    from exporter.webconfig import WebState, load_web_config
+
+    hashed = "$2y$10$" + "a" * 53
+    path = tmp_path / "web.yml"
+    path.write_text(f"basic_auth_users:\n  alice: '{hashed}'\n")
+    cfg = masked_config(settings(), WebState(load_web_config(str(path))))
+    assert cfg["web_config"]["path"] == str(path)
+    assert cfg["web_config"]["basic_auth_users"] == {"alice": MASK}
+    assert hashed not in json.dumps(cfg)
+    assert "web_config" not in masked_config(settings(), WebState())
 
 
 def test_masked_config_hides_every_snmp_community() -> None:
