@@ -6,14 +6,17 @@ lists and tables are JSON: ``PORTQRY_RESOLVER__NAMESERVERS='["198.18.0.2"]'``,
 ``PORTQRY_TARGETS='[{"name": "dc1", "host": "dc1.example.test", "ports": ["tcp/389"]}]'``.
 
 Unknown keys are errors.  :func:`load_config` raises :class:`~exporter.errors.ConfigError`, whose message
-is one line naming the file, the key and the problem.
+is one line per error naming where the value came from (the file, or the ``PORTQRY_`` variable), the key and
+the problem.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import itertools
+import json
 import os
+import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +47,8 @@ from exporter.shard import parse_shard
 from exporter.suggest import did_you_mean
 
 DEFAULT_CONFIG_PATHS = ("config.example.toml", "/etc/portqry-exporter/config.toml")
+#: The environment variables that override the file start with this (``PORTQRY_EXPORTER__CONCURRENCY``).
+ENV_PREFIX = "PORTQRY_"
 
 
 class _Section(BaseModel):
@@ -288,7 +293,7 @@ def _dns_name(value: str | None) -> str | None:
 class Settings(BaseSettings):
     """The whole configuration file (see ``config.example.toml`` and the README's reference)."""
 
-    model_config = SettingsConfigDict(env_prefix="PORTQRY_", env_nested_delimiter="__", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True)
 
     exporter: ExporterSection = Field(default_factory=ExporterSection)  # type: ignore[arg-type]
     resolver: ResolverSection = Field(default_factory=ResolverSection)  # type: ignore[arg-type]
@@ -354,7 +359,8 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
         The validated :class:`Settings`.
 
     Raises:
-        ConfigError: unreadable file, bad TOML, unknown key, bad value; one line naming file, key, problem.
+        ConfigError: unreadable file, bad TOML, unknown keys, bad values: one line per error, naming the file
+            (or the ``PORTQRY_`` variable that set the value), the key and the problem.
     """
     name = str(path)
     try:
@@ -371,24 +377,26 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
     class _FileSettings(Settings):
         model_config = SettingsConfigDict(toml_file=Path(path))
 
+    env = _environment()
     try:
         settings: Settings = _FileSettings()
     except SettingsError as exc:  # e.g. a PORTQRY_* variable holding bad JSON
-        raise ConfigError(name, "environment", str(exc).split("\n", 1)[0]) from None
+        raise _settings_error(exc, name, env) from None
     except ValidationError as exc:
-        errors = exc.errors()
-        first = errors[0]
-        key = _loc(first["loc"]) or "(top level)"
-        problem = str(first["msg"]).removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            problem = "unknown key"
-        elif (
-            "input" in first and first["type"] not in ("missing",) and not isinstance(first["input"], dict | list)
-        ) and repr(first["input"]) not in problem:
-            problem += f" (got {first['input']!r})"
-        if len(errors) > 1:
-            problem += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
-        raise ConfigError(name, key, problem) from None
+        lines: list[tuple[str, str, str]] = []
+        for error in exc.errors():
+            key = _loc(error["loc"]) or "(top level)"
+            problem = str(error["msg"]).removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                problem = "unknown key"
+            elif (
+                "input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], dict | list)
+            ) and repr(error["input"]) not in problem:
+                problem += f" (got {error['input']!r})"
+            line = (_source(error["loc"], name, env, missing=error["type"] == "missing"), key, problem)
+            if line not in lines:
+                lines.append(line)
+        raise ConfigError(*lines[0], also=lines[1:]) from None
     from exporter.plan import domain_plans, module_plans, plan
 
     try:
@@ -396,8 +404,70 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
         domain_plans(settings)
         module_plans(settings)
     except ConfigError as exc:
-        raise ConfigError(name, exc.key, exc.problem) from None
+        raise ConfigError(_source(_parse_key(exc.key), name, env), exc.key, exc.problem) from None
     return settings
+
+
+def _environment() -> dict[tuple[str, ...], tuple[str, str]]:
+    """The ``PORTQRY_`` variables: their key path (lower case, split at ``__``) -> (variable name, value)."""
+    out: dict[tuple[str, ...], tuple[str, str]] = {}
+    for variable, value in os.environ.items():
+        if variable.upper().startswith(ENV_PREFIX) and len(variable) > len(ENV_PREFIX):
+            out[tuple(variable[len(ENV_PREFIX) :].lower().split("__"))] = (variable, value)
+    return out
+
+
+def _holds(value: str, rest: Sequence[int | str], *, missing: bool) -> bool:
+    """Whether the JSON ``value`` of a variable holds the key path ``rest`` (its parent, for a missing key)."""
+    try:
+        node = json.loads(value)
+    except ValueError:
+        return False
+    for at, part in enumerate(rest):
+        in_list = isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node)
+        if in_list or (isinstance(part, str) and isinstance(node, dict) and part in node):
+            node = node[part]
+        else:
+            return missing and at == len(rest) - 1 and isinstance(node, dict)
+    return True
+
+
+def _source(
+    loc: Sequence[int | str], file: str, env: dict[tuple[str, ...], tuple[str, str]], *, missing: bool = False
+) -> str:
+    """Where the value at ``loc`` came from: the ``PORTQRY_`` variable that set it, else the file."""
+    best: tuple[int, str] | None = None
+    for parts, (variable, value) in env.items():
+        size = len(parts)
+        if size > len(loc) or tuple(str(p).lower() for p in loc[:size]) != parts:
+            continue
+        if size < len(loc) and not _holds(value, loc[size:], missing=missing):
+            continue
+        if best is None or size > best[0]:
+            best = (size, variable)
+    return best[1] if best else file
+
+
+def _parse_key(key: str) -> tuple[int | str, ...]:
+    """``targets[1].name`` -> ``("targets", 1, "name")`` (the inverse of :func:`_loc`)."""
+    parts: list[int | str] = []
+    for token in re.findall(r"\[(\d+)\]|([^.\[\]]+)", key):
+        parts.append(int(token[0]) if token[0] else token[1])
+    return tuple(parts)
+
+
+def _settings_error(exc: SettingsError, file: str, env: dict[tuple[str, ...], tuple[str, str]]) -> ConfigError:
+    """A variable pydantic-settings could not parse (JSON for a list or table), named, with the JSON error."""
+    found = re.search(r'field "([^"]+)"', str(exc))
+    field = found.group(1).lower() if found else ""
+    cause = exc.__cause__
+    why = f"not valid JSON: {cause.msg} (column {cause.colno})" if isinstance(cause, json.JSONDecodeError) else ""
+    candidates = [(parts, variable, value) for parts, (variable, value) in env.items() if parts[0] == field]
+    bad = [c for c in candidates if not _holds(c[2], (), missing=False)] or candidates
+    if not bad:
+        return ConfigError(file, "environment", str(exc).split("\n", 1)[0])
+    lines = [(variable, ".".join(parts), why or "cannot be parsed") for parts, variable, _ in sorted(bad)]
+    return ConfigError(*lines[0], also=lines[1:])
 
 
 def find_config(explicit: str | None) -> str:

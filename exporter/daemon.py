@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from exporter import __version__
+from exporter import __version__, version_text
 from exporter.config import Settings, find_config, load_config, parse_listen_address
 from exporter.errors import ConfigError
 from exporter.logs import configure, get_logger
@@ -201,7 +202,9 @@ class Daemon:
             )
             runner, bound = await serve(app, host, port, ssl_context=self.web.listen_context())
         except OSError as exc:
-            log.error("cannot listen", listen_address=self.settings.exporter.listen_address, error=exc.strerror)
+            why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's strerror repeats the address
+            log.error("cannot listen", listen_address=self.settings.exporter.listen_address, error=why)
+            print(f"portqry-exporter: cannot listen on {self.settings.exporter.listen_address}: {why}", file=sys.stderr)
             return 4
         self.apply(self.settings)
         shown = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
@@ -254,14 +257,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shard", metavar="I/N", help="override [exporter] shard: the names hashmod N sends to I")
     parser.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log.format", dest="log_format", choices=["auto", "json", "console"])
-    parser.add_argument("--version", action="version", version=f"portqry-exporter {__version__}")
+    parser.add_argument(
+        "--version", action="store_true", help="print the versions (ours, Python's, libraries') and exit"
+    )
     args = parser.parse_args(argv)
+    if args.version:  # argparse's version action would re-wrap the lines
+        sys.stdout.write(version_text("portqry-exporter"))
+        return 0
 
     path = find_config(args.config)
     try:
         settings = load_config(path)
     except ConfigError as exc:
-        print(f"portqry-exporter: config error: {exc}", file=sys.stderr)
+        for line in exc.lines:  # one line per error
+            print(f"portqry-exporter: config error: {line}", file=sys.stderr)
         return 1
     if args.shard is not None:
         try:

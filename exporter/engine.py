@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from exporter.errors import PortqryError, ResolveError
+from exporter.errors import PortqryError, ResolveError, plain_error
 from exporter.model import PortSpec, ProbeOptions
 from exporter.probes import PROBES
 from exporter.probes.context import ProbeContext, ProtocolOutcome
@@ -236,6 +236,7 @@ class Engine:
                 evidence = await self._state_probe(resolved, spec, options, bool(binding))
                 outcome = ProtocolOutcome(evidence.state, evidence.reason, error=evidence.error)
                 initial: PortState | None = None
+                tries = evidence.tries
                 if binding and _follow_up(spec.protocol, evidence.state):
                     initial = evidence.state
                     ctx = ProbeContext(
@@ -253,6 +254,8 @@ class Engine:
                     )
                     found = await self._protocol(ctx)
                     outcome = dataclasses.replace(found, error=found.error or evidence.error)
+                    if spec.protocol == "udp":  # the protocol query may be the first datagram: count them all
+                        tries += ctx.datagrams_sent
             finally:
                 self.in_flight -= 1
             return ProbeResult(
@@ -265,11 +268,12 @@ class Engine:
                 state=outcome.state,
                 reason=outcome.reason,
                 duration_seconds=loop.time() - started,
-                tries=evidence.tries,
+                tries=tries,
                 timestamp=time.time(),
                 details=outcome.details,
                 error=outcome.error,
                 initial_state=initial,
+                error_detail=outcome.error_detail,
             )
 
     async def _state_probe(
@@ -305,7 +309,7 @@ class Engine:
         except PROBE_ERRORS as exc:
             # a codec or library refused our own request or the reply: the port answered TCP/ICMP as before
             finding = Finding.GARBLED if ctx.evidence.state is PortState.LISTENING else Finding.UNREACHED
-            return ctx.outcome(finding, error=f"{ctx.binding}: {type(exc).__name__}: {exc}")
+            return ctx.outcome(finding, error=f"{ctx.binding}: {plain_error(exc)}", cause=exc)
         except TimeoutError:
             if ctx.protocol == "udp":
                 return ctx.outcome(Finding.SILENT, error=f"{ctx.binding}: deadline")

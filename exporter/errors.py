@@ -2,9 +2,16 @@
 
 Probes never let these escape to the scheduler: a probe turns every failure into a
 :class:`~exporter.result.ProbeResult` with a :class:`~exporter.states.Reason`.
+
+User-facing error texts are plain sentences: a library's own exception text (impacket's
+``('unpack requires a buffer of 1 bytes', "When unpacking field ...")``, pyasn1's, ``[Errno 104] ...``) goes
+into ``detail`` (:func:`error_detail`), which the daemon logs at debug level; :func:`plain_error` is the sentence.
 """
 
 from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
 
 
 class PortqryError(Exception):
@@ -14,16 +21,24 @@ class PortqryError(Exception):
 class ConfigError(PortqryError):
     """A configuration file is missing, unreadable, not TOML, or fails validation.
 
-    ``str(err)`` is one line naming the file, the key and the problem, e.g.
-    ``config.toml: targets[0].ports[1]: 'tcp/70000' port must be 1-65535``.
+    Each error is one line naming its source (the file, or the ``PORTQRY_`` variable that set the value), the
+    key and the problem, e.g. ``config.toml: targets[0].ports[1]: 'tcp/70000' port must be 1-65535``;
+    ``str(err)`` is every error, one line each.  ``path``, ``key`` and ``problem`` are the first error's.
+
+    Args:
+        path: the file (or variable) of the first error.
+        key: its key (``""`` for the whole file).
+        problem: what is wrong.
+        also: more errors, each ``(path, key, problem)``.
     """
 
-    def __init__(self, path: str, key: str, problem: str) -> None:
+    def __init__(self, path: str, key: str, problem: str, *, also: Sequence[tuple[str, str, str]] = ()) -> None:
         self.path = path
         self.key = key
         self.problem = problem
-        where = f"{path}: {key}: " if key else f"{path}: "
-        super().__init__(f"{where}{problem}")
+        self.errors: tuple[tuple[str, str, str], ...] = ((path, key, problem), *also)
+        self.lines = tuple(f"{p}: {k}: {m}" if k else f"{p}: {m}" for p, k, m in self.errors)
+        super().__init__("\n".join(self.lines))
 
 
 class ResolveError(PortqryError):
@@ -35,12 +50,63 @@ class DecodeError(PortqryError, ValueError):
 
     Attributes:
         offset: byte offset in the input where decoding failed (``-1`` when unknown).
+        detail: the decoding library's own text, for the debug log (``""`` when none).
     """
 
-    def __init__(self, message: str, offset: int = -1) -> None:
+    def __init__(self, message: str, offset: int = -1, *, detail: str = "") -> None:
         self.offset = offset
+        self.detail = detail
         super().__init__(f"{message} (at byte {offset})" if offset >= 0 else message)
 
 
 class ProtocolError(PortqryError):
-    """A protocol exchange failed after the port answered (a fault, a reject, an unexpected PDU)."""
+    """A protocol exchange failed after the port answered (a fault, a reject, an unexpected PDU).
+
+    Attributes:
+        detail: the library's own text behind the message, for the debug log (``""`` when none).
+    """
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        self.detail = detail
+        super().__init__(message)
+
+
+def plain_error(exc: BaseException) -> str:
+    """A plain sentence for ``exc``, without a library's internals (their text is :func:`error_detail`).
+
+    Our own errors are already sentences; a ``struct.error`` (impacket's and ours: a field read past the end)
+    is a truncated or malformed reply; an ``OSError`` is its ``strerror``; a timeout is "no reply in time".
+    """
+    if isinstance(exc, PortqryError):
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return "no reply in time"
+    if isinstance(exc, EOFError):
+        return str(exc) or "connection closed"
+    reason = getattr(exc, "reason", None)  # ssl.SSLError: OpenSSL's reason code; its strerror names _ssl.c
+    if isinstance(exc, OSError) and isinstance(reason, str) and reason:
+        return reason.replace("_", " ").lower()
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, ConnectionResetError):  # asyncio's, without an errno: the peer closed mid-handshake
+        return "connection reset by the peer"
+    if isinstance(exc, ConnectionError):
+        return "connection closed by the peer"
+    if isinstance(exc, OSError):
+        return "connection error"
+    if isinstance(exc, struct.error):
+        return "truncated or malformed reply"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"reply text is not valid {exc.encoding}"
+    if isinstance(exc, UnicodeError):
+        return "text that cannot be encoded"
+    return "malformed reply"
+
+
+def error_detail(exc: BaseException) -> str:
+    """The text behind :func:`plain_error`, for the debug log: a library's own words (``""`` for ours without)."""
+    if isinstance(exc, DecodeError | ProtocolError):
+        return exc.detail
+    if isinstance(exc, PortqryError):
+        return ""
+    return f"{type(exc).__name__}: {exc}"

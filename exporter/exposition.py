@@ -74,7 +74,7 @@ TRIES = Family(
     "portqry_probe_tries",
     "gauge",
     "gauge",
-    f"Connection attempts or datagrams the latest state probe sent. {_SCHEDULE}",
+    f"TCP: connection attempts of the latest state probe; UDP: datagrams the latest probe sent. {_SCHEDULE}",
 )
 DURATION = Family(
     "portqry_probe_duration_seconds",

@@ -28,13 +28,17 @@ class ProbeResult:
         state: the port state.
         reason: why (a closed set).
         duration_seconds: wall time of the whole probe, all tries and the protocol follow-up, in seconds.
-        tries: datagrams or connection attempts sent for the state probe.
+        tries: TCP: connection attempts of the state probe; UDP: datagrams sent to the port, the state
+            probe's and the protocol-aware probe's (whose query is the first datagram unless
+            ``udp_unformatted_first``).
         timestamp: when the probe finished, Unix time in seconds.
         details: protocol-aware findings keyed by binding (``"ldap"``, ``"tls"``, ``"rpc"``...), each one of
             the :data:`~exporter.model.Detail` dataclasses.
         error: a one-line human description of a failure (resolver error, decode error...), or ``""``.
         initial_state: when a protocol-aware follow-up ran, the state the first step saw (PortQry prints it
             before the protocol block, e.g. UDP "LISTENING or FILTERED"); else ``None``.
+        error_detail: the library's own text behind ``error`` (impacket's, pyasn1's ...): the daemon logs it
+            at debug level; the CLI, ``--json`` and the metrics never show it.  ``""`` when none.
     """
 
     target: str
@@ -51,6 +55,7 @@ class ProbeResult:
     details: Mapping[str, Detail] = field(default_factory=dict)
     error: str = ""
     initial_state: PortState | None = None
+    error_detail: str = ""
 
     @property
     def key(self) -> tuple[str, str, str, int]:

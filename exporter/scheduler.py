@@ -256,11 +256,14 @@ class Scheduler:
             }
             if result.error:
                 fields["error"] = result.error
+            detail = {"error_detail": result.error_detail} if result.error_detail else {}
             if previous is None or previous.state is not result.state:
                 log.info(
                     "port state changed",
                     previous=previous.state.value if previous else None,
                     **fields,
                 )
+                if detail:
+                    log.debug("probe error detail", **fields, **detail)
             else:
-                log.debug("probe", **fields)
+                log.debug("probe", **fields, **detail)

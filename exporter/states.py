@@ -15,8 +15,13 @@ ICMP port unreachable      NOT LISTENING                 NOT LISTENING
 other ICMP unreachable     FILTERED                      FILTERED
 silence after all tries    FILTERED (timeout)            LISTENING or FILTERED (no-reply)
 protocol reply             LISTENING (protocol-reply)    LISTENING (protocol-reply)
-no protocol reply          -                             FILTERED (protocol-no-reply)
+no protocol reply          LISTENING (protocol-no-reply) FILTERED (protocol-no-reply)
 =========================  ============================  ===========================
+
+``protocol-no-reply`` is the same evidence on both transports, the protocol-aware query got no reply, and the
+transport decides the state: over UDP silence proves nothing about the port (FILTERED, as PortQry), over TCP
+the completed handshake (and TLS handshake, for LDAPS) proves a listener that does not answer its protocol
+(a hung LDAP service): LISTENING, not ``syn-ack``.  A partial reply is ``protocol-error``.
 
 A protocol-aware query ends in one :class:`Finding`; :func:`protocol_verdict` is the one table that turns
 it into the port's final state and reason.
@@ -77,7 +82,7 @@ class Reason(StrEnum):
     PROTOCOL_REPLY = "protocol-reply"  # a protocol-aware query got a parsed reply
     PROTOCOL_ERROR = "protocol-error"  # something answered, but not with a valid reply of the protocol
     PROTOCOL_REFUSED = "protocol-refused"  # the server answered with a fault / reject / bind_nak
-    PROTOCOL_NO_REPLY = "protocol-no-reply"  # UDP: the protocol-aware query got no reply either
+    PROTOCOL_NO_REPLY = "protocol-no-reply"  # the protocol-aware query got no reply: UDP FILTERED, TCP LISTENING
     RESOLVE_FAILED = "resolve-failed"
     LOCAL_ERROR = "local-error"  # our side failed: no route, source port busy, socket error
 
@@ -145,7 +150,7 @@ class Finding(StrEnum):
     REFUSED = "refused"  # the server answered with a fault, reject, bind_nak or error result
     GARBLED = "garbled"  # something answered, but not a valid reply of the protocol (or the TLS handshake failed)
     SILENT = "silent"  # UDP: the query got no accepted reply (the query's own evidence: silence or ICMP)
-    STALLED = "stalled"  # TCP: connected, then the peer closed or stayed silent before a whole reply
+    STALLED = "stalled"  # TCP: connected (and TLS), then the peer closed or stayed silent without replying
     UNREACHED = "unreached"  # the query could not reach the port again (connect failed or timed out)
 
 
@@ -160,9 +165,9 @@ def protocol_verdict(finding: Finding, state: PortState, reason: Reason) -> tupl
 
     Returns:
         ``(state, reason)``: a parsed, refused or garbled reply is LISTENING (``protocol-reply``,
-        ``protocol-refused``, ``protocol-error``); silence to the query is FILTERED/``protocol-no-reply`` and
-        an ICMP error keeps its own state; a stalled TCP exchange stays LISTENING with the handshake's reason;
-        an unreached port keeps the state probe's state and reason.
+        ``protocol-refused``, ``protocol-error``); silence to a UDP query is FILTERED/``protocol-no-reply`` and
+        an ICMP error keeps its own state; a stalled TCP exchange (the handshake completed, the query got no
+        reply) is LISTENING/``protocol-no-reply``; an unreached port keeps the state probe's state and reason.
     """
     if finding is Finding.PARSED:
         return PortState.LISTENING, Reason.PROTOCOL_REPLY
@@ -175,5 +180,5 @@ def protocol_verdict(finding: Finding, state: PortState, reason: Reason) -> tupl
             return PortState.FILTERED, Reason.PROTOCOL_NO_REPLY
         return state, reason
     if finding is Finding.STALLED:
-        return PortState.LISTENING, reason
+        return PortState.LISTENING, Reason.PROTOCOL_NO_REPLY
     return state, reason

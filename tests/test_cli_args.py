@@ -6,8 +6,12 @@ Most cases parse only (:func:`exporter.cli.args.parse_args`); the rest run ``mai
 
 from __future__ import annotations
 
+import platform
+from importlib import metadata
+
 import pytest
 
+from exporter import __version__
 from exporter.cli import args, exits, query
 from tests.clirun import run
 from tests.peers import tcp_listener
@@ -38,7 +42,6 @@ def test_quiet_is_refused_with_lists_ranges_and_both(args: list[str], message: s
 @pytest.mark.parametrize(
     "argv",
     [
-        [],
         ["-e", "80"],
         ["-n", "127.0.0.1", "-e", "0"],
         ["-n", "127.0.0.1", "-e", "65536"],
@@ -99,9 +102,20 @@ def test_help_lists_flags_and_exit_codes() -> None:
             assert word in r.out
 
 
+def test_no_arguments_prints_the_help_as_h_does() -> None:
+    r = run()
+    assert (r.code, r.out, r.err) == (0, run("-h").out, "")
+    assert "Exit codes" in r.out
+
+
 def test_version() -> None:
     r = run("--version")
     assert r.code == 0 and r.out.startswith("portqry (portqry-exporter) ")
+    name, python, libraries = r.lines
+    assert name == f"portqry (portqry-exporter) {__version__}"
+    assert python.startswith(f"Python {platform.python_version()} (")
+    for library in ("impacket", "pyasn1", "dnspython", "pydantic", "prometheus-client", "aiohttp"):
+        assert f"{library} {metadata.version(library)}" in libraries
 
 
 def test_community_between_exclamation_marks() -> None:

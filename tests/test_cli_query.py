@@ -93,6 +93,15 @@ def test_range_colon_and_semicolon_forms() -> None:
         assert [int(m) for m in re.findall(r"^TCP port (\d+) ", r.out, re.MULTILINE)] == [p, p + 1, p + 2]
 
 
+def test_range_of_one_port() -> None:
+    """``-r 389:389`` is a range of one port, queried as ``-e 389`` would be (without the RPC follow-up)."""
+    with tcp_listener() as peer:
+        r = run("-n", "127.0.0.1", "-nr", "-r", f"{peer}:{peer}", *FAST)
+    assert r.code == 0, r.err
+    assert [int(m) for m in re.findall(r"^TCP port (\d+) ", r.out, re.MULTILINE)] == [peer]
+    assert args.parse_args(["-n", "x", "-r", "389:389"]).port_range == (389, 389)
+
+
 def test_range_runs_concurrently_and_prints_in_port_order() -> None:
     """20 silent UDP ports at 0.5 s each: serially 10 s; the engine runs them at once."""
     ports: list[int] = []

@@ -176,8 +176,62 @@ def test_bad_json_in_environment_is_one_line(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("PORTQRY_TARGETS", "[{not json")
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert err.value.key == "environment" and "targets" in err.value.problem
-    assert "\n" not in str(err.value)
+    assert (err.value.path, err.value.key) == ("PORTQRY_TARGETS", "targets")
+    assert str(err.value).startswith("PORTQRY_TARGETS: targets: not valid JSON: Expecting property name")
+    assert "\n" not in str(err.value) and "EnvSettingsSource" not in str(err.value)
+
+
+def test_several_errors_are_each_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[exporter]\nconcurrency = 0\nudp_pacing_seconds = 99\n"
+        '[[targets]]\nname = "dc1"\nhost = "dc1.example.test"\nports = ["tcp/70000"]\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).splitlines() == [
+        f"{path}: exporter.concurrency: Input should be greater than or equal to 1 (got 0)",
+        f"{path}: exporter.udp_pacing_seconds: Input should be less than or equal to 10 (got 99)",
+        f"{path}: targets[0].ports[0]: 'tcp/70000': ports must be 1-65535",
+    ]
+    assert "more error" not in str(err.value)
+    assert (err.value.key, len(err.value.lines)) == ("exporter.concurrency", 3)  # the first error's key
+
+
+def test_an_environment_error_names_the_variable_not_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[exporter]\nudp_pacing_seconds = 99\n[[targets]]\nname = "a"\nhost = "h"\nports = ["tcp/1"]\n')
+    monkeypatch.setenv("PORTQRY_EXPORTER__CONCURRENCY", "0")
+    monkeypatch.setenv("PORTQRY_EXPORTER__BOGUS", "1")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert sorted(str(err.value).splitlines()) == sorted(
+        [
+            "PORTQRY_EXPORTER__BOGUS: exporter.bogus: unknown key",
+            "PORTQRY_EXPORTER__CONCURRENCY: exporter.concurrency: Input should be greater than or equal to 1 (got '0')",
+            f"{path}: exporter.udp_pacing_seconds: Input should be less than or equal to 10 (got 99)",
+        ]
+    )
+    # inside a JSON variable, and a check after validation (duplicate names): the variable too
+    monkeypatch.delenv("PORTQRY_EXPORTER__CONCURRENCY")
+    monkeypatch.delenv("PORTQRY_EXPORTER__BOGUS")
+    path.write_text('[[targets]]\nname = "a"\nhost = "h"\nports = ["tcp/1"]\n')
+    monkeypatch.setenv(
+        "PORTQRY_TARGETS", '[{"name": "a", "host": "h", "ports": ["tcp/0"]}, {"name": "b", "ports": []}]'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).splitlines() == [
+        "PORTQRY_TARGETS: targets[0].ports[0]: 'tcp/0': ports must be 1-65535",
+        "PORTQRY_TARGETS: targets[1].host: Field required",
+    ]
+    monkeypatch.setenv(
+        "PORTQRY_TARGETS",
+        '[{"name": "a", "host": "h", "ports": ["tcp/1"]}, {"name": "a", "host": "h", "ports": ["tcp/2"]}]',
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == "PORTQRY_TARGETS: targets[1].name: duplicate target name 'a'"
 
 
 def test_both_binding_binds_tcp_and_udp(tmp_path: Path) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import platform
 import signal
 import socket
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
+from exporter import __version__
 from tests.daemon import ROOT, RunningDaemon, run_daemon
 from tests.helpers import config_check
 from tests.peers import closed_port, tcp_listener, udp_peer
@@ -151,6 +154,76 @@ def test_bad_config_at_start_exits_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1, proc.stderr
     assert str(cfg) in lines[0] and "targets[0].ports[0]" in lines[0] and "1-65535" in lines[0]
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_several_config_errors_at_start_are_one_line_each(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path / "bad.toml",
+        '[exporter]\nconcurrency = 0\n[[targets]]\nname = "dc1"\nhost = "x"\nports = ["tcp/99999", "tcp/0"]\n',
+    )
+    proc = subprocess.run(  # exit codes are asserted below
+        [sys.executable, "-m", "exporter", "--config", str(cfg)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert [line.split(": ")[3] for line in lines] == [
+        "exporter.concurrency",
+        "targets[0].ports[0]",
+        "targets[0].ports[1]",
+    ]
+    assert all(line.startswith(f"portqry-exporter: config error: {cfg}: ") for line in lines)
+    assert "more error" not in proc.stderr
+
+
+def test_listen_address_in_use_is_one_line_on_stderr_and_a_log_line(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "c.toml", config(""))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        proc = subprocess.run(  # exit codes are asserted below
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "--config",
+                str(cfg),
+                "--web.listen-address",
+                address,
+                "--log.format",
+                "json",
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+        )
+    assert proc.returncode == 4
+    assert proc.stderr.splitlines() == [f"portqry-exporter: cannot listen on {address}: Address already in use"]
+    logged = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["event"] for e in logged if e["level"] == "error"] == ["cannot listen"]
+
+
+def test_version_names_python_and_the_key_libraries() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "--version"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    name, python, libraries = proc.stdout.splitlines()
+    assert name == f"portqry-exporter {__version__}"
+    assert python.startswith(f"Python {platform.python_version()} (")
+    for library in ("impacket", "pyasn1", "dnspython", "pydantic", "prometheus-client", "aiohttp"):
+        assert f"{library} {metadata.version(library)}" in libraries
 
 
 def test_config_check_flag(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from exporter.model import ProbeOptions
 from exporter.probes import port_spec
 from exporter.resolve import Resolver
 from exporter.states import PortState, Reason
+from tests.cldap import FakeDC, cldap_service
 from tests.dnsserver import dns_server
 from tests.peers import closed_port, tcp_listener, udp_peer
 
@@ -80,6 +81,23 @@ async def test_udp_tries_send_that_many_datagrams() -> None:
         await asyncio.sleep(0.05)
     assert result.tries == 3
     assert len(seen) == 3
+
+
+async def test_tries_count_the_protocol_probes_datagrams() -> None:
+    """A protocol-probed UDP port: the query is the first datagram, so ``tries`` counts the probe's datagrams."""
+    dc = FakeDC("dc1.pqtest.test", "pqtest.test")
+    with udp_peer(echo=False) as (silent, seen), cldap_service({"127.0.0.1": dc}) as cldap:
+        options = ProbeOptions(timeout_seconds=0.3, udp_tries=1)
+        specs = [port_spec("udp", silent, binding="snmp"), port_spec("udp", cldap.ports["127.0.0.1"], binding="ldap")]
+        quiet, ldap = await engine(udp_recheck_max=0).probe_target("lo", "127.0.0.1", specs, options)
+        first = ProbeOptions(timeout_seconds=0.3, udp_tries=1, udp_unformatted_first=True)
+        [both] = await engine(udp_recheck_max=0).probe_target("lo", "127.0.0.1", specs[:1], first)
+        await asyncio.sleep(0.05)
+    assert (quiet.state, quiet.reason, quiet.tries) == (PortState.FILTERED, Reason.PROTOCOL_NO_REPLY, 1)
+    assert (ldap.reason, ldap.tries) == (Reason.PROTOCOL_REPLY, 2)  # the rootDSE search, then the LDAP ping
+    assert cldap.pings["127.0.0.1"] == 1
+    assert both.tries == 2  # PortQry's unformatted datagram, then the SNMP query
+    assert len(seen) == 1 + 2
 
 
 async def test_ipv6_loopback() -> None:

@@ -223,9 +223,58 @@ async def test_silent_ldap_server_gives_a_result_by_the_deadline() -> None:
             ProbeOptions(timeout_seconds=0.5),
         )
         took = loop.time() - started
-    assert (r.state, r.reason) == (PortState.LISTENING, Reason.SYN_ACK)
-    assert "LDAP" in r.error
+    # the handshake completed, the LDAP query got no reply: a protocol reason, not the handshake's syn-ack
+    assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_NO_REPLY)
+    assert r.error == "LDAP: no reply in time"
     assert took < 3.5  # timeout x tries + one more timeout, with a margin
+
+
+async def test_ldaps_that_completes_tls_but_never_answers_ldap(tls_server: int) -> None:
+    """``openssl s_server`` finishes the TLS handshake and never answers the rootDSE search."""
+    [r] = await Engine().probe_target(
+        "ldaps", "127.0.0.1", [port_spec("tcp", tls_server, binding="ldaps")], ProbeOptions(timeout_seconds=0.5)
+    )
+    assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_NO_REPLY)
+    assert r.error in ("LDAP: no reply in time", "LDAP: connection closed before a reply")  # s_server may close
+    assert "tls" in r.details  # the TLS session was recorded before the LDAP query
+
+
+@pytest.mark.parametrize("handler", ["silent", "close"])
+async def test_ldaps_that_never_finishes_the_tls_handshake(handler: str) -> None:
+    """TCP completes, the TLS handshake gets no answer: the query got no reply (not ``syn-ack``, not unreached)."""
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)  # the ClientHello
+        if handler == "close":
+            writer.close()
+            return
+        await asyncio.sleep(30)
+
+    async with serving(peer) as port:
+        [r] = await Engine().probe_target(
+            "ldaps", "127.0.0.1", [port_spec("tcp", port, binding="ldaps")], ProbeOptions(timeout_seconds=0.5)
+        )
+    assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_NO_REPLY)
+    assert r.error.startswith("LDAP: TLS handshake: ") and "_ssl.c" not in r.error and "Errno" not in r.error
+
+
+@pytest.mark.parametrize("then", ["close", "stall"])
+async def test_a_partial_ldap_reply_is_a_protocol_error(then: str) -> None:
+    async def partial(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"\x30\x20\x02\x01")  # the start of an LDAPMessage, 34 bytes promised
+        await writer.drain()
+        if then == "close":
+            writer.close()
+            return
+        await asyncio.sleep(30)
+
+    async with serving(partial) as port:
+        [r] = await Engine().probe_target(
+            "ldap", "127.0.0.1", [port_spec("tcp", port, binding="ldap")], ProbeOptions(timeout_seconds=0.5)
+        )
+    assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_ERROR)
+    assert "after 4 bytes" in r.error
 
 
 async def test_many_ldap_entries_do_not_block_the_event_loop() -> None:

@@ -64,7 +64,7 @@ def test_portqry_words_and_exit_codes() -> None:
             (PortState.FILTERED, Reason.ICMP_ADMIN_PROHIBITED),
             (PortState.FILTERED, Reason.ICMP_ADMIN_PROHIBITED),
         ),
-        (Finding.STALLED, (PortState.LISTENING, Reason.SYN_ACK), (PortState.LISTENING, Reason.SYN_ACK)),
+        (Finding.STALLED, (PortState.LISTENING, Reason.SYN_ACK), (PortState.LISTENING, Reason.PROTOCOL_NO_REPLY)),
         (Finding.UNREACHED, (PortState.FILTERED, Reason.TIMEOUT), (PortState.FILTERED, Reason.TIMEOUT)),
     ],
 )

@@ -825,3 +825,11 @@ def test_many_tiny_messages_split_linearly_and_refused() -> None:
     with pytest.raises(DecodeError, match="more than 256"):
         decode_search_response(stream)
     assert time.monotonic() - start < 2.0
+
+
+def test_a_pyasn1_error_is_a_plain_message_with_the_library_text_as_detail() -> None:
+    """pyasn1's own words ("ASN.1 object LDAPMessage has uninitialized components") stay out of the message."""
+    with pytest.raises(DecodeError) as caught:
+        decode_search_response(bytes.fromhex("3003020101"))
+    assert str(caught.value) == "malformed LDAPMessage (at byte 0)"
+    assert "uninitialized components" in caught.value.detail

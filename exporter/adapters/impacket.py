@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from impacket.dcerpc.v5 import epm as impacket_epm
 from impacket.dcerpc.v5 import rpcrt, transport
 
-from exporter.errors import DecodeError, ProtocolError
+from exporter.errors import DecodeError, ProtocolError, error_detail, plain_error
 from exporter.wire import dcerpc, epm
 
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 MAX_PDUS = 4096
+#: What a bind reply that impacket cannot parse is, in plain words (impacket's own text goes to the detail).
+_MALFORMED_BIND = "endpoint mapper bind reply is truncated or malformed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,26 @@ class EpmSession:
             with contextlib.suppress(OSError):
                 sock.close()
 
+    def _bind(self) -> rpcrt.DCERPC_v5:
+        """Connect and bind to the endpoint mapper; impacket's failures become plain :class:`ProtocolError`."""
+        try:
+            dce = self.transport.get_dce_rpc()
+            dce.connect()
+            dce.bind(impacket_epm.MSRPC_UUID_PORTMAP)
+        except rpcrt.DCERPCException as exc:
+            # impacket's words are the protocol's ("Bind context rejected: abstract_syntax_not_supported")
+            raise ProtocolError(f"endpoint mapper refused the bind: {str(exc).strip()}") from None
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise ProtocolError(f"endpoint mapper connection: {plain_error(exc)}", detail=error_detail(exc)) from None
+        except (struct.error, KeyError, IndexError, ValueError, TypeError) as exc:
+            # impacket's structure.py: ('unpack requires a buffer of 1 bytes', "When unpacking field ...")
+            raise ProtocolError(_MALFORMED_BIND, detail=error_detail(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - impacket's structure.py raises bare Exception on bad bytes
+            raise ProtocolError(_MALFORMED_BIND, detail=error_detail(exc)) from None
+        return dce
+
     def lookup_all(self, *, deadline: float, max_pages: int = 64, max_ents: int = 500) -> EpmTcpDump:
         """Bind and page through ``ept_lookup`` (all elements) until the end of the list.
 
@@ -84,19 +106,10 @@ class EpmSession:
             TimeoutError: the deadline passed.
         """
         try:
-            dce = self.transport.get_dce_rpc()
-            dce.connect()
-            dce.bind(impacket_epm.MSRPC_UUID_PORTMAP)
-        except rpcrt.DCERPCException as exc:
-            raise ProtocolError(f"endpoint mapper refused the bind: {exc}") from None
-        except TimeoutError:
+            dce = self._bind()
+        except BaseException:
+            self.close()  # a failed bind leaves impacket's socket open
             raise
-        except OSError as exc:
-            raise ProtocolError(f"endpoint mapper connection: {exc}") from None
-        except (struct.error, KeyError, IndexError, ValueError, TypeError) as exc:
-            raise ProtocolError(f"endpoint mapper bind reply malformed: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - impacket's structure.py raises bare Exception on bad bytes
-            raise ProtocolError(f"endpoint mapper bind reply malformed: {exc}") from None
         sock = self.transport.get_socket()
         pages: list[epm.EptLookupPage] = []
         handle = epm.NULL_ENTRY_HANDLE
@@ -126,8 +139,8 @@ class EpmSession:
             if self._closed:
                 raise TimeoutError("endpoint mapper dump cancelled") from None
             if pages:
-                return EpmTcpDump(tuple(pages), error=f"endpoint mapper connection lost mid-dump: {exc}")
-            raise ProtocolError(f"endpoint mapper connection: {exc}") from None
+                return EpmTcpDump(tuple(pages), error=f"endpoint mapper connection lost mid-dump: {plain_error(exc)}")
+            raise ProtocolError(f"endpoint mapper connection: {plain_error(exc)}", detail=error_detail(exc)) from None
         except (ProtocolError, DecodeError) as exc:
             if pages:
                 return EpmTcpDump(tuple(pages), error=f"endpoint mapper dump cut short: {exc}")

@@ -61,6 +61,7 @@ Command-line mode:
   --profile NAME     probe a profile's ports, e.g. domain-controller (repeatable)
   --list-services    list the catalog's services and their ports
   --list-profiles    list the catalog's profiles
+  --version          print the version, Python's and the key libraries' (impacket, pyasn1, ...)
 
 Local mode:
   portqry -local | -wport PORT | -wpid PID [-wt SECONDS] [-v] [-l FILE [-y]]
@@ -72,7 +73,7 @@ Local mode:
   -v                 verbose: systemd service, command line and loaded modules per process
   --duration S       stop watching after S seconds (else Esc, q or Ctrl+C stops)
 
-Flags may be written -x or /x, in any case.  Use portqry -h for this text.
+Flags may be written -x or /x, in any case.  portqry -h (or portqry alone) prints this text.
 
 Exit codes:
   0  LISTENING          1  NOT LISTENING      2  FILTERED or LISTENING or FILTERED
@@ -235,8 +236,8 @@ def _set(opts: Options, attr: str, flag: str, value: str | None) -> None:
         sep = ":" if ":" in value else ";"
         start_text, _, end_text = value.partition(sep)
         start, end = parse_port(start_text, flag), parse_port(end_text, flag)
-        if start >= end:
-            raise UsageError(f"{flag}: the starting port must be lower than the ending port (got {value!r})")
+        if start > end:
+            raise UsageError(f"{flag}: the starting port must not be higher than the ending port (got {value!r})")
         opts.port_range = (start, end)
     elif attr == "source_port":
         port = parse_port(value, flag, allow_zero=True)

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from exporter import __version__
+from exporter import version_text
 from exporter.catalog import CatalogDataError, format_profile_list, format_service_list
 from exporter.cli import domain, local, query, text, watch
 from exporter.cli.args import HELP, Options, parse_args
@@ -132,6 +132,9 @@ def main(
         stderr.write(f"portqry: {message}\n")
         stderr.flush()
 
+    if not args:  # PortQry without arguments prints its usage
+        stdout.write(HELP)
+        return 0
     try:
         opts = parse_args(args)
     except UsageError as exc:
@@ -141,7 +144,7 @@ def main(
         stdout.write(HELP)
         return 0
     if opts.version:
-        stdout.write(f"portqry (portqry-exporter) {__version__}\n")
+        stdout.write(version_text("portqry (portqry-exporter)"))
         return 0
     try:
         return _run(opts, args, stdin, stdout, stderr)

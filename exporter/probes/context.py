@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol as TypingProtocol
 from typing import TypeVar
 
-from exporter.errors import DecodeError, ProtocolError
+from exporter.errors import DecodeError, ProtocolError, error_detail, plain_error
 from exporter.model import Detail, ProbeOptions, ProbeParams, Protocol
 from exporter.probes.sockets import Evidence, tcp_connect, udp_exchange
 from exporter.states import Finding, PortState, Reason, protocol_verdict
@@ -45,21 +45,32 @@ class ProtocolOutcome:
         state: the final port state.
         reason: why (``protocol-reply``, ``protocol-error`` ...).
         details: the findings under their binding's key (``{"ldap": LdapDetails(...)}``).
-        error: a one-line description of what went wrong, or ``""``.
+        error: a one-line description of what went wrong, in plain words, or ``""``.
+        error_detail: the library's own text behind ``error`` (the daemon's debug log only), or ``""``.
     """
 
     state: PortState
     reason: Reason
     details: Mapping[str, Detail] = field(default_factory=dict)
     error: str = ""
+    error_detail: str = ""
 
     @classmethod
     def of(
-        cls, finding: Finding, evidence: Evidence, details: Mapping[str, Detail] | None = None, error: str = ""
+        cls,
+        finding: Finding,
+        evidence: Evidence,
+        details: Mapping[str, Detail] | None = None,
+        error: str = "",
+        *,
+        cause: BaseException | None = None,
     ) -> ProtocolOutcome:
-        """The outcome of ``finding`` resting on ``evidence`` (see :func:`~exporter.states.protocol_verdict`)."""
+        """The outcome of ``finding`` resting on ``evidence`` (see :func:`~exporter.states.protocol_verdict`).
+
+        ``cause``, the exception behind ``error``, gives :attr:`error_detail`.
+        """
         state, reason = protocol_verdict(finding, evidence.state, evidence.reason)
-        return cls(state, reason, details or {}, error)
+        return cls(state, reason, details or {}, error, error_detail(cause) if cause is not None else "")
 
 
 ProtocolProbe = Callable[["ProbeContext"], Awaitable[ProtocolOutcome]]
@@ -81,6 +92,8 @@ class ProbeContext:
         evidence: what the state probe saw.
         deadline: absolute ``loop.time()`` by which the probe must finish.
         binding: the binding name that chose this probe (``ldap`` or ``ldaps`` ...).
+        datagrams_sent: UDP datagrams this probe has sent to the port (:meth:`udp_exchange` counts them; the
+            engine adds them to the result's ``tries``).
     """
 
     engine: EngineServices
@@ -94,6 +107,7 @@ class ProbeContext:
     evidence: Evidence
     deadline: float
     binding: str = ""
+    datagrams_sent: int = 0
 
     @property
     def params(self) -> ProbeParams:
@@ -118,9 +132,13 @@ class ProbeContext:
         error: str = "",
         *,
         evidence: Evidence | None = None,
+        cause: BaseException | None = None,
     ) -> ProtocolOutcome:
-        """The outcome of ``finding``, resting on ``evidence`` (default: the state probe's)."""
-        return ProtocolOutcome.of(finding, evidence or self.evidence, details, error)
+        """The outcome of ``finding``, resting on ``evidence`` (default: the state probe's).
+
+        ``error`` is plain words; ``cause``, the exception behind it, goes to the outcome's ``error_detail``.
+        """
+        return ProtocolOutcome.of(finding, evidence or self.evidence, details, error, cause=cause)
 
     def unanswered(self, evidence: Evidence, what: str) -> ProtocolOutcome:
         """The outcome of a UDP query that got no accepted reply: ``SILENT`` on the query's own ``evidence``."""
@@ -140,7 +158,7 @@ class ProbeContext:
             The evidence: LISTENING with ``data`` for an accepted reply, an ICMP state, or silence.
         """
         await self.engine.pace_udp(self.address)
-        return await udp_exchange(
+        evidence = await udp_exchange(
             self.address,
             self.port,
             payload,
@@ -149,6 +167,8 @@ class ProbeContext:
             tries=1,
             accept=accept,
         )
+        self.datagrams_sent += evidence.tries
+        return evidence
 
     async def udp_query(
         self,
@@ -177,9 +197,9 @@ class ProbeContext:
         try:
             return decode(evidence.data)
         except ProtocolError as exc:
-            return self.outcome(Finding.REFUSED, error=str(exc))
+            return self.outcome(Finding.REFUSED, error=str(exc), cause=exc)
         except DecodeError as exc:
-            return self.outcome(Finding.GARBLED, error=f"{what} reply: {exc}")
+            return self.outcome(Finding.GARBLED, error=f"{what} reply: {exc}", cause=exc)
 
     async def open_tcp(self, *, tls: ssl.SSLContext | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Open a TCP stream to this port (TLS with SNI when ``tls`` is given), bounded by the deadline.
@@ -203,15 +223,30 @@ class ProbeContext:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | ProtocolOutcome:
         """Open a stream to this port (TLS when ``tls`` is given); the caller closes the writer.
 
+        The TCP connect and the TLS handshake are two steps, so that a port that accepts TCP but never finishes
+        the handshake is told from one that cannot be reached.
+
         Returns:
-            The stream, or the outcome: a failed TLS handshake ``GARBLED``, a failed connect ``UNREACHED``.
+            The stream, or the outcome: a failed connect ``UNREACHED``; a failed TLS handshake ``GARBLED``; a
+            handshake the peer never answers (or closes) ``STALLED``.
         """
         try:
-            return await self.open_tcp(tls=tls)
-        except ssl.SSLError as exc:
-            return self.outcome(Finding.GARBLED, error=f"{what}: TLS handshake: {exc.reason or exc}")
+            reader, writer = await self.open_tcp()
         except (OSError, TimeoutError) as exc:
-            return self.outcome(Finding.UNREACHED, error=f"{what}: connect: {exc or 'timeout'}")
+            return self.outcome(Finding.UNREACHED, error=f"{what}: connect: {plain_error(exc)}", cause=exc)
+        if tls is None:
+            return reader, writer
+        try:
+            await asyncio.wait_for(
+                writer.start_tls(tls, server_hostname=self.server_name), max(self.remaining(), 0.001)
+            )
+        except ssl.SSLError as exc:
+            writer.close()
+            return self.outcome(Finding.GARBLED, error=f"{what}: TLS handshake: {plain_error(exc)}", cause=exc)
+        except (OSError, TimeoutError, EOFError) as exc:
+            writer.close()
+            return self.outcome(Finding.STALLED, error=f"{what}: TLS handshake: {plain_error(exc)}", cause=exc)
+        return reader, writer
 
     async def tcp_exchange(
         self,
@@ -226,8 +261,9 @@ class ProbeContext:
         """Open a stream to this port (TLS when ``tls`` is given), send ``request`` and read one whole reply.
 
         The one place where a protocol probe's TCP failures become outcomes: the connection fails or times
-        out ``UNREACHED``; the TLS handshake fails, or the framing says garbage or more than ``limit`` bytes,
-        ``GARBLED``; the peer closes or stays silent after connecting ``STALLED``.
+        out ``UNREACHED``; the TLS handshake fails, the framing says garbage or more than ``limit`` bytes, or the
+        peer stops part-way through a reply, ``GARBLED``; the peer closes or stays silent without a byte of a
+        reply (or of the TLS handshake) ``STALLED``.
 
         Args:
             request: bytes to send (already framed for the protocol).
@@ -251,9 +287,9 @@ class ProbeContext:
             await writer.drain()
             return await self.read_message(reader, complete, limit=limit)
         except DecodeError as exc:
-            return self.outcome(Finding.GARBLED, error=f"{what} reply: {exc}")
+            return self.outcome(Finding.GARBLED, error=f"{what} reply: {exc}", cause=exc)
         except (OSError, TimeoutError, EOFError) as exc:
-            return self.outcome(Finding.STALLED, error=f"{what}: {exc or type(exc).__name__}")
+            return self.outcome(Finding.STALLED, error=f"{what}: {plain_error(exc)}", cause=exc)
         finally:
             writer.close()
 
@@ -276,7 +312,8 @@ class ProbeContext:
             The buffer, at least one whole message long.
 
         Raises:
-            TimeoutError: the deadline passed.  EOFError: the peer closed first.  DecodeError: too big.
+            TimeoutError: the deadline passed before a byte came.  EOFError: the peer closed before a byte came.
+            DecodeError: too big, or the peer closed or stalled part-way through the message.
         """
         buf = b""
         while True:
@@ -285,9 +322,16 @@ class ProbeContext:
                 return buf
             if len(buf) >= limit:
                 raise DecodeError(f"reply larger than {limit} bytes", len(buf))
-            chunk = await asyncio.wait_for(reader.read(min(65536, limit - len(buf))), max(self.remaining(), 0.001))
+            try:
+                chunk = await asyncio.wait_for(reader.read(min(65536, limit - len(buf))), max(self.remaining(), 0.001))
+            except TimeoutError:
+                if buf:
+                    raise DecodeError(f"reply stopped after {len(buf)} bytes") from None
+                raise
             if not chunk:
-                raise EOFError(f"connection closed after {len(buf)} bytes")
+                if buf:
+                    raise DecodeError(f"connection closed after {len(buf)} bytes of a reply")
+                raise EOFError("connection closed before a reply")
             buf += chunk
 
     async def follow_up_tcp(self, port: int, *, tries: int | None = None) -> Evidence:

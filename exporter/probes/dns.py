@@ -42,7 +42,7 @@ def summarise(query: dns.message.Message, reply_wire: bytes) -> DnsDetails:
     try:
         reply = dns.message.from_wire(reply_wire, ignore_trailing=True)
     except (dns.exception.DNSException, ValueError, UnicodeError) as exc:
-        raise DecodeError(f"malformed DNS reply: {exc}") from None
+        raise DecodeError("malformed DNS reply", detail=f"{type(exc).__name__}: {exc}") from None
     if not query.is_response(reply):
         raise DecodeError("the DNS message is not a reply to our query")
     question = query.question[0]
@@ -85,7 +85,7 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
         try:
             details = summarise(query, reply[2 : 2 + int.from_bytes(reply[:2], "big")])
         except DecodeError as exc:
-            return ctx.outcome(Finding.GARBLED, error=str(exc))
+            return ctx.outcome(Finding.GARBLED, error=str(exc), cause=exc)
     if isinstance(details, ProtocolOutcome):
         return details
     return ctx.outcome(Finding.PARSED, {"dns": details})

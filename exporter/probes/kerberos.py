@@ -41,7 +41,7 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
         try:  # the record length includes the 4-byte prefix
             reply = decode_kdc_reply(framed[4 : tcp_record_length(framed)])
         except DecodeError as exc:
-            return ctx.outcome(Finding.GARBLED, error=f"Kerberos reply: {exc}")
+            return ctx.outcome(Finding.GARBLED, error=f"Kerberos reply: {exc}", cause=exc)
     if isinstance(reply, ProtocolOutcome):
         return reply
     return ctx.outcome(Finding.PARSED, {"kerberos": reply})

@@ -132,9 +132,9 @@ async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
             lambda: parse_root_dse(decode_search_response(reply)), timeout=max(ctx.remaining(), 0.5)
         )
     except ProtocolError as exc:
-        return ctx.outcome(Finding.REFUSED, details, str(exc))
+        return ctx.outcome(Finding.REFUSED, details, str(exc), cause=exc)
     except DecodeError as exc:
-        return ctx.outcome(Finding.GARBLED, details, f"LDAP reply: {exc}")
+        return ctx.outcome(Finding.GARBLED, details, f"LDAP reply: {exc}", cause=exc)
     except TimeoutError:
         return ctx.outcome(Finding.GARBLED, details, "LDAP reply: decode timed out")
     details["ldap"] = LdapDetails(dse, _offset(dse, received))

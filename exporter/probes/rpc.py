@@ -51,9 +51,9 @@ async def _probe_tcp(ctx: ProbeContext) -> ProtocolOutcome:
             lambda: session.lookup_all(deadline=deadline), timeout=budget + 0.2, cancel=session.close
         )
     except ProtocolError as exc:
-        return ctx.outcome(Finding.REFUSED, error=str(exc))
+        return ctx.outcome(Finding.REFUSED, error=str(exc), cause=exc)
     except DecodeError as exc:
-        return ctx.outcome(Finding.GARBLED, error=f"endpoint mapper reply: {exc}")
+        return ctx.outcome(Finding.GARBLED, error=f"endpoint mapper reply: {exc}", cause=exc)
     except TimeoutError:
         return ctx.outcome(Finding.UNREACHED, error="endpoint mapper: no reply in time")
     entries = tuple(e for page in dump.pages for e in page.entries)
@@ -124,7 +124,7 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
         try:
             pdu = clrpc.decode_pdu(evidence.data)
         except DecodeError as exc:
-            return ctx.outcome(Finding.GARBLED, error=f"endpoint mapper reply: {exc}")
+            return ctx.outcome(Finding.GARBLED, error=f"endpoint mapper reply: {exc}", cause=exc)
         if pdu.act_id != str(act_id):
             return ctx.outcome(Finding.GARBLED, error="reply for another activity")
         if pdu.ptype in (clrpc.PTYPE_REJECT, clrpc.PTYPE_FAULT):
@@ -145,7 +145,7 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
             body = fragments.body() if pdu.flags1 & clrpc.PF_FRAG else pdu.body
             page = epm.decode_ept_lookup_response(body, little_endian=pdu.little_endian)
         except DecodeError as exc:
-            return ctx.outcome(Finding.GARBLED, error=f"endpoint mapper reply: {exc}")
+            return ctx.outcome(Finding.GARBLED, error=f"endpoint mapper reply: {exc}", cause=exc)
         pages += 1
         entries.extend(page.entries)
         handle, server_boot = page.entry_handle, pdu.server_boot

@@ -184,7 +184,7 @@ def parse_generalized_time(text: str) -> datetime:
     try:
         value: datetime = useful.GeneralizedTime(text).asDateTime
     except (PyAsn1Error, ValueError) as exc:
-        raise DecodeError(f"impossible GeneralizedTime {text!r}: {str(exc)[:160]}") from exc
+        raise DecodeError(f"impossible GeneralizedTime {text!r}", detail=str(exc)[:400]) from exc
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     try:

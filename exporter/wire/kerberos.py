@@ -299,7 +299,7 @@ def _decode(data: bytes, spec: univ.Sequence) -> univ.Sequence:
     try:
         obj, tail = ber_decoder.decode(data, asn1Spec=spec)
     except PyAsn1Error as exc:
-        raise DecodeError(f"malformed Kerberos message: {str(exc)[:160]}", 0) from exc
+        raise DecodeError("malformed Kerberos message", 0, detail=str(exc)[:400]) from exc
     if tail:
         raise DecodeError("trailing bytes after Kerberos message", len(data) - len(tail))
     return obj
@@ -371,7 +371,7 @@ def _krb_error(data: bytes) -> KrbError:
             etype_info2=etype_info2,
         )
     except PyAsn1Error as exc:
-        raise DecodeError(f"incomplete KRB-ERROR: {str(exc)[:160]}", 0) from exc
+        raise DecodeError("incomplete KRB-ERROR", 0, detail=str(exc)[:400]) from exc
 
 
 def _kdc_rep(data: bytes, spec: univ.Sequence) -> KdcRep:
@@ -388,7 +388,7 @@ def _kdc_rep(data: bytes, spec: univ.Sequence) -> KdcRep:
             padata_types=tuple(int(pa["padata-type"]) for pa in padata) if padata.hasValue() else (),
         )
     except PyAsn1Error as exc:
-        raise DecodeError(f"incomplete KDC reply: {str(exc)[:160]}", 0) from exc
+        raise DecodeError("incomplete KDC reply", 0, detail=str(exc)[:400]) from exc
 
 
 def decode_krb_error(data: bytes) -> KrbError:

@@ -323,7 +323,7 @@ def _decode_message(raw: bytes, offset: int) -> ldapasn1.LDAPMessage:
     try:
         msg, tail = ber_decoder.decode(raw, asn1Spec=ldapasn1.LDAPMessage())
     except PyAsn1Error as exc:
-        raise DecodeError(f"malformed LDAPMessage: {str(exc)[:160]}", offset) from exc
+        raise DecodeError("malformed LDAPMessage", offset, detail=str(exc)[:400]) from exc
     if tail:
         raise DecodeError("trailing bytes inside LDAPMessage", offset + len(raw) - len(tail))
     return msg
@@ -399,7 +399,7 @@ def decode_search_response(data: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> Se
             else:
                 raise DecodeError(f"unexpected LDAP operation {name} in a search reply", offset)
         except PyAsn1Error as exc:  # an absent mandatory component
-            raise DecodeError(f"incomplete LDAPMessage: {str(exc)[:160]}", offset) from exc
+            raise DecodeError("incomplete LDAPMessage", offset, detail=str(exc)[:400]) from exc
         offset += len(raw)
     if message_id is None:  # only a notice of disconnection
         message_id = 0

@@ -289,9 +289,9 @@ def _decode(data: bytes, spec: univ.Asn1Item, what: str) -> univ.Asn1Item:
     try:
         value, tail = ber_decoder.decode(data, asn1Spec=spec)
     except ValueConstraintError as exc:
-        raise DecodeError(f"SNMP {what} value out of range: {str(exc)[:160]}", 0) from exc
+        raise DecodeError(f"SNMP {what} value out of range", 0, detail=str(exc)[:400]) from exc
     except PyAsn1Error as exc:
-        raise DecodeError(f"malformed SNMP {what}: {str(exc)[:160]}", 0) from exc
+        raise DecodeError(f"malformed SNMP {what}", 0, detail=str(exc)[:400]) from exc
     if tail:
         raise DecodeError(f"trailing bytes after SNMP {what}", len(data) - len(tail))
     return value
@@ -336,11 +336,11 @@ def decode_response(data: bytes) -> SnmpResponse:
         community = msg["community"].asOctets().decode("utf-8", "replace")
         varbinds = tuple(_varbind(vb, version == 0) for vb in pdu["variable-bindings"])
     except PyAsn1Error as exc:
-        raise DecodeError(f"incomplete SNMP message: {str(exc)[:160]}", 0) from exc
+        raise DecodeError("incomplete SNMP message", 0, detail=str(exc)[:400]) from exc
     except ValueError as exc:  # int->str limit on absurd OID arcs; DecodeError passes through
         if isinstance(exc, DecodeError):
             raise
-        raise DecodeError(f"unrepresentable SNMP value: {str(exc)[:160]}", 0) from exc
+        raise DecodeError("unrepresentable SNMP value", 0, detail=str(exc)[:400]) from exc
     return SnmpResponse(
         version=_VERSION_NAMES[version],
         community=community,

@@ -96,4 +96,4 @@ def parse_certificate(der: bytes) -> CertificateSummary:
             self_signed=subject == issuer,
         )
     except (PyAsn1Error, ValueError, TypeError, KeyError) as exc:
-        raise DecodeError(f"not an X.509 certificate: {exc}") from None
+        raise DecodeError("not an X.509 certificate", detail=f"{type(exc).__name__}: {exc}") from None
