@@ -21,6 +21,7 @@ if [ "$want_test" = 1 ]; then
     nmap tshark                                                 # benchmark comparison; PDU dissection
     prometheus prometheus-alertmanager                          # promtool, end-to-end alerting
     systemd                                                     # systemd-analyze verify
+    chromium                                                    # headless: the status page's DOM and screenshot
     podman mmdebstrap runc                                      # the container image's build test (build.sh)
     curl ca-certificates openssl
   )

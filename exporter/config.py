@@ -69,6 +69,7 @@ class ExporterSection(_Section):
     histogram_buckets: list[Annotated[float, Field(gt=0)]] = Field(
         default_factory=list, description="histogram upper bounds, seconds (default: from timeouts and tries)"
     )
+    status_history: int = Field(20, ge=0, le=1000, description="rounds kept per port for the status page (0 = none)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     shard: str | None = Field(None, description='"I/N": probe only the targets whose name hashmods to I (Prometheus)')

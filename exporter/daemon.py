@@ -74,7 +74,7 @@ class Daemon:
             or [settings.defaults.timeout_seconds * settings.defaults.tcp_tries * 2]
         )
         buckets = settings.exporter.histogram_buckets or duration_buckets(longest)
-        self.store = ResultStore(buckets, settings.exporter.histograms)
+        self.store = ResultStore(buckets, settings.exporter.histograms, settings.exporter.status_history)
         self.engine = Engine(
             concurrency=settings.exporter.concurrency,
             udp_pacing_seconds=settings.exporter.udp_pacing_seconds,

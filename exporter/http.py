@@ -4,10 +4,10 @@
 with the rest of the families (:mod:`exporter.collector`, through prometheus_client), in the text format or in
 OpenMetrics when the scraper asks for it (``Accept: application/openmetrics-text``), ``?name[]=`` filters
 honoured, gzip when asked (compressed off the loop).  Beside it ``/-/healthy``, ``/-/ready``, ``/-/reload``
-(POST or PUT), ``/sd`` (Prometheus HTTP SD) and a landing page.  HEAD works where GET does; other methods get
-405.  ``/-/reload`` answers 403 unless ``--web.enable-lifecycle`` is given or the client is on loopback.  TLS,
-basic auth and response headers come from the web config (:mod:`exporter.webconfig`), on every path.
-Check by hand: ``curl -s 127.0.0.1:9727/metrics | head``.
+(POST or PUT), ``/sd`` (Prometheus HTTP SD) and the status pages (:mod:`exporter.status_page`).  HEAD works
+where GET does; other methods get 405.  ``/-/reload`` answers 403 unless ``--web.enable-lifecycle`` is given or
+the client is on loopback.  TLS, basic auth and response headers come from the web config
+(:mod:`exporter.webconfig`), on every path.  Check by hand: ``curl -s 127.0.0.1:9727/metrics | head``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
 
 from exporter.collector import ExporterStatus, render_chunks
+from exporter.config import Settings
 from exporter.exposition import Histogram
+from exporter.status_page import add_status_routes
 from exporter.store import ResultStore
 from exporter.webconfig import WebState, is_loopback
 
@@ -42,6 +44,10 @@ class Exporter(Protocol):
     store: ResultStore
     registry: CollectorRegistry
     status: ExporterStatus
+
+    @property
+    def settings(self) -> Settings:
+        """The running config (the status page's ``/config``)."""
 
     @property
     def ready(self) -> bool:
@@ -118,21 +124,13 @@ def build_app(
         groups = exporter.sd_groups(domain=request.query.get("domain"), site=request.query.get("site"))
         return web.json_response(groups, dumps=_dumps)
 
-    async def landing(_request: web.Request) -> web.StreamResponse:
-        body = (
-            "<html><head><title>portqry-exporter</title></head><body><h1>portqry-exporter</h1>"
-            '<p><a href="/metrics">Metrics</a> &middot; <a href="/-/healthy">Healthy</a> &middot; '
-            '<a href="/-/ready">Ready</a> &middot; <a href="/sd">Service discovery</a></p></body></html>\n'
-        )
-        return web.Response(text=body, content_type="text/html")
-
     app.router.add_get("/metrics", metrics)  # add_get also answers HEAD
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
     app.router.add_put("/-/reload", reload)
     app.router.add_get("/sd", sd)
-    app.router.add_get("/", landing)
+    add_status_routes(app, exporter)  # /, /targets/NAME, /config, /api/v1/... (exporter.status_page)
     for path, handler in (extra_routes or {}).items():
         app.router.add_get(path, handler)
     return app

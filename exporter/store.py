@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from exporter.exposition import Histogram, HistogramMode, chunks, histogram_key, render_target
+from exporter.history import PortHistory
 from exporter.model import DomainState
 from exporter.result import ProbeResult
 from exporter.states import PortState
@@ -95,6 +96,7 @@ class _Target:
     resolved: bool = True
     rendered: dict[str, bytes] = field(default_factory=dict)
     detailed: tuple[ProbeResult, ...] = ()
+    history: dict[tuple[str, str, int], PortHistory] = field(default_factory=dict)
 
 
 class ResultStore:
@@ -103,10 +105,13 @@ class ResultStore:
     Args:
         buckets: histogram bucket bounds, seconds (see :func:`duration_buckets`).
         histograms: ``"target"`` (per target and protocol), ``"port"`` (per port) or ``"none"``.
+        history: rounds kept per port for the status page (:class:`~exporter.history.PortHistory`; 0: none,
+            only when the state last changed).
     """
 
-    def __init__(self, buckets: Sequence[float], histograms: HistogramMode = "target") -> None:
+    def __init__(self, buckets: Sequence[float], histograms: HistogramMode = "target", history: int = 20) -> None:
         self.buckets = tuple(buckets)
+        self.history_rounds = history
         self.histogram_mode: HistogramMode = histograms
         self._lock = threading.Lock()
         self._targets: dict[str, _Target] = {}
@@ -138,10 +143,13 @@ class ResultStore:
             if results:
                 for stale in [k for k in entry.results if k[0] not in addresses]:
                     del entry.results[stale]
+                    entry.history.pop(stale, None)
             for result in results:
                 key = (result.address, result.protocol, result.port)
                 changes.append((entry.results.get(key), result))
                 entry.results[key] = result
+                ring = entry.history.get(key) or entry.history.setdefault(key, PortHistory(self.history_rounds))
+                ring.add(result.timestamp, result.state, result.reason, result.duration_seconds, result.tries)
                 hist = histogram_key(result, self.histogram_mode)
                 if hist is not None:
                     entry.histograms.setdefault(hist, Histogram(self.buckets)).observe(result.duration_seconds)
@@ -190,6 +198,7 @@ class ResultStore:
                 stale = [k for k in entry.results if (name, k[1], k[2]) not in keep]
                 for k in stale:
                     del entry.results[k]
+                    entry.history.pop(k, None)
                 if stale:
                     gone += len(stale)
                     if self.histogram_mode == "target":
@@ -221,6 +230,17 @@ class ResultStore:
         with self._lock:
             parts = [self._targets[name].rendered for name in sorted(self._targets)]
         return chunks(parts, openmetrics=openmetrics, names=names)
+
+    def history(self, target: str | None = None, *, rounds: bool = True) -> dict[Key, PortHistory]:
+        """Copies of the port histories of ``target`` (``None``: all), for the status page; ``rounds=False``: since."""
+        with self._lock:
+            names = [target] if target is not None else list(self._targets)
+            return {
+                (name, *k): h.copy(rounds=rounds)
+                for name in names
+                if name in self._targets
+                for k, h in self._targets[name].history.items()
+            }
 
     def snapshot(self, *, full: bool = True) -> Snapshot:
         """A copy, ordered by key; ``full=False`` copies only the results that carry protocol details."""

@@ -822,6 +822,7 @@ def _every_key_config() -> dict[str, Any]:
             "udp_recheck_gap_seconds": 0.5,
             "histograms": "port",
             "histogram_buckets": [0.01, 0.1, 1.0],
+            "status_history": 10,
             "log_level": "warning",
             "log_format": "json",
             "shard": "0/1",
