@@ -362,13 +362,7 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
         ConfigError: unreadable file, bad TOML, unknown keys, bad values: one line per error, naming the file
             (or the ``PORTQRY_`` variable that set the value), the key and the problem.
     """
-    name = str(path)
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(name, "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(name, "", f"cannot read: {exc}") from None
+    name, text = read_config_file(path)
     try:
         tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -468,6 +462,21 @@ def _settings_error(exc: SettingsError, file: str, env: dict[tuple[str, ...], tu
         return ConfigError(file, "environment", str(exc).split("\n", 1)[0])
     lines = [(variable, ".".join(parts), why or "cannot be parsed") for parts, variable, _ in sorted(bad)]
     return ConfigError(*lines[0], also=lines[1:])
+
+
+def read_config_file(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """``(name, text)`` of a UTF-8 config file (the main config, the web config).
+
+    Raises:
+        ConfigError: the file is missing, unreadable or not UTF-8 (key ``""``).
+    """
+    name = str(path)
+    try:
+        return name, Path(path).read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(name, "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(name, "", f"cannot read: {exc}") from None
 
 
 def find_config(explicit: str | None) -> str:

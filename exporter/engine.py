@@ -136,7 +136,7 @@ class Engine:
                 found = await self.resolver.resolve_all(host, first=addresses == "first")
             except ResolveError as exc:
                 took = loop.time() - started
-                return [_resolve_failed(target, host, spec, took, str(exc)) for spec in specs]
+                return [resolve_failed(target, host, spec, took, str(exc)) for spec in specs]
             if addresses == "first":
                 found = found[:1]
         jobs = [(where, spec) for where in found for spec in specs]
@@ -322,7 +322,8 @@ def _follow_up(protocol: str, state: PortState) -> bool:
     return state in (PortState.LISTENING, PortState.LISTENING_OR_FILTERED)
 
 
-def _resolve_failed(target: str, host: str, spec: PortSpec, took: float, error: str) -> ProbeResult:
+def resolve_failed(target: str, host: str, spec: PortSpec, took: float, error: str) -> ProbeResult:
+    """The result of a port whose host did not resolve: FILTERED, ``resolve-failed``, ``address=""``."""
     return ProbeResult(
         target=target,
         host=host,

@@ -63,7 +63,7 @@ from exporter.collector import render
 from exporter.config import Settings, allow_rule
 from exporter.detail_metrics import _SCHEDULE as DETAIL_SCHEDULE
 from exporter.detail_metrics import detail_families
-from exporter.engine import Engine
+from exporter.engine import Engine, resolve_failed
 from exporter.errors import ResolveError
 from exporter.exposition import _SCHEDULE as PORT_SCHEDULE
 from exporter.logs import get_logger
@@ -72,7 +72,6 @@ from exporter.plan import DEFAULT_DOMAIN_PROFILE, TargetPlan, domain_plans, modu
 from exporter.resolve import Resolved, literal
 from exporter.result import ProbeResult
 from exporter.scheduler import Scheduler
-from exporter.states import PortState, Reason
 from exporter.store import ResultStore
 
 log = get_logger(component="probe")
@@ -409,7 +408,7 @@ class ProbeEndpoint:
         cut = 0
         if resolve_error:
             note(f"resolve failed: {resolve_error}; nothing sent to any host")
-            results = [_resolve_failed(target, spec, resolve_error) for spec in module.specs]
+            results = [resolve_failed(target, target, spec, 0.0, resolve_error) for spec in module.specs]
         else:
             note(f"resolved {target} to {', '.join(r.address for r in found)}")
             why = self._check(target, found, known)
@@ -496,23 +495,6 @@ async def _one(
     engine: Engine, target: str, where: Resolved, spec: PortSpec, options: ProbeOptions
 ) -> list[ProbeResult]:
     return [await engine.probe_port(target, target, where, spec, options)]
-
-
-def _resolve_failed(target: str, spec: PortSpec, error: str) -> ProbeResult:
-    return ProbeResult(
-        target=target,
-        host=target,
-        address="",
-        protocol=spec.protocol,
-        port=spec.port,
-        service=spec.service_label,
-        state=PortState.FILTERED,
-        reason=Reason.RESOLVE_FAILED,
-        duration_seconds=0.0,
-        tries=0,
-        timestamp=time.time(),
-        error=error,
-    )
 
 
 def _probe_help(body: bytes) -> bytes:

@@ -62,6 +62,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from exporter.config import read_config_file
 from exporter.errors import ConfigError
 from exporter.logs import get_logger
 
@@ -282,13 +283,7 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     """
     import yaml
 
-    name = str(path)
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(name, "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(name, "", f"cannot read: {exc}") from None
+    name, text = read_config_file(path)
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
