@@ -256,7 +256,7 @@ class ProbeSection(_Section):
 
 
 def allow_rule(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | str:
-    """One ``[probe] allow`` entry: a network (``10.0.0.0/8``, an address is its /32 or /128) or a name pattern.
+    """One ``[probe] allow`` entry: a network (``198.18.0.0/15``, an address is its /32 or /128) or a name pattern.
 
     A pattern is a DNS name, matched whole, or ``*.`` and a DNS name: any name below it (not the name itself);
     lower-case, without the trailing dot.

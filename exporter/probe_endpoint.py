@@ -19,7 +19,7 @@ Design:
 - **Not an open proxy.**  The host is resolved once (``[resolver]``, the module's ``addresses``: the first
   address or all).  Then it is allowed when its *name* is a configured target's host, a discovered DC's name or
   matches an ``[probe] allow`` name rule (``dc1.corp.example`` exactly, ``*.corp.example`` any name below);
-  otherwise *every* address to be probed must be in an ``allow`` network (``10.0.0.0/8``, an address) or be an
+  otherwise *every* address to be probed must be in an ``allow`` network (``198.18.0.0/15``, an address) or be an
   address of a configured target or discovered DC (what the schedule probes, what discovery pinged).  A literal
   target is checked as an address only.  The engine then probes exactly those resolved addresses
   (``resolved=``): no second lookup, so a DNS answer that changes between the check and the probe (rebinding)

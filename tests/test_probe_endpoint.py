@@ -460,10 +460,10 @@ ports = {ports}
 @pytest.mark.parametrize(
     ("text", "key", "problem"),
     [
-        ('[probe]\nallow = ["10.1.2.3/8"]\n', "probe.allow", "has host bits set"),
+        ('[probe]\nallow = ["198.18.2.3/15"]\n', "probe.allow", "has host bits set"),
         ('[probe]\nallow = ["*"]\n', "probe.allow", "write a CIDR"),
         ('[probe]\nallow = ["a.*.corp"]\n', "probe.allow", "write a CIDR"),
-        ('[probe]\nallow = ["10.0.0.0/33"]\n', "probe.allow", "10.0.0.0/33"),
+        ('[probe]\nallow = ["198.18.0.0/33"]\n', "probe.allow", "198.18.0.0/33"),
         ("[probe]\nmax_concurrent_per_client = 0\n", "probe.max_concurrent_per_client", "greater than or equal"),
         ("[modules.m]\ntimeout_seconds = 1\n", "modules.m", "a module needs ports"),
         ('[modules.m]\nports = ["tcp/1"]\ninterval_seconds = 5\n', "modules.m", "no interval_seconds"),
@@ -486,11 +486,12 @@ def test_config_errors(tmp_path: Path, text: str, key: str, problem: str) -> Non
 
 
 def test_allow_list_matching() -> None:
-    allow = AllowList(["10.0.0.0/8", "2001:db8::/32", "192.0.2.7", "dc1.corp.example", "*.lab.example"])
-    assert allow.address_rule("10.9.8.7") == "10.0.0.0/8" and allow.address_rule("11.0.0.1") is None
+    allow = AllowList(["198.18.0.0/15", "2001:db8::/32", "192.0.2.7", "dc1.corp.example", "*.lab.example"])
+    assert allow.address_rule("198.19.8.7") == "198.18.0.0/15" and allow.address_rule("198.20.0.1") is None
     assert allow.address_rule("192.0.2.7") == "192.0.2.7/32" and allow.address_rule("192.0.2.8") is None
     assert (
-        allow.address_rule("2001:db8::1") == "2001:db8::/32" and allow.address_rule("::ffff:10.0.0.1") == "10.0.0.0/8"
+        allow.address_rule("2001:db8::1") == "2001:db8::/32"
+        and allow.address_rule("::ffff:198.18.0.1") == "198.18.0.0/15"
     )
     assert allow.name_rule("dc1.corp.example") == "dc1.corp.example" and allow.name_rule("dc2.corp.example") is None
     assert allow.name_rule("a.b.lab.example") == "*.lab.example" and allow.name_rule("lab.example") is None

@@ -201,7 +201,7 @@ async def test_the_cache_is_bounded() -> None:
         ("::ffff:127.0.0.1", True),
         ("198.18.7.2", False),
         ("::ffff:198.18.7.2", False),
-        ("10.0.0.1", False),
+        ("192.0.2.1", False),
         ("", False),
         (None, False),
         ("not-an-address", False),
