@@ -41,17 +41,13 @@ Check by hand: ``curl --cacert ca.crt -u prometheus:secret https://127.0.0.1:972
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
-import hmac
 import ipaddress
 import os
 import re
 import ssl
 import tempfile
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +61,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from exporter.config import read_config_file
 from exporter.errors import ConfigError
 from exporter.logs import get_logger
+from exporter.webauth import BasicAuthChecker
 
 log = get_logger(component="web")
 
@@ -120,8 +117,6 @@ EXTRA_HEADERS: Mapping[str, tuple[str, ...]] = {
 }
 _BCRYPT_HASH = re.compile(r"^\$2[abxy]?\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}$")
 #: bcrypt of "fakepassword" (exporter-toolkit's): what an unknown user's password is checked against.
-_DUMMY_HASH = b"$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi"
-AUTH_CACHE_SIZE = 256
 
 
 class _Strict(BaseModel):
@@ -405,67 +400,6 @@ def is_loopback(remote: str | None) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped.is_loopback
     return address.is_loopback
-
-
-class BasicAuthChecker:
-    """bcrypt checks with a cache of verified credentials (see the module docstring)."""
-
-    def __init__(self, cache_size: int = AUTH_CACHE_SIZE) -> None:
-        self.cache_size = cache_size
-        self._key = os.urandom(32)
-        self._verified: OrderedDict[bytes, None] = OrderedDict()
-        self._pending: dict[bytes, asyncio.Future[bool]] = {}
-        self._one_at_a_time: asyncio.Semaphore | None = None
-        self.bcrypt_calls = 0
-
-    async def check(self, users: Mapping[str, str], authorization: str | None) -> bool:
-        """Whether an ``Authorization`` header names a user of ``users`` with the right password."""
-        from aiohttp import BasicAuth
-
-        if not authorization:
-            return False
-        try:
-            creds = BasicAuth.decode(authorization, encoding="utf-8")
-        except ValueError:
-            return False
-        hashed = users.get(creds.login)
-        known = hashed is not None
-        hash_bytes = hashed.encode() if hashed is not None else _DUMMY_HASH
-        key = hmac.new(
-            self._key, b"\0".join((creds.login.encode(), hash_bytes, creds.password.encode())), hashlib.sha256
-        ).digest()
-        if known and key in self._verified:
-            self._verified.move_to_end(key)
-            return True
-        task = self._pending.get(key)
-        if task is None:
-            # one computation per credentials, not tied to the request that started it (a client that
-            # disconnects cancels its own wait only)
-            task = asyncio.ensure_future(self._bcrypt(creds.password.encode()[:72], hash_bytes))
-            self._pending[key] = task
-            task.add_done_callback(lambda t: self._settled(key, known, t))
-        ok = await asyncio.shield(task)
-        return ok and known
-
-    def _settled(self, key: bytes, known: bool, task: asyncio.Future[bool]) -> None:
-        del self._pending[key]
-        if not task.cancelled() and task.exception() is None and task.result() and known:
-            self._verified[key] = None
-            while len(self._verified) > self.cache_size:
-                self._verified.popitem(last=False)
-
-    async def _bcrypt(self, password: bytes, hashed: bytes) -> bool:
-        import bcrypt
-
-        if self._one_at_a_time is None:
-            self._one_at_a_time = asyncio.Semaphore(1)
-        async with self._one_at_a_time:
-            self.bcrypt_calls += 1
-            try:
-                return await asyncio.to_thread(bcrypt.checkpw, password, hashed)
-            except ValueError as exc:  # a hash that looked like bcrypt but is not
-                log.error("basic auth: cannot check the password hash", error=str(exc))
-                return False
 
 
 def _sans(peer: Mapping[str, Any]) -> list[str]:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from exporter.errors import ConfigError
-from exporter.webconfig import BasicAuthChecker, load_web_config
+from exporter.webauth import BasicAuthChecker
 from exporter.webconfig import is_loopback as loopback
+from exporter.webconfig import load_web_config
 from tests.webtls import PKI, bcrypt_hash, make_pki
 
 
