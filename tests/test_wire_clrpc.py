@@ -33,8 +33,8 @@ from exporter.wire import clrpc, dcerpc, epm
 from exporter.wire.clrpc import ClPdu
 from tests.encoders import encode_cl_response, encode_ept_lookup_response
 from tests.encoders import tcp_tower as encode_tcp_tower
+from tests.helpers import CAPTURES
 
-CAPTURES = Path("/work/shared/captures")
 ACT_ID = uuid.UUID("6a1f7c1e-2b3d-4e5f-8091-a2b3c4d5e6f7")
 PNIO_IF = "dea00001-6c97-11d1-8271-00a02442df7d"
 

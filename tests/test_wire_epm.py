@@ -12,7 +12,6 @@ import struct
 import uuid
 from pathlib import Path
 
-import dpkt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,42 +20,20 @@ from exporter.errors import DecodeError
 from exporter.wire import dcerpc, epm
 from exporter.wire.epm import EpmEntry, TowerFloor
 from tests.encoders import encode_ept_lookup_response, encode_tower
+from tests.helpers import CAPTURES, tcp_streams
 
-CAPTURES = Path("/work/shared/captures")
 DUMP_346 = CAPTURES / "epm-ept-lookup-response-stub-win10-346entries.bin"
 DUMP_430 = CAPTURES / "epm-ept-lookup-response-stub-winserver-dc1-430entries.bin"
 
 pytestmark = pytest.mark.skipif(not CAPTURES.is_dir(), reason="shared captures not mounted")
 
 
-def tcp_streams(path: Path) -> dict[int, bytes]:
-    """Reassemble each direction of the (single) TCP connection in a pcap, keyed by source port."""
-    segments: dict[int, list[tuple[int, bytes]]] = {}
-    with path.open("rb") as fh:
-        for _ts, frame in dpkt.pcap.Reader(fh):
-            tcp = dpkt.ethernet.Ethernet(frame).data.data
-            if isinstance(tcp, dpkt.tcp.TCP) and tcp.data:
-                segments.setdefault(tcp.sport, []).append((tcp.seq, bytes(tcp.data)))
-    streams: dict[int, bytes] = {}
-    for port, segs in segments.items():
-        segs.sort(key=lambda s: s[0])
-        data = bytearray()
-        nxt = segs[0][0]
-        for seq, payload in segs:
-            if seq + len(payload) <= nxt:
-                continue  # retransmission
-            data += payload[max(nxt - seq, 0) :]
-            nxt = seq + len(payload)
-        streams[port] = bytes(data)
-    return streams
-
-
 def server_pdus(name: str) -> tuple[dcerpc.CoPdu, ...]:
-    return dcerpc.decode_co_pdus(tcp_streams(CAPTURES / name)[135])
+    return dcerpc.decode_co_pdus(tcp_streams(name)[135])
 
 
 def client_pdus(name: str) -> tuple[dcerpc.CoPdu, ...]:
-    streams = tcp_streams(CAPTURES / name)
+    streams = tcp_streams(name)
     (client,) = (v for k, v in streams.items() if k != 135)
     return dcerpc.decode_co_pdus(client)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import struct
-from pathlib import Path
 
 import dpkt
 import pytest
@@ -18,8 +17,8 @@ from hypothesis import strategies as st
 from exporter.errors import DecodeError
 from exporter.wire import nbstat
 from exporter.wire.nbstat import NetbiosName
+from tests.helpers import CAPTURES
 
-CAPTURES = Path("/work/shared/captures")
 needs_captures = pytest.mark.skipif(not CAPTURES.is_dir(), reason="shared captures not mounted")
 
 
