@@ -24,7 +24,7 @@ from exporter.probes import PROBES
 from exporter.probes.context import ProbeContext, ProtocolOutcome
 from exporter.probes.sockets import Evidence, tcp_connect, udp_exchange
 from exporter.resolve import Resolved, Resolver
-from exporter.result import ProbeResult
+from exporter.result import NO_DETAILS, ProbeResult
 from exporter.states import Finding, PortState, Reason
 
 #: Follow-up connections (endpoint-mapper dynamic ports) in flight at most, across all targets.
@@ -140,25 +140,59 @@ class Engine:
             if addresses == "first":
                 found = found[:1]
         jobs = [(where, spec) for where in found for spec in specs]
-        # A pool of at most `concurrency` workers per target, each taking the global slot per probe: far fewer
-        # tasks and semaphore waiters than one task per port (1,000 waiters cost O(n) per wake-up in 3.11).
         results: list[ProbeResult | None] = [None] * len(jobs)
-        queue = iter(enumerate(jobs))
-
-        async def worker() -> None:
-            for index, (where, spec) in queue:
-                try:
-                    results[index] = await self.probe_port(target, host, where, spec, options)
-                except Exception as exc:
-                    if self.on_probe_error is None:
-                        raise
-                    self.on_probe_error(spec, exc)
-
-        await asyncio.gather(*(worker() for _ in range(min(len(jobs), self.concurrency))))
+        await self._run_jobs(target, host, jobs, options, results)
         done = [r for r in results if r is not None]
         for where in found:
             await self._recheck_silent_udp(where, options, done)
         return done
+
+    async def _run_jobs(
+        self,
+        target: str,
+        host: str,
+        jobs: Sequence[tuple[Resolved, PortSpec]],
+        options: ProbeOptions,
+        results: list[ProbeResult | None],
+    ) -> None:
+        """Probe ``jobs`` into ``results`` (same index) with workers that each run one probe at a time.
+
+        A target starts with one worker; a worker that takes a slot while another is free starts one more.
+        So a target never has more workers than probes it can run now (plus one waiting), and 1,000 targets
+        waiting for 512 slots hold 1,000 small waiters, not a worker per port each (memory), nor one task
+        per port (CPU).  A bug in a probe goes to ``on_probe_error``, or cancels the rest and propagates.
+        """
+        queue = iter(enumerate(jobs))
+        left = len(jobs)
+        workers: list[asyncio.Task[None]] = []
+
+        async def worker() -> None:
+            nonlocal left
+            for index, (where, spec) in queue:
+                left -= 1
+                if _paced(spec, options):
+                    await self.pace_udp(where.address)
+                async with self._slots:
+                    if left > 0 and not self._slots.locked():
+                        workers.append(asyncio.create_task(worker()))
+                    try:
+                        results[index] = await self._probe_held(target, host, where, spec, options)
+                    except Exception as exc:
+                        if self.on_probe_error is None:
+                            raise
+                        self.on_probe_error(spec, exc)
+
+        if not jobs:
+            return
+        workers.append(asyncio.create_task(worker()))
+        try:
+            while workers:
+                await workers.pop()
+        finally:
+            for task in workers:
+                task.cancel()
+            if workers:
+                await asyncio.gather(*workers, return_exceptions=True)
 
     async def _recheck_silent_udp(self, resolved: Resolved, options: ProbeOptions, results: list[ProbeResult]) -> None:
         """Ask silent UDP ports once more, slowly, when the host proved it sends ICMP port unreachables.
@@ -224,57 +258,63 @@ class Engine:
         Returns:
             The :class:`~exporter.result.ProbeResult`; network failures are results, never exceptions.
         """
-        loop = asyncio.get_running_loop()
-        binding = spec.binding if options.protocol_probes and spec.binding in PROBES else ""
-        if spec.protocol == "udp":
+        if _paced(spec, options):
             await self.pace_udp(resolved.address)
         async with self._slots:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            started = loop.time()
-            try:
-                evidence = await self._state_probe(resolved, spec, options, bool(binding))
-                outcome = ProtocolOutcome(evidence.state, evidence.reason, error=evidence.error)
-                initial: PortState | None = None
-                tries = evidence.tries
-                if binding and _follow_up(spec.protocol, evidence.state):
-                    initial = evidence.state
-                    ctx = ProbeContext(
-                        engine=self,
-                        target=target,
-                        host=host,
-                        address=resolved.address,
-                        family=resolved.family,
-                        protocol=spec.protocol,
-                        port=spec.port,
-                        options=options,
-                        evidence=evidence,
-                        deadline=loop.time() + options.protocol_budget,
-                        binding=binding,
-                    )
-                    found = await self._protocol(ctx)
-                    outcome = dataclasses.replace(found, error=found.error or evidence.error)
-                    if spec.protocol == "udp":  # the protocol query may be the first datagram: count them all
-                        tries += ctx.datagrams_sent
-            finally:
-                self.in_flight -= 1
-            return ProbeResult(
-                target=target,
-                host=host,
-                address=resolved.address,
-                protocol=spec.protocol,
-                port=spec.port,
-                service=spec.service_label,
-                state=outcome.state,
-                reason=outcome.reason,
-                duration_seconds=loop.time() - started,
-                tries=tries,
-                timestamp=time.time(),
-                details=outcome.details,
-                error=outcome.error,
-                initial_state=initial,
-                error_detail=outcome.error_detail,
-            )
+            return await self._probe_held(target, host, resolved, spec, options)
+
+    async def _probe_held(
+        self, target: str, host: str, resolved: Resolved, spec: PortSpec, options: ProbeOptions
+    ) -> ProbeResult:
+        """:meth:`probe_port` once its UDP pacing is done and it holds a concurrency slot."""
+        loop = asyncio.get_running_loop()
+        binding = spec.binding if options.protocol_probes and spec.binding in PROBES else ""
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        started = loop.time()
+        try:
+            evidence = await self._state_probe(resolved, spec, options, bool(binding))
+            outcome = ProtocolOutcome(evidence.state, evidence.reason, error=evidence.error)
+            initial: PortState | None = None
+            tries = evidence.tries
+            if binding and _follow_up(spec.protocol, evidence.state):
+                initial = evidence.state
+                ctx = ProbeContext(
+                    engine=self,
+                    target=target,
+                    host=host,
+                    address=resolved.address,
+                    family=resolved.family,
+                    protocol=spec.protocol,
+                    port=spec.port,
+                    options=options,
+                    evidence=evidence,
+                    deadline=loop.time() + options.protocol_budget,
+                    binding=binding,
+                )
+                found = await self._protocol(ctx)
+                outcome = dataclasses.replace(found, error=found.error or evidence.error)
+                if spec.protocol == "udp":  # the protocol query may be the first datagram: count them all
+                    tries += ctx.datagrams_sent
+        finally:
+            self.in_flight -= 1
+        return ProbeResult(
+            target=target,
+            host=host,
+            address=resolved.address,
+            protocol=spec.protocol,
+            port=spec.port,
+            service=spec.service_label,
+            state=outcome.state,
+            reason=outcome.reason,
+            duration_seconds=loop.time() - started,
+            tries=tries,
+            timestamp=time.time(),
+            details=outcome.details or NO_DETAILS,
+            error=outcome.error,
+            initial_state=initial,
+            error_detail=outcome.error_detail,
+        )
 
     async def _state_probe(
         self, resolved: Resolved, spec: PortSpec, options: ProbeOptions, has_protocol: bool
@@ -314,6 +354,17 @@ class Engine:
             if ctx.protocol == "udp":
                 return ctx.outcome(Finding.SILENT, error=f"{ctx.binding}: deadline")
             return ctx.outcome(Finding.UNREACHED, error=f"{ctx.binding}: no reply before deadline")
+
+
+def _paced(spec: PortSpec, options: ProbeOptions) -> bool:
+    """Whether the state probe sends a datagram, and so takes a UDP pacing slot.
+
+    A UDP port with a protocol probe sends the protocol query as its first datagram (unless
+    ``udp_unformatted_first``); that query takes its own slot (:meth:`ProbeContext.udp_exchange`).
+    """
+    if spec.protocol != "udp":
+        return False
+    return not (options.protocol_probes and spec.binding in PROBES) or options.udp_unformatted_first
 
 
 def _follow_up(protocol: str, state: PortState) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_state = {"level": logging.INFO}  # the configured level, for debug_enabled()
 
 
 def configure(level: str = "info", fmt: str = "auto") -> None:
@@ -18,6 +19,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         level: ``debug`` (each probe), ``info`` (state changes, reloads), ``warning``, ``error``.
         fmt: ``json``, ``console`` (key=value), or ``auto`` (JSON unless stdout is a TTY).
     """
+    _state["level"] = _LEVELS.get(level, logging.INFO)
     as_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0)
@@ -38,3 +40,8 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
 def get_logger(**bind: Any) -> Any:
     """A lazy structlog logger with ``bind`` context (configuration is read at first use, not at import)."""
     return structlog.get_logger("portqry", **bind)
+
+
+def debug_enabled() -> bool:
+    """Whether debug lines are written (to skip building a line per probe that nobody will see)."""
+    return _state["level"] <= logging.DEBUG

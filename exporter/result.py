@@ -5,12 +5,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from exporter.model import Detail, Protocol
 from exporter.states import PortState, Reason
 
-__all__ = ["ProbeResult", "Protocol"]
+__all__ = ["NO_DETAILS", "ProbeResult", "Protocol"]
+
+#: The details of a result without protocol findings: one shared empty mapping, not a dict per port.
+NO_DETAILS: Mapping[str, Detail] = MappingProxyType({})
+
+
+def _no_details() -> Mapping[str, Detail]:
+    return NO_DETAILS
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +60,7 @@ class ProbeResult:
     duration_seconds: float
     tries: int
     timestamp: float
-    details: Mapping[str, Detail] = field(default_factory=dict)
+    details: Mapping[str, Detail] = field(default_factory=_no_details)
     error: str = ""
     initial_state: PortState | None = None
     error_detail: str = ""

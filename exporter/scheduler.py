@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from exporter.discovery import Discovery, discover
 from exporter.engine import Engine
 from exporter.exposition import Histogram
-from exporter.logs import get_logger
+from exporter.logs import debug_enabled, get_logger
 from exporter.model import DiscoveredDC, DomainState, PortSpec
 from exporter.plan import DomainPlan, TargetPlan
 from exporter.result import ProbeResult
@@ -242,7 +242,11 @@ class Scheduler:
             await asyncio.sleep(max(0.0, planned - loop.time()))
 
     def _publish(self, plan: TargetPlan, results: list[ProbeResult]) -> None:
+        debug = debug_enabled()
         for previous, result in self.store.record(plan.name, results, domain=plan.domain, site=plan.site):
+            changed = previous is None or previous.state is not result.state
+            if not (changed or debug):
+                continue
             fields = {
                 "target": result.target,
                 "address": result.address,
@@ -257,7 +261,7 @@ class Scheduler:
             if result.error:
                 fields["error"] = result.error
             detail = {"error_detail": result.error_detail} if result.error_detail else {}
-            if previous is None or previous.state is not result.state:
+            if changed:
                 log.info(
                     "port state changed",
                     previous=previous.state.value if previous else None,
