@@ -100,6 +100,32 @@ async def test_tries_count_the_protocol_probes_datagrams() -> None:
     assert len(seen) == 1 + 2
 
 
+async def test_one_pacing_slot_per_datagram_sent() -> None:
+    """Every pacing slot a probe takes is a datagram it sends: a protocol-bound UDP port takes one, not two."""
+    dc = FakeDC("dc1.pqtest.test", "pqtest.test")
+    with udp_peer(echo=False) as (silent, seen), cldap_service({"127.0.0.1": dc}) as cldap:
+        eng = engine(udp_recheck_max=0, udp_pacing_seconds=0.01)
+        slots = 0
+        pace = eng.pace_udp
+
+        async def counted(address: str) -> None:
+            nonlocal slots
+            slots += 1
+            await pace(address)
+
+        eng.pace_udp = counted  # type: ignore[method-assign]
+        specs = [
+            port_spec("udp", silent, binding="snmp"),
+            port_spec("udp", cldap.ports["127.0.0.1"], binding="ldap"),
+            port_spec("udp", silent),
+        ]
+        results = await eng.probe_target("lo", "127.0.0.1", specs, ProbeOptions(timeout_seconds=0.3, udp_tries=1))
+        await asyncio.sleep(0.05)
+    assert [r.tries for r in results] == [1, 2, 1]  # the SNMP query; the rootDSE search and LDAP ping; one
+    assert len(seen) == 2
+    assert slots == sum(r.tries for r in results)
+
+
 async def test_ipv6_loopback() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 on this machine")
