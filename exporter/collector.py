@@ -114,6 +114,15 @@ class PortqryCollector(Collector):
             "result.",
             value=float(snap.probe_errors_total),
         )
+        local = CounterMetricFamily(
+            "portqry_exporter_local_errors",
+            "Probes that failed on this host (no descriptor, no buffer, socket() refused), by errno name; such a "
+            "probe publishes no port state: the port kept its previous result.",
+            labels=["reason"],
+        )
+        for name, count in sorted(snap.local_errors_total.items()):
+            local.add_metric([name], float(count))
+        yield local
 
         yield from detail_families(snap.results, snap.labels, snap.domains)
         yield GaugeMetricFamily(

@@ -296,6 +296,12 @@ class Engine:
                 outcome = dataclasses.replace(found, error=found.error or evidence.error)
                 if spec.protocol == "udp":  # the protocol query may be the first datagram: count them all
                     tries += ctx.datagrams_sent
+                if ctx.local_error:  # this host failed, not the port: no state to publish
+                    outcome = ProtocolOutcome(
+                        PortState.FILTERED, Reason.LOCAL_ERROR, error=found.error, error_detail=ctx.local_error
+                    )
+            elif evidence.reason is Reason.LOCAL_ERROR:
+                outcome = dataclasses.replace(outcome, error_detail=evidence.local)
         finally:
             self.in_flight -= 1
         return ProbeResult(

@@ -72,6 +72,7 @@ from exporter.plan import DEFAULT_DOMAIN_PROFILE, TargetPlan, domain_plans, modu
 from exporter.resolve import Resolved, literal
 from exporter.result import ProbeResult
 from exporter.scheduler import Scheduler
+from exporter.states import Reason
 from exporter.store import ResultStore
 
 log = get_logger(component="probe")
@@ -485,6 +486,10 @@ class ProbeEndpoint:
                 note(f"{name}: probe raised {type(exc).__name__}: {exc}")
                 continue
             for r in task.result():
+                if r.reason is Reason.LOCAL_ERROR:  # this host failed: no state for the port, counted on /metrics
+                    self.host.store.count_local_error(r.error_detail)
+                    note(f"{name}: failed on this host ({r.error_detail}: {r.error}), no series")
+                    continue
                 extra = f" ({r.error})" if r.error else ""
                 note(f"{name}: {r.state.value} {r.reason.value} in {r.duration_seconds:.3f}s, tries {r.tries}{extra}")
                 results.append(r)

@@ -23,6 +23,7 @@ from exporter.model import DiscoveredDC, DomainState, PortSpec
 from exporter.plan import DomainPlan, TargetPlan
 from exporter.result import ProbeResult
 from exporter.shard import UNSHARDED, Shard, keeps
+from exporter.states import Reason
 from exporter.store import ResultStore
 
 log = get_logger(component="scheduler")
@@ -243,6 +244,15 @@ class Scheduler:
 
     def _publish(self, plan: TargetPlan, results: list[ProbeResult]) -> None:
         debug = debug_enabled()
+        local = [r for r in results if r.reason is Reason.LOCAL_ERROR]
+        if local:
+            log.warning(
+                "probes failed on this host; those ports keep their last result",
+                target=plan.name,
+                ports=len(local),
+                errno=sorted({r.error_detail for r in local}),
+                error=local[0].error,
+            )
         for previous, result in self.store.record(plan.name, results, domain=plan.domain, site=plan.site):
             changed = previous is None or previous.state is not result.state
             if not (changed or debug):

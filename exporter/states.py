@@ -84,7 +84,9 @@ class Reason(StrEnum):
     PROTOCOL_REFUSED = "protocol-refused"  # the server answered with a fault / reject / bind_nak
     PROTOCOL_NO_REPLY = "protocol-no-reply"  # the protocol-aware query got no reply: UDP FILTERED, TCP LISTENING
     RESOLVE_FAILED = "resolve-failed"
-    LOCAL_ERROR = "local-error"  # our side failed: no route, source port busy, socket error
+    NO_ROUTE = "no-route"  # connect()/send() found no route here to the address, and no ICMP came back
+    LOCAL_PROHIBITED = "local-prohibited"  # a netfilter rule on this host refused the connect or send (EPERM)
+    LOCAL_ERROR = "local-error"  # our side failed (no descriptor, no buffer, socket() refused): not a port state
 
 
 #: ICMP (type 3) destination-unreachable codes -> (state, reason); RFC 792, RFC 1812 section 5.2.7.1.
@@ -132,14 +134,18 @@ def classify_icmp(family: int, icmp_type: int, icmp_code: int) -> tuple[PortStat
 ERRNO_EVIDENCE: dict[int, tuple[PortState, Reason]] = {
     errno.ECONNREFUSED: (PortState.NOT_LISTENING, Reason.REFUSED),
     errno.EHOSTUNREACH: (PortState.FILTERED, Reason.ICMP_HOST_UNREACHABLE),
-    errno.ENETUNREACH: (PortState.FILTERED, Reason.LOCAL_ERROR),  # without ICMP evidence: no route here
+    errno.ENETUNREACH: (PortState.FILTERED, Reason.NO_ROUTE),  # without ICMP evidence: no route here
     errno.EACCES: (PortState.FILTERED, Reason.ICMP_ADMIN_PROHIBITED),
-    errno.EPERM: (PortState.FILTERED, Reason.LOCAL_ERROR),  # a local netfilter rule refused the send
+    errno.EPERM: (PortState.FILTERED, Reason.LOCAL_PROHIBITED),
 }
 
 
 def classify_errno(code: int) -> tuple[PortState, Reason]:
-    """Map the errno of a failed connect or send to a port state (any other errno: FILTERED/``local-error``)."""
+    """Map the errno of a failed connect or send to a port state.
+
+    Any other errno (``EMFILE``, ``ENOBUFS``, ``EADDRNOTAVAIL`` ...) is ``local-error``: this host failed, which
+    says nothing about the port; the daemon does not publish it (the port keeps its last result).
+    """
     return ERRNO_EVIDENCE.get(code, (PortState.FILTERED, Reason.LOCAL_ERROR))
 
 

@@ -16,7 +16,7 @@ from exporter.exposition import Histogram, HistogramMode, chunks, histogram_key,
 from exporter.history import PortHistory
 from exporter.model import DomainState
 from exporter.result import ProbeResult
-from exporter.states import PortState
+from exporter.states import PortState, Reason
 
 #: ``(target, address, protocol, port)``.
 Key = tuple[str, str, str, int]
@@ -74,6 +74,7 @@ class Snapshot:
         labels: per target, its ``(domain, site)`` labels.
         domains: per ``[[domains]]`` entry, its discovery state.
         probe_errors_total: probes that raised a bug.
+        local_errors_total: probes that failed on this host (``local-error``), by errno name.
     """
 
     results: tuple[ProbeResult, ...]
@@ -82,6 +83,7 @@ class Snapshot:
     labels: dict[str, tuple[str, str]] = field(default_factory=dict)
     domains: dict[str, DomainState] = field(default_factory=dict)
     probe_errors_total: int = 0
+    local_errors_total: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -118,11 +120,18 @@ class ResultStore:
         self._total: dict[PortState, int] = dict.fromkeys(PortState, 0)
         self._domains: dict[str, DomainState] = {}
         self._probe_errors = 0
+        self._local_errors: dict[str, int] = {}
 
     def count_probe_error(self) -> None:
         """Count a probe that raised a bug instead of producing a result (``portqry_exporter_probe_errors_total``)."""
         with self._lock:
             self._probe_errors += 1
+
+    def count_local_error(self, name: str) -> None:
+        """Count a probe that failed on this host, by errno name (``portqry_exporter_local_errors_total``)."""
+        with self._lock:
+            key = name or "unknown"
+            self._local_errors[key] = self._local_errors.get(key, 0) + 1
 
     def record(
         self, target: str, results: Iterable[ProbeResult], *, domain: str = "", site: str = ""
@@ -131,6 +140,8 @@ class ResultStore:
 
         The target's results on addresses that this round did not probe are dropped (the name resolves
         elsewhere now, or not at all); a port missing from an address probed this round keeps its result.
+        A ``local-error`` result is no port state: it is counted (``portqry_exporter_local_errors_total``, by
+        the errno name in its ``error_detail``) and the port keeps its previous result, or has none yet.
 
         Returns:
             ``[(previous or None, new), ...]`` so that the caller can log state changes.
@@ -138,9 +149,14 @@ class ResultStore:
         changes: list[tuple[ProbeResult | None, ProbeResult]] = []
         results = list(results)
         addresses = {r.address for r in results}
+        local = [r for r in results if r.reason is Reason.LOCAL_ERROR]
+        if local:
+            results = [r for r in results if r.reason is not Reason.LOCAL_ERROR]
+        for r in local:
+            self.count_local_error(r.error_detail)
         with self._lock:
             entry = self._targets.get(target) or self._targets.setdefault(target, _Target(target))
-            if results:
+            if addresses:
                 for stale in [k for k in entry.results if k[0] not in addresses]:
                     del entry.results[stale]
                     entry.history.pop(stale, None)
@@ -258,4 +274,5 @@ class ResultStore:
                 labels={n: (t.domain, t.site) for n, t in self._targets.items()},
                 domains=dict(self._domains),
                 probe_errors_total=self._probe_errors,
+                local_errors_total=dict(self._local_errors),
             )

@@ -10,6 +10,7 @@ needs two things of the engine, named by :class:`EngineServices`: UDP pacing and
 from __future__ import annotations
 
 import asyncio
+import errno
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import TypeVar
 from exporter.errors import DecodeError, ProtocolError, error_detail, plain_error
 from exporter.model import Detail, ProbeOptions, ProbeParams, Protocol
 from exporter.probes.sockets import Evidence, tcp_connect, udp_exchange
-from exporter.states import Finding, PortState, Reason, protocol_verdict
+from exporter.states import Finding, PortState, Reason, classify_errno, protocol_verdict
 
 #: The most bytes a protocol probe reads from one TCP stream (hostile servers cannot make us buffer more).
 MAX_STREAM_BYTES = 4 * 1024 * 1024
@@ -94,6 +95,8 @@ class ProbeContext:
         binding: the binding name that chose this probe (``ldap`` or ``ldaps`` ...).
         datagrams_sent: UDP datagrams this probe has sent to the port (:meth:`udp_exchange` counts them; the
             engine adds them to the result's ``tries``).
+        local_error: the errno name of a failure of this host met on the way (``EMFILE``), else ``""``: the
+            engine then publishes no state for the port (a local failure says nothing about it).
     """
 
     engine: EngineServices
@@ -108,6 +111,7 @@ class ProbeContext:
     deadline: float
     binding: str = ""
     datagrams_sent: int = 0
+    local_error: str = ""
 
     @property
     def params(self) -> ProbeParams:
@@ -168,6 +172,8 @@ class ProbeContext:
             accept=accept,
         )
         self.datagrams_sent += evidence.tries
+        if evidence.reason is Reason.LOCAL_ERROR:
+            self.local_error = evidence.local
         return evidence
 
     async def udp_query(
@@ -233,6 +239,8 @@ class ProbeContext:
         try:
             reader, writer = await self.open_tcp()
         except (OSError, TimeoutError) as exc:
+            if isinstance(exc, OSError) and exc.errno and classify_errno(exc.errno)[1] is Reason.LOCAL_ERROR:
+                self.local_error = errno.errorcode.get(exc.errno, "unknown")
             return self.outcome(Finding.UNREACHED, error=f"{what}: connect: {plain_error(exc)}", cause=exc)
         if tls is None:
             return reader, writer

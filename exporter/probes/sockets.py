@@ -46,6 +46,7 @@ class Evidence:
         data: the reply datagram (UDP ``reply``), else ``b""``.
         icmp: ``(type, code)`` of an ICMP error, if one came back.
         error: a one-line description of a local failure, else ``""``.
+        local: for ``local-error``, the errno name (``EMFILE``), else ``""``.
     """
 
     state: PortState
@@ -54,6 +55,7 @@ class Evidence:
     data: bytes = b""
     icmp: tuple[int, int] | None = None
     error: str = ""
+    local: str = ""
 
 
 def _enable_recverr(sock: socket.socket, family: int) -> None:
@@ -98,11 +100,20 @@ def _from_icmp(family: int, icmp: tuple[int, int, int], tries: int) -> Evidence:
     return Evidence(state, reason, tries, icmp=(icmp_type, icmp_code))
 
 
-def _from_errno(exc: OSError, tries: int) -> Evidence:
+def _from_errno(exc: OSError, tries: int, what: str = "") -> Evidence:
     state, reason = classify_errno(exc.errno or 0)
     if reason is Reason.REFUSED:
         return Evidence(state, reason, tries)
-    return Evidence(state, reason, tries, error=f"{exc.strerror or exc}")
+    text = f"{what}{exc.strerror or exc}"
+    if reason is Reason.LOCAL_ERROR:
+        return Evidence(state, reason, tries, error=text, local=errno.errorcode.get(exc.errno or 0, "unknown"))
+    return Evidence(state, reason, tries, error=text)
+
+
+def _local(exc: OSError, tries: int) -> Evidence:
+    """``socket()`` or ``bind()`` failed here: ``local-error`` whatever the errno (no packet was sent)."""
+    name = errno.errorcode.get(exc.errno or 0, "unknown")
+    return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, tries, error=f"socket: {exc.strerror or exc}", local=name)
 
 
 def _new_socket(family: int, kind: int, source_port: int | None) -> socket.socket:
@@ -144,7 +155,7 @@ async def tcp_connect(
 
     Returns:
         The :class:`Evidence`; never raises for network conditions (a local socket failure is
-        FILTERED/``local-error`` with ``error`` set).
+        ``local-error`` with ``error`` and ``local`` set).
     """
     loop = asyncio.get_running_loop()
     tries = max(1, tries)
@@ -152,7 +163,7 @@ async def tcp_connect(
         try:
             sock = _new_socket(family, socket.SOCK_STREAM, source_port)
         except OSError as exc:
-            return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, attempt - 1, error=f"socket: {exc.strerror}")
+            return _local(exc, attempt - 1)
         try:
             try:
                 error = await _connect(loop, sock, (address, port), timeout)
@@ -238,12 +249,12 @@ async def udp_exchange(
     try:
         sock = _new_socket(family, socket.SOCK_DGRAM, source_port)
     except OSError as exc:
-        return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, 0, error=f"socket: {exc.strerror}")
+        return _local(exc, 0)
     try:
         sock.connect((address, port))
     except OSError as exc:
         sock.close()
-        return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, 0, error=f"socket: {exc.strerror}")
+        return _from_errno(exc, 0, "connect: ")
     rejected = b""
     rejected_count = 0
     try:
@@ -257,7 +268,7 @@ async def udp_exchange(
                     return _from_icmp(family, icmp, attempt)
                 return _from_errno(exc, attempt)
             if sent != len(payload):
-                return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, attempt, error="short send")
+                return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, attempt, error="short send", local="short-send")
             deadline = loop.time() + timeout
             skipped = 0
             while skipped < MAX_DATAGRAMS:
