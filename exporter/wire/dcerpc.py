@@ -264,6 +264,7 @@ class CoReassembly:
         fault: the fault PDU that ended the call (C706 12.6.4.7), else ``None``.
         fragments: fragments added so far.
         size: bytes added so far (``frag_length`` summed).
+        little_endian: integer representation of the first fragment (for decoding the stub).
     """
 
     def __init__(self, *, max_bytes: int = MAX_RESPONSE_BYTES, max_fragments: int = MAX_RESPONSE_FRAGMENTS) -> None:
@@ -306,13 +307,14 @@ class CoReassembly:
             self._call_id, self.little_endian = pdu.call_id, pdu.little_endian
         elif pdu.call_id != self._call_id:
             raise DecodeError(f"fragment {i} has call_id {pdu.call_id}, expected {self._call_id}", self.size)
+        fault = pdu.ptype == rpcrt.MSRPC_FAULT
+        if not fault and bool(pdu.pfc_flags & rpcrt.PFC_FIRST_FRAG) != (i == 0):
+            raise DecodeError(f"fragment {i} has pfc_flags 0x{pdu.pfc_flags:02x}", self.size)
         self.fragments += 1
         self.size += pdu.frag_length
-        if pdu.ptype == rpcrt.MSRPC_FAULT:
+        if fault:
             self.fault, self._complete = pdu, True
             return True
-        if bool(pdu.pfc_flags & rpcrt.PFC_FIRST_FRAG) != (i == 0):
-            raise DecodeError(f"fragment {i} has pfc_flags 0x{pdu.pfc_flags:02x}", self.size - pdu.frag_length)
         self._stubs.append(pdu.stub)
         self._complete = bool(pdu.pfc_flags & rpcrt.PFC_LAST_FRAG)
         return self._complete
