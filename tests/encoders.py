@@ -317,3 +317,52 @@ def encode_cl_response(request: clrpc.ClPdu, body: bytes, *, fragment_size: int 
         )
         out.append(clrpc.encode_pdu(pdu))
     return out
+
+
+# --------------------------------------------------------------------------- connection-oriented RPC (TCP 135)
+
+_CO_HEADER = struct.Struct("<BBBB4sHHI")
+_LITTLE_ENDIAN_DREP = b"\x10\x00\x00\x00"
+
+
+def encode_bind_ack(call_id: int, *, max_frag: int = 4280, secondary_address: bytes = b"135\x00") -> bytes:
+    """A bind_ack accepting one presentation context with NDR 2.0 (C706 12.6.4.4; little-endian).
+
+    Args:
+        call_id: the bind's call id.
+        max_frag: ``max_xmit_frag`` and ``max_recv_frag``, bytes.
+        secondary_address: ``sec_addr`` port_spec, NUL included.
+
+    Returns:
+        The whole PDU (``frag_length`` = its length).
+    """
+    body = struct.pack("<HHIH", max_frag, max_frag, 0x12345, len(secondary_address)) + secondary_address
+    body += bytes(-(_CO_HEADER.size + len(body)) % 4)
+    body += struct.pack("<BBHHH", 1, 0, 0, 0, 0)  # n_results, reserved, reserved2; result acceptance, reason 0
+    body += uuid.UUID(epm.NDR_TRANSFER_SYNTAX_UUID).bytes_le + struct.pack("<I", 2)
+    flags = 0x03  # PFC_FIRST_FRAG | PFC_LAST_FRAG
+    return _CO_HEADER.pack(5, 0, 12, flags, _LITTLE_ENDIAN_DREP, _CO_HEADER.size + len(body), 0, call_id) + body
+
+
+def encode_co_response_fragment(call_id: int, stub: bytes, *, first: bool, last: bool, alloc_hint: int = 0) -> bytes:
+    """One response PDU (C706 12.6.4.10; little-endian, context 0, no authentication) carrying ``stub``.
+
+    Args:
+        call_id: the request's call id.
+        stub: this fragment's stub bytes.
+        first: set ``PFC_FIRST_FRAG``.
+        last: set ``PFC_LAST_FRAG``.
+        alloc_hint: the ``alloc_hint`` field (0 = unknown).
+    """
+    flags = (0x01 if first else 0) | (0x02 if last else 0)
+    header = _CO_HEADER.pack(5, 0, 2, flags, _LITTLE_ENDIAN_DREP, 24 + len(stub), 0, call_id)
+    return header + struct.pack("<IHBB", alloc_hint, 0, 0, 0) + stub
+
+
+def encode_co_response(call_id: int, stub: bytes, *, fragment_size: int = 4256) -> list[bytes]:
+    """The response PDUs of one call, ``fragment_size`` stub bytes each (C706 12.6.3.1 ``PFC_*_FRAG``)."""
+    chunks = [stub[i : i + fragment_size] for i in range(0, len(stub), fragment_size)] or [b""]
+    return [
+        encode_co_response_fragment(call_id, chunk, first=i == 0, last=i == len(chunks) - 1, alloc_hint=len(stub))
+        for i, chunk in enumerate(chunks)
+    ]

@@ -93,7 +93,8 @@ async def test_a_library_error_is_a_plain_sentence_with_the_detail_kept(flaky: F
 
 
 def _short_bind_ack_server() -> tuple[socket.socket, int]:
-    """A TCP 135 that answers the bind with 16 bytes of a bind_ack: impacket's Structure reads past the end."""
+    """A TCP 135 that answers the bind with a bind_ack of 16 bytes (a header, ``frag_length`` 16, no body): impacket's
+    Structure reads past the end."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
@@ -107,7 +108,7 @@ def _short_bind_ack_server() -> tuple[socket.socket, int]:
             with conn, contextlib.suppress(OSError):
                 conn.settimeout(2)
                 conn.recv(4096)
-                conn.sendall(bytes.fromhex("05000c03100000001c00000001000000"))
+                conn.sendall(bytes.fromhex("05000c03100000001000000001000000"))
 
     threading.Thread(target=serve, daemon=True).start()
     return server, server.getsockname()[1]

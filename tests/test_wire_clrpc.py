@@ -14,7 +14,6 @@ import random
 import shutil
 import socket
 import subprocess
-import threading
 import uuid
 from pathlib import Path
 
@@ -31,9 +30,8 @@ from exporter.result import ProbeResult
 from exporter.states import PortState, Reason
 from exporter.wire import clrpc, dcerpc, epm
 from exporter.wire.clrpc import ClPdu
-from tests.encoders import encode_cl_response, encode_ept_lookup_response
-from tests.encoders import tcp_tower as encode_tcp_tower
 from tests.helpers import CAPTURES
+from tests.hostile_rpc import UdpMapper
 
 ACT_ID = uuid.UUID("6a1f7c1e-2b3d-4e5f-8091-a2b3c4d5e6f7")
 PNIO_IF = "dea00001-6c97-11d1-8271-00a02442df7d"
@@ -386,36 +384,6 @@ def test_encode_rejects_out_of_range() -> None:
 # --------------------------------------------------------------------------- the UDP probe, fragmented replies
 
 
-def _epm_udp_server(fragment_size: int, *, drop: int | None = None) -> tuple[socket.socket, threading.Thread]:
-    """A loopback endpoint mapper on UDP: answers one ept_lookup with 20 entries in fragments (shuffled, one
-    duplicated, fragment ``drop`` never sent), the handle null so the list ends with this page."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(5)
-    towers = [
-        (uuid.UUID(int=i + 1), encode_tcp_tower(uuid.UUID(int=0xABC0 + i), 1, 0, 49664 + i % 5), b"\x00")
-        for i in range(20)
-    ]
-    stub = encode_ept_lookup_response(bytes(20), towers, 0)
-
-    def answer() -> None:
-        try:
-            data, peer = sock.recvfrom(4096)
-        except OSError:  # no request (the probe failed early): nothing to answer, no stray thread error
-            return
-        request = clrpc.decode_pdu(data)
-        datagrams = encode_cl_response(request, stub, fragment_size=fragment_size)
-        order = [*range(len(datagrams)), 0]
-        random.Random(7).shuffle(order)
-        for i in order:
-            if i != drop:
-                sock.sendto(datagrams[i], peer)
-
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
-    return sock, thread
-
-
 async def _probe_udp_epm(port: int) -> ProbeResult:
     [result] = await Engine(udp_pacing_seconds=0).probe_target(
         "epm", "127.0.0.1", [port_spec("udp", port, binding="rpc")], ProbeOptions(timeout_seconds=1.0)
@@ -424,25 +392,18 @@ async def _probe_udp_epm(port: int) -> ProbeResult:
 
 
 async def test_udp_probe_reassembles_a_fragmented_ept_lookup_reply() -> None:
-    sock, thread = _epm_udp_server(fragment_size=200)
-    try:
-        r = await _probe_udp_epm(sock.getsockname()[1])
-    finally:
-        thread.join(3)
-        sock.close()
+    """A loopback mapper of 20 entries answers each page in 200-byte fragments, shuffled, the first one twice."""
+    with UdpMapper(20, fragment_size=200, shuffle=True) as mapper:
+        r = await _probe_udp_epm(mapper.port)
     assert (r.state, r.reason, r.error) == (PortState.LISTENING, Reason.PROTOCOL_REPLY, "")
     details = r.details["rpc"]
-    assert (details.via, details.pages, details.total) == ("udp", 1, 20)
+    assert (details.via, details.pages, details.total) == ("udp", 3, 20)  # fragmented pages stay at 8 entries
     assert [e.object_uuid for e in details.entries] == [str(uuid.UUID(int=i + 1)) for i in range(20)]
     assert details.protocol_sequence_counts == {"ncacn_ip_tcp": 20}
 
 
 async def test_udp_probe_reports_a_missing_fragment() -> None:
-    sock, thread = _epm_udp_server(fragment_size=200, drop=1)
-    try:
-        r = await _probe_udp_epm(sock.getsockname()[1])
-    finally:
-        thread.join(3)
-        sock.close()
+    with UdpMapper(20, fragment_size=200, shuffle=True, drop=1) as mapper:
+        r = await _probe_udp_epm(mapper.port)
     assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_ERROR)
     assert "missing fragments [1]" in r.error

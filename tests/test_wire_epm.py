@@ -8,6 +8,7 @@ are the ones the README quotes from ``tshark -V``.  impacket's own NDR (``ept_lo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import struct
 import uuid
 from pathlib import Path
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from exporter.errors import DecodeError
 from exporter.wire import dcerpc, epm
 from exporter.wire.epm import EpmEntry, TowerFloor
-from tests.encoders import encode_ept_lookup_response, encode_tower
+from tests.encoders import encode_co_response_fragment, encode_ept_lookup_response, encode_tower
 from tests.helpers import CAPTURES, tcp_streams
 
 DUMP_346 = CAPTURES / "epm-ept-lookup-response-stub-win10-346entries.bin"
@@ -130,6 +131,68 @@ def test_rpcdump_pcap_reassembles_to_the_346_dump() -> None:
     stub = dcerpc.co_response_stub(frags)
     assert stub == DUMP_346.read_bytes()
     assert len(epm.decode_ept_lookup_response(stub).entries) == 346
+
+
+def test_reassembly_as_the_rpcdump_fragments_arrive() -> None:
+    """The Windows 10 reply fed one fragment at a time: complete only at the last, the same stub as joined."""
+    frags = server_pdus("corpc-epm-lookup-all-win10-impacket-rpcdump.pcap")[1:]
+    fragments = dcerpc.CoReassembly()
+    assert [fragments.add(p) for p in frags] == [False] * 10 + [True]
+    assert (fragments.fragments, fragments.size, fragments.little_endian) == (11, 4280 * 10 + 2740, True)
+    assert fragments.stub() == DUMP_346.read_bytes()
+    with pytest.raises(DecodeError, match="after the last fragment"):
+        fragments.add(frags[0])
+    with pytest.raises(DecodeError, match="larger than 40000 bytes"):
+        dcerpc.co_response_stub(frags, max_bytes=40_000)
+    with pytest.raises(DecodeError, match="more than 10 fragments"):
+        dcerpc.co_response_stub(frags, max_fragments=10)
+
+
+def test_reassembly_refuses_what_does_not_belong() -> None:
+    frags = server_pdus("corpc-epm-lookup-all-win10-impacket-rpcdump.pcap")[1:]
+    fragments = dcerpc.CoReassembly()
+    with pytest.raises(DecodeError, match="fragment 0 has pfc_flags 0x00"):  # no PFC_FIRST_FRAG
+        fragments.add(frags[1])
+    fragments = dcerpc.CoReassembly()
+    fragments.add(frags[0])
+    with pytest.raises(DecodeError, match="fragment 1 has pfc_flags 0x01"):  # a second first fragment
+        fragments.add(frags[0])
+    with pytest.raises(DecodeError, match="call_id 7"):
+        fragments.add(dataclasses.replace(frags[1], call_id=7))
+    (bind_ack,) = server_pdus("corpc-epm-lookup-all-win10-impacket-rpcdump.pcap")[:1]
+    with pytest.raises(DecodeError, match="bind_ack, not a response"):
+        fragments.add(bind_ack)
+    with pytest.raises(DecodeError, match="no last fragment after 1 fragments"):
+        fragments.stub()
+
+
+def test_reassembly_ends_at_a_fault() -> None:
+    (_bind_ack, fault) = server_pdus("corpc-epm-lookup-fault-accessdenied-winxpsp2.pcap")
+    fragments = dcerpc.CoReassembly()
+    assert fragments.add(fault)
+    assert fragments.fault is fault
+    with pytest.raises(DecodeError, match="nca_s_fault_access_denied"):
+        fragments.stub()
+
+
+def test_reassembly_cost_is_linear_in_fragments() -> None:
+    """A flood of empty non-last fragments stops at the cap, each add touching only its own fragment."""
+    first, more = (
+        dcerpc.decode_co_pdus(encode_co_response_fragment(2, b"", first=f, last=False))[0] for f in (True, False)
+    )
+    fragments = dcerpc.CoReassembly()
+    fragments.add(first)
+    with pytest.raises(DecodeError, match=f"more than {dcerpc.MAX_RESPONSE_FRAGMENTS} fragments"):
+        for _ in range(10 * dcerpc.MAX_RESPONSE_FRAGMENTS):
+            fragments.add(more)
+    assert fragments.fragments == dcerpc.MAX_RESPONSE_FRAGMENTS
+
+
+def test_a_page_with_more_entries_than_asked_is_refused() -> None:
+    data = DUMP_346.read_bytes()
+    assert len(epm.decode_ept_lookup_response(data, max_ents=346).entries) == 346
+    with pytest.raises(DecodeError, match="346 entries returned for max_ents 345"):
+        epm.decode_ept_lookup_response(data, max_ents=345)
 
 
 def test_rpcdump_request_matches_our_encoder() -> None:

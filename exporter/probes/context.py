@@ -151,17 +151,22 @@ class ProbeContext:
             Finding.SILENT, error=f"no reply to the {what} query" if silent else evidence.error, evidence=evidence
         )
 
-    async def udp_exchange(self, payload: bytes, *, accept: Callable[[bytes], bool] | None = None) -> Evidence:
-        """Send ``payload`` to this port over UDP (paced, one datagram, waiting at most the UDP timeout).
+    async def udp_exchange(
+        self, payload: bytes, *, accept: Callable[[bytes], bool] | None = None, paced: bool = True
+    ) -> Evidence:
+        """Send ``payload`` to this port over UDP (one datagram, waiting at most the UDP timeout).
 
         Args:
             payload: the datagram.
             accept: which reply datagrams are ours (others are read past, bounded).
+            paced: wait for the address's UDP pacing slot first; ``False`` for the later datagrams of one exchange
+                the peer is answering (pacing spaces datagrams to ports that may answer with ICMP).
 
         Returns:
             The evidence: LISTENING with ``data`` for an accepted reply, an ICMP state, or silence.
         """
-        await self.engine.pace_udp(self.address)
+        if paced:
+            await self.engine.pace_udp(self.address)
         evidence = await udp_exchange(
             self.address,
             self.port,

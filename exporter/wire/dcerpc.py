@@ -24,8 +24,11 @@ from exporter.wire.reader import Reader
 
 __all__ = [
     "CO_HEADER_LEN",
+    "MAX_RESPONSE_BYTES",
+    "MAX_RESPONSE_FRAGMENTS",
     "NCA_STATUS_NAMES",
     "CoPdu",
+    "CoReassembly",
     "co_response_stub",
     "decode_co_pdus",
     "frag_length",
@@ -33,6 +36,12 @@ __all__ = [
 ]
 
 CO_HEADER_LEN = 16
+#: The most bytes (headers included) one response may take over all its fragments: an ``ept_lookup`` page of
+#: 500 Windows entries is about 65 KB (the 430-entry DC dump's stub is 56 KB).
+MAX_RESPONSE_BYTES = 1024 * 1024
+#: The most fragments one response may have: 1 MiB in fragments of the smallest size a peer must accept (C706
+#: 12.6.3.6 ``MustRecvFragSize``, 1432 bytes) is about 730.
+MAX_RESPONSE_FRAGMENTS = 768
 _REQUEST_HEADER_LEN = 24
 _SEC_TRAILER_LEN = 8
 
@@ -240,27 +249,111 @@ def decode_co_pdus(stream: bytes) -> tuple[CoPdu, ...]:
     return tuple(pdus)
 
 
-def co_response_stub(pdus: Sequence[CoPdu]) -> bytes:
+class CoReassembly:
+    """The fragments of one connection-oriented response, checked one by one as they arrive (C706 12.6.3.1).
+
+    Each :meth:`add` costs the size of its fragment (nothing already added is looked at again), so reading a
+    response is linear in its bytes; the total bytes and the fragment count are capped, so a peer that never sends
+    ``PFC_LAST_FRAG`` costs at most ``max_bytes`` of reading and ``max_fragments`` adds.
+
+    Args:
+        max_bytes: the most bytes, headers included, over all fragments.
+        max_fragments: the most fragments.
+
+    Attributes:
+        fault: the fault PDU that ended the call (C706 12.6.4.7), else ``None``.
+        fragments: fragments added so far.
+        size: bytes added so far (``frag_length`` summed).
+        little_endian: integer representation of the first fragment (for decoding the stub).
+    """
+
+    def __init__(self, *, max_bytes: int = MAX_RESPONSE_BYTES, max_fragments: int = MAX_RESPONSE_FRAGMENTS) -> None:
+        self.max_bytes = max_bytes
+        self.max_fragments = max_fragments
+        self.fault: CoPdu | None = None
+        self.fragments = 0
+        self.size = 0
+        self.little_endian = True
+        self._call_id: int | None = None
+        self._complete = False
+        self._stubs: list[bytes] = []
+
+    @property
+    def complete(self) -> bool:
+        """True once the last fragment (or a fault) has been added."""
+        return self._complete
+
+    def add(self, pdu: CoPdu) -> bool:
+        """Add the next PDU of the response.
+
+        Returns:
+            :attr:`complete` after adding it.
+
+        Raises:
+            DecodeError: a PDU after the response completed, a PDU that is neither a response nor a fault, another
+                call id, ``PFC_FIRST_FRAG`` missing on the first fragment or present on a later one, or past
+                ``max_bytes`` or ``max_fragments``.
+        """
+        i = self.fragments
+        if self._complete:
+            raise DecodeError(f"fragment {i} after the last fragment")
+        if self.size + pdu.frag_length > self.max_bytes:
+            raise DecodeError(f"response larger than {self.max_bytes} bytes", self.size)
+        if i >= self.max_fragments:
+            raise DecodeError(f"more than {self.max_fragments} fragments in one response", self.size)
+        if pdu.ptype not in (rpcrt.MSRPC_RESPONSE, rpcrt.MSRPC_FAULT):
+            raise DecodeError(f"fragment {i} is a {pdu.ptype_name}, not a response", self.size)
+        if self._call_id is None:
+            self._call_id, self.little_endian = pdu.call_id, pdu.little_endian
+        elif pdu.call_id != self._call_id:
+            raise DecodeError(f"fragment {i} has call_id {pdu.call_id}, expected {self._call_id}", self.size)
+        fault = pdu.ptype == rpcrt.MSRPC_FAULT
+        if not fault and bool(pdu.pfc_flags & rpcrt.PFC_FIRST_FRAG) != (i == 0):
+            raise DecodeError(f"fragment {i} has pfc_flags 0x{pdu.pfc_flags:02x}", self.size)
+        self.fragments += 1
+        self.size += pdu.frag_length
+        if fault:
+            self.fault, self._complete = pdu, True
+            return True
+        self._stubs.append(pdu.stub)
+        self._complete = bool(pdu.pfc_flags & rpcrt.PFC_LAST_FRAG)
+        return self._complete
+
+    def stub(self) -> bytes:
+        """The reassembled stub, ready for :func:`exporter.wire.epm.decode_ept_lookup_response`.
+
+        Raises:
+            DecodeError: nothing added, a fault, or no fragment with ``PFC_LAST_FRAG`` yet.
+        """
+        if self.fault is not None:
+            raise DecodeError(f"the response is a fault ({status_name(self.fault.status or 0)})")
+        if not self._stubs:
+            raise DecodeError("no response fragments")
+        if not self._complete:
+            raise DecodeError(f"no last fragment after {self.fragments} fragments", self.size)
+        return b"".join(self._stubs)
+
+
+def co_response_stub(
+    pdus: Sequence[CoPdu], *, max_bytes: int = MAX_RESPONSE_BYTES, max_fragments: int = MAX_RESPONSE_FRAGMENTS
+) -> bytes:
     """Join the stubs of one fragmented response, first fragment to last (C706 12.6.3.1 ``PFC_*_FRAG``).
 
     Args:
         pdus: the response PDUs of one call, in order (other PDU types must be removed first).
+        max_bytes: see :class:`CoReassembly`.
+        max_fragments: see :class:`CoReassembly`.
 
     Returns:
         The reassembled stub, ready for :func:`exporter.wire.epm.decode_ept_lookup_response`.
 
     Raises:
-        DecodeError: an empty list, a non-response PDU, missing first/last flags, or mixed call ids.
+        DecodeError: an empty list, a non-response PDU, missing first/last flags, mixed call ids, or past the caps.
     """
-    if not pdus:
-        raise DecodeError("no response fragments")
+    fragments = CoReassembly(max_bytes=max_bytes, max_fragments=max_fragments)
     for i, pdu in enumerate(pdus):
         if pdu.ptype != rpcrt.MSRPC_RESPONSE:
             raise DecodeError(f"fragment {i} is a {pdu.ptype_name}, not a response")
-        if pdu.call_id != pdus[0].call_id:
-            raise DecodeError(f"fragment {i} has call_id {pdu.call_id}, expected {pdus[0].call_id}")
-        first = bool(pdu.pfc_flags & rpcrt.PFC_FIRST_FRAG)
-        last = bool(pdu.pfc_flags & rpcrt.PFC_LAST_FRAG)
-        if first != (i == 0) or last != (i == len(pdus) - 1):
+        if fragments.add(pdu) and i != len(pdus) - 1:
             raise DecodeError(f"fragment {i} of {len(pdus)} has pfc_flags 0x{pdu.pfc_flags:02x}")
-    return b"".join(p.stub for p in pdus)
+    return fragments.stub()

@@ -307,7 +307,9 @@ def _interpret(object_uuid: str, annotation: str, floors: tuple[TowerFloor, ...]
 # --------------------------------------------------------------------------- ept_lookup
 
 
-def decode_ept_lookup_response(stub: bytes, *, little_endian: bool = True) -> EptLookupPage:
+def decode_ept_lookup_response(
+    stub: bytes, *, little_endian: bool = True, max_ents: int | None = None
+) -> EptLookupPage:
     """Decode the NDR stub of an ``ept_lookup`` response (C706 appendix L, NDR 2.0 chapter 14).
 
     Layout: ``entry_handle`` (20 bytes), ``num_ents`` (uint32), the conformant-varying array of
@@ -318,13 +320,15 @@ def decode_ept_lookup_response(stub: bytes, *, little_endian: bool = True) -> Ep
     Args:
         stub: the stub bytes (without any DCE/RPC header), as reassembled from all fragments.
         little_endian: integer byte order from the PDU's ``drep`` (Windows and Samba: little).
+        max_ents: the ``max_ents`` of the request: a server may return at most that many entries (C706 appendix
+            L), so a page claiming more is refused before any entry is decoded; ``None`` for no check.
 
     Returns:
         The page.  A fault is not a page: check the PDU type before calling this.
 
     Raises:
-        DecodeError: truncated or inconsistent counts, hostile lengths, malformed towers, or trailing
-            bytes; the offset is the byte in ``stub`` where decoding failed.
+        DecodeError: truncated or inconsistent counts, more entries than ``max_ents``, hostile lengths,
+            malformed towers, or trailing bytes; the offset is the byte in ``stub`` where decoding failed.
     """
     r = Reader(stub, little_endian=little_endian)
 
@@ -334,6 +338,8 @@ def decode_ept_lookup_response(stub: bytes, *, little_endian: bool = True) -> Ep
 
     handle = r.bytes(20, "entry_handle")
     num_ents = ulong("num_ents")
+    if max_ents is not None and num_ents > max_ents:
+        raise r.error(f"{num_ents} entries returned for max_ents {max_ents}", r.pos - 4)
     max_count = ulong("entries max_count")
     offset = ulong("entries offset")
     actual = ulong("entries actual_count")
