@@ -15,7 +15,7 @@ huge_length        a header that promises far more than is sent: BER ``0x84 7f f
                    2-byte prefix can say), a TLS record of 65535 bytes, counts of 65535 in DNS/NBSTAT headers
 fragment_flood     DCE/RPC: a valid bind_ack, then 24-byte response fragments without PFC_LAST_FRAG forever
                    (TCP) / PF_FRAG fragments that never end (UDP); LDAP(S): SearchResultEntry messages forever
-split              a valid reply cut in two segments (TCP) or fragments (connectionless RPC) with 0.3 s between
+split              a valid reply cut in two segments (TCP) or fragments (connectionless RPC) with 0.15 s between
 page_flood         DCE/RPC: valid ``ept_lookup`` pages of 8 entries, each with a handle promising more, forever
 reply_flood        UDP: 500 garbage datagrams per query
 oversize           UDP: one 65,507-byte datagram (CLDAP: a structurally valid rootDSE stuffed with values)
@@ -72,7 +72,7 @@ UDP_BEHAVIOURS = (
 #: Behaviours that exist only for the endpoint mapper (a connectionless split has fragments only there).
 RPC_ONLY = {"tcp": ("page_flood",), "udp": ("fragment_flood", "split", "page_flood")}
 TLS_BINDINGS = ("ldaps", "tls")
-SPLIT_PAUSE = 0.3
+SPLIT_PAUSE = 0.15
 #: How long a UDP behaviour keeps sending after one query, seconds (bounded: the probes are long gone by then).
 UDP_SEND_SECONDS = 3.0
 OVERSIZE = 65507

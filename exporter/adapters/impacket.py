@@ -65,6 +65,14 @@ class EpmSession:
         self.timeout = timeout
         self._closed = False
 
+    @property
+    def connected(self) -> bool:
+        """Whether the TCP connection was made (then a timeout is a silent mapper, not an unreachable one)."""
+        try:
+            return isinstance(self.transport.get_socket(), socket.socket)
+        except AttributeError:
+            return False
+
     def close(self) -> None:
         """Close the connection (safe from another thread; unblocks a pending read)."""
         self._closed = True

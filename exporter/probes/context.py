@@ -254,10 +254,10 @@ class ProbeContext:
                 writer.start_tls(tls, server_hostname=self.server_name), max(self.remaining(), 0.001)
             )
         except ssl.SSLError as exc:
-            writer.close()
+            writer.transport.abort()
             return self.outcome(Finding.GARBLED, error=f"{what}: TLS handshake: {plain_error(exc)}", cause=exc)
         except (OSError, TimeoutError, EOFError) as exc:
-            writer.close()
+            writer.transport.abort()
             return self.outcome(Finding.STALLED, error=f"{what}: TLS handshake: {plain_error(exc)}", cause=exc)
         return reader, writer
 
@@ -304,7 +304,9 @@ class ProbeContext:
         except (OSError, TimeoutError, EOFError) as exc:
             return self.outcome(Finding.STALLED, error=f"{what}: {plain_error(exc)}", cause=exc)
         finally:
-            writer.close()
+            # abort, not close: a TLS close waits up to 30 s for the peer's close_notify, and a hostile peer that
+            # keeps sending holds the descriptor that long
+            writer.transport.abort()
 
     async def read_message(
         self,

@@ -58,7 +58,9 @@ async def _probe_tcp(ctx: ProbeContext) -> ProtocolOutcome:
     except DecodeError as exc:
         return ctx.outcome(Finding.GARBLED, error=f"endpoint mapper reply: {exc}", cause=exc)
     except TimeoutError:
-        return ctx.outcome(Finding.UNREACHED, error="endpoint mapper: no reply in time")
+        if session.connected:  # connected, then silent or too slow: a mapper that does not answer (as LDAP's)
+            return ctx.outcome(Finding.STALLED, error="endpoint mapper: connected, no whole reply in time")
+        return ctx.outcome(Finding.UNREACHED, error="endpoint mapper: no connection in time")
     entries = tuple(e for page in dump.pages for e in page.entries)
     dynamic = await _probe_dynamic(ctx, entries)
     details = RpcDetails(
