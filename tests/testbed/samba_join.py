@@ -177,6 +177,8 @@ class JoinedDC(SambaDC):
             "winbindd socket directory": str(d / "run-samba" / "winbindd"),
             "dns update command": f"{dnsupdate} --current-ip {self.address}",
             "dnsupdate:name interval": "86400",
+            "server min protocol": "NT1",
+            "ldap server require strong auth": "no",
         }
         cmd = [
             "samba-tool", "domain", "join", self.dns_domain, "DC",
