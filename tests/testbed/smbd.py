@@ -94,8 +94,11 @@ class SmbdPeer:
             "map to guest = never\n"
             f"[pq]\npath = {dirs['share']}\nread only = yes\n"
         )
+        # a session of its own (setsid; smbd's own would fail in the foreground): smbd TERMs its process group on exit
         with (dirs["log"] / "smbd-stdout.log").open("w") as out:
-            self._proc = self.ns.popen(["smbd", "--foreground", "--no-process-group", "-s", str(self.conf)], stdout=out)
+            self._proc = self.ns.popen(
+                ["setsid", "smbd", "--foreground", "--no-process-group", "-s", str(self.conf)], stdout=out
+            )
         try:
             wait_tcp(self.address, self.port, timeout, alive=[self._proc.pid])
         except TestbedError as exc:
