@@ -122,6 +122,9 @@ class ProbeDefaults(_Section):
     udp_tries: int = Field(1, ge=1, le=10)
     jitter_ratio: float = Field(0.1, ge=0, le=0.5, description="interval jitter, as a fraction")
     protocol_probes: bool = True
+    posture_checks: bool | None = Field(
+        None, description="SMB negotiate posture checks; default: on for domain controllers, off otherwise"
+    )
     snmp_community: str = "public"
     snmp_version: Literal["v1", "v2c"] = "v2c"
     addresses: Literal["all", "first"] | None = Field(
@@ -145,6 +148,7 @@ class _ProbeKeys(_Section):
     tcp_tries: int | None = Field(None, ge=1, le=10)
     udp_tries: int | None = Field(None, ge=1, le=10)
     protocol_probes: bool | None = None
+    posture_checks: bool | None = None
     snmp_community: str | None = None
     snmp_version: Literal["v1", "v2c"] | None = None
     dns_query_name: str | None = Field(None, description="DNS probe: name to ask (default: domain SOA, else PortQry's)")

@@ -15,13 +15,17 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
-from exporter.model import DnsDetails, DomainState, LdapDetails, RpcDetails, TlsDetails
+from exporter.model import DnsDetails, DomainState, LdapDetails, RpcDetails, SmbDetails, TlsDetails
 from exporter.result import ProbeResult
 from exporter.wire.kerberos import KrbError
 from exporter.wire.netlogon import DS_FLAG_NAMES
+from exporter.wire.spnego import MECHANISM_NAMES
 
 _SCHEDULE = "From the latest protocol-aware probe of the schedule, not from the scrape."
 _WHERE = ["target", "address", "protocol", "port", "domain", "site"]
+_AT = ["target", "address", "port", "domain", "site"]
+#: The mechanisms every SMB result exports, 1 offered or 0 not (others the server names are added with 1).
+_MECHANISMS = tuple(MECHANISM_NAMES.values())
 
 
 def _gauge(name: str, help_text: str, labels: list[str]) -> GaugeMetricFamily:
@@ -88,6 +92,7 @@ def detail_families(
         "error-code of the KRB-ERROR answering our AS-REQ (RFC 4120 7.5.9; 6 = C_PRINCIPAL_UNKNOWN).",
         _WHERE,
     )
+    smb = _SmbFamilies()
     pinged: set[str] = set()
     # A target may bind `rpc` to more than one port: the first dump wins per label set, so that no scrape
     # ever carries a duplicate series (Prometheus rejects such a scrape).
@@ -151,9 +156,54 @@ def detail_families(
         kerberos = r.details.get("kerberos")
         if isinstance(kerberos, KrbError):
             krb.add_metric(where, float(kerberos.error_code))
+        negotiate = r.details.get("smb")
+        if isinstance(negotiate, SmbDetails):
+            smb.add([r.target, r.address, str(r.port), domain, site], negotiate)
     yield from (rpc_endpoints, rpc_reachable, root_dse, usn, synced, gc_ready, clock)
     yield from domain_families(domains, role, client_site, pinged)
     yield from (rcode, not_after, krb)
+    yield from smb.families()
+
+
+class _SmbFamilies:
+    """The ``portqry_smb_*`` families: what an SMB negotiate showed (MS-SMB2 2.2.4, RFC 4178)."""
+
+    def __init__(self) -> None:
+        self.dialect = _gauge(
+            "portqry_smb_dialect_info",
+            "Always 1: the SMB dialect the server negotiated (3.1.1, 3.0.2, 3.0, 2.1, 2.0.2, or NT LM 0.12 = SMB1).",
+            [*_AT, "dialect"],
+        )
+        self.signing = _gauge(
+            "portqry_smb_signing_required",
+            "1 when the SMB negotiate response says signing is required (SecurityMode), else 0.",
+            _AT,
+        )
+        self.smb1 = _gauge(
+            "portqry_smb1_enabled",
+            "1 when a negotiate offering only SMB1 (NT LM 0.12) was accepted, 0 when refused; absent when unknown.",
+            _AT,
+        )
+        self.mechanism = _gauge(
+            "portqry_smb_auth_mechanism",
+            "1 when the SMB negotiate's SPNEGO token offers the authentication mechanism, else 0.",
+            [*_AT, "mechanism"],
+        )
+
+    def add(self, at: list[str], smb: SmbDetails) -> None:
+        """Add one SMB result's series; ``at`` = target, address, port, domain, site."""
+        self.dialect.add_metric([*at, smb.dialect], 1.0)
+        self.signing.add_metric(at, 1.0 if smb.signing_required else 0.0)
+        if smb.smb1_enabled is not None:
+            self.smb1.add_metric(at, 1.0 if smb.smb1_enabled else 0.0)
+        if smb.auth_error:
+            return
+        for name in (*_MECHANISMS, *(m for m in smb.auth_mechanisms if m not in _MECHANISMS)):
+            self.mechanism.add_metric([*at, name], 1.0 if name in smb.auth_mechanisms else 0.0)
+
+    def families(self) -> tuple[GaugeMetricFamily, ...]:
+        """The four families, in the README's order."""
+        return (self.dialect, self.signing, self.smb1, self.mechanism)
 
 
 def domain_families(

@@ -104,6 +104,9 @@ class ProbeOptions:
         source_port: local source port of the state probe (PortQry ``-sp``), or ``None``.
         slow_link: double the UDP wait (PortQry ``-sl``).
         protocol_probes: run protocol-aware follow-ups at all.
+        posture_checks: the security-posture checks (the ``smb`` negotiate on 445) are on.  The plan of a
+            target with them off has dropped their bindings (:data:`exporter.probes.POSTURE_BINDINGS`), so those
+            ports get the plain state probe; a probe with a posture step of its own reads this flag.
         udp_unformatted_first: on a UDP port with a protocol-aware probe, first send PortQry's unformatted
             datagram (the CLI does, for parity); when false the protocol query is the first datagram.
         params: protocol parameters.
@@ -115,6 +118,7 @@ class ProbeOptions:
     source_port: int | None = None
     slow_link: bool = False
     protocol_probes: bool = True
+    posture_checks: bool = True
     udp_unformatted_first: bool = False
     params: ProbeParams = ProbeParams()
 
@@ -230,8 +234,34 @@ class RpcDetails:
         return len(self.entries)
 
 
+@dataclass(frozen=True, slots=True)
+class SmbDetails:
+    """What an SMB negotiate told us, without a session setup (MS-SMB2 2.2.4, MS-CIFS 2.2.4.52.2, RFC 4178).
+
+    Attributes:
+        dialect: the dialect negotiated: ``"3.1.1"``, ``"3.0.2"``, ``"3.0"``, ``"2.1"``, ``"2.0.2"`` or
+            ``"NT LM 0.12"`` (SMB1).
+        signing_enabled: the server's SecurityMode has signing enabled.
+        signing_required: ... signing required (``SMB2_NEGOTIATE_SIGNING_REQUIRED``).
+        smb1_enabled: whether a negotiate offering only ``NT LM 0.12`` was accepted; ``None`` when that
+            check could not finish (see ``smb1_note``).
+        smb1_note: why SMB1 counts as refused, or why the check could not finish (``""`` when accepted).
+        auth_mechanisms: the SPNEGO mechanisms offered (``NTLMSSP``, ``Kerberos``, ``MS-Kerberos`` ...,
+            an unknown one as its OID), in the server's order.
+        auth_error: why the negotiate's SPNEGO token could not be decoded, or ``""``.
+    """
+
+    dialect: str
+    signing_enabled: bool
+    signing_required: bool
+    smb1_enabled: bool | None
+    smb1_note: str = ""
+    auth_mechanisms: tuple[str, ...] = ()
+    auth_error: str = ""
+
+
 #: What one protocol-aware probe keeps, under its binding's key in ``ProbeResult.details`` (``"ldap"``, ``"tls"``,
-#: ``"rpc"``, ``"dns"``, ``"kerberos"``, ``"netbios"``, ``"snmp"``, ``"mssql"``).
+#: ``"rpc"``, ``"dns"``, ``"kerberos"``, ``"netbios"``, ``"snmp"``, ``"mssql"``, ``"smb"``).
 Detail = (
     LdapDetails
     | TlsDetails
@@ -241,6 +271,7 @@ Detail = (
     | KdcRep
     | NodeStatus
     | SnmpResponse
+    | SmbDetails
     | tuple[SqlInstance, ...]
 )
 

@@ -9,12 +9,12 @@ Ports are de-duplicated keeping the first occurrence: explicit ``ports`` first, 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from exporter.errors import ConfigError, PortqryError
 from exporter.model import PortSpec, ProbeOptions, ProbeParams, parse_port_spec
-from exporter.probes import port_spec
+from exporter.probes import POSTURE_BINDINGS, port_spec
 
 if TYPE_CHECKING:
     from exporter.config import DomainConfig, ModuleConfig, ProbeDefaults, Settings, TargetConfig
@@ -117,7 +117,7 @@ def domain_plans(settings: Settings) -> list[DomainPlan]:
         if domain.name in seen:
             raise ConfigError("", f"domains[{index}].name", f"duplicate domain {domain.name!r}")
         seen.add(domain.name)
-        template = _plan(f"domains[{index}]", domain, settings.defaults, "", "", domain.name, "all")
+        template = _plan(f"domains[{index}]", domain, settings.defaults, "", "", domain.name, "all", dc=True)
         out.append(
             DomainPlan(domain.name, tuple(domain.sites), domain.rediscover_seconds, domain.min_reachable_dcs, template)
         )
@@ -137,6 +137,7 @@ class _ProfileModule:
     tcp_tries: int | None = None
     udp_tries: int | None = None
     protocol_probes: bool | None = None
+    posture_checks: bool | None = None
     snmp_community: str | None = None
     snmp_version: Literal["v1", "v2c"] | None = None
     dns_query_name: str | None = None
@@ -178,7 +179,10 @@ def _plan(
     host: str,
     domain: str,
     addresses: Addresses,
+    *,
+    dc: bool = False,
 ) -> TargetPlan:
+    """The plan of one entry; ``dc``: its hosts are DCs (a ``[[domains]]`` entry), so posture checks default on."""
     specs: dict[tuple[str, int], PortSpec] = {}
     bindings = {spec: v for k, v in entry.protocols.items() for spec in parse_port_spec(k)}
     for item in entry.ports:
@@ -192,6 +196,9 @@ def _plan(
             specs.setdefault((proto, port), port_spec(proto, port, label, bindings.get((proto, port))))  # type: ignore[arg-type]
     if len(specs) > MAX_PORTS_PER_TARGET:
         raise ConfigError("", f"{where}.ports", f"{len(specs)} ports is more than {MAX_PORTS_PER_TARGET}")
+    posture = posture_checks(entry.posture_checks, d.posture_checks, dc=dc or DEFAULT_DOMAIN_PROFILE in profiles)
+    if not posture:
+        specs = {k: replace(s, binding="") if s.binding in POSTURE_BINDINGS else s for k, s in specs.items()}
     params = ProbeParams(
         domain=domain,
         snmp_community=entry.snmp_community or d.snmp_community,
@@ -204,6 +211,7 @@ def _plan(
         tcp_tries=entry.tcp_tries or d.tcp_tries,
         udp_tries=entry.udp_tries or d.udp_tries,
         protocol_probes=d.protocol_probes if entry.protocol_probes is None else entry.protocol_probes,
+        posture_checks=posture,
         params=params,
     )
     return TargetPlan(
@@ -216,6 +224,17 @@ def _plan(
         domain=domain,
         addresses=entry.addresses or d.addresses or addresses,
     )
+
+
+def posture_checks(entry: bool | None, defaults: bool | None, *, dc: bool) -> bool:
+    """Whether an entry runs the posture checks: its own ``posture_checks``, else ``[defaults]``'s, else ``dc``.
+
+    ``dc`` is true for a ``[[domains]]`` entry (every host is a DC found by the DC locator) and for an entry
+    with the ``domain-controller`` profile.
+    """
+    if entry is not None:
+        return entry
+    return dc if defaults is None else defaults
 
 
 def _expand_catalog(where: str, services: Sequence[str], profiles: Sequence[str]) -> list[tuple[str, int, str]]:

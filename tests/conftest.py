@@ -23,7 +23,7 @@ from tests import testbed
 
 T = TypeVar("T")
 
-TESTBED_FIXTURES = frozenset({"dc", "dc_firewall", "dc2", "dc2_firewall", "snmp_peer", "dns_peer"})
+TESTBED_FIXTURES = frozenset({"dc", "dc_firewall", "dc2", "dc2_firewall", "snmp_peer", "dns_peer", "smbd_peer"})
 """Fixtures that need root and network namespaces; tests using them are marked ``testbed``."""
 
 STARTUP_SECONDS: dict[str, float] = {}
@@ -93,7 +93,9 @@ def dc2(dc: testbed.SambaDC) -> Iterator[testbed.JoinedDC]:
     Its own namespace and /24 (reached from the root namespace over its own veth, like ``dc``), a direct
     veth to ``dc``'s namespace for the join and replication; ``dc`` stays in ``Default-First-Site-Name``
     and each DC's root-side /24 is mapped to its own site, so an LDAP ping from here reports each DC's
-    own site as ``ClientSiteName``. Once it has started, ``dc``'s DNS lists both DCs in
+    own site as ``ClientSiteName``. Unlike ``dc`` it runs with ``server min protocol = NT1`` (SMB1 accepted)
+    and ``ldap server require strong auth = no`` (a simple bind over plain LDAP is checked, not refused), so
+    the posture checks see both polarities. Once it has started, ``dc``'s DNS lists both DCs in
     ``_ldap._tcp.dc._msdcs.pqtest.test`` (and ``dc2`` in ``_ldap._tcp.Branch-Site._sites.dc._msdcs``)
     for the rest of the session. About 6 s cold on an idle 2-core machine; ``dc`` pays nothing extra
     when ``dc2`` is not used.
@@ -123,6 +125,13 @@ def dc2_firewall(dc2: testbed.JoinedDC) -> Iterator[testbed.Firewall]:
 def snmp_peer() -> Iterator[testbed.SnmpPeer]:
     """snmpd in its own namespace: community ``pqsecret``, sysDescr ``snmp_peer.sys_descr``."""
     with _started("snmp_peer", ("snmpd", "snmpget"), testbed.SnmpPeer.start, testbed.SnmpPeer.close) as peer:
+        yield peer
+
+
+@pytest.fixture(scope="session")
+def smbd_peer() -> Iterator[testbed.SmbdPeer]:
+    """A standalone ``smbd`` (not a DC) with ``server signing = disabled``, in its own namespace, on 445."""
+    with _started("smbd_peer", ("smbd",), testbed.SmbdPeer.start, testbed.SmbdPeer.close) as peer:
         yield peer
 
 

@@ -1,7 +1,7 @@
 """PortQry's protocol blocks: what ``portqry`` prints after a port's state line when a protocol-aware follow-up ran.
 
 One function per protocol (:func:`ldap_block`, :func:`rpc_block`, :func:`netbios_block`, :func:`snmp_block`,
-:func:`dns_block`, :func:`kerberos_block`, :func:`tls_block`, :func:`mssql_block`), chosen by
+:func:`dns_block`, :func:`kerberos_block`, :func:`tls_block`, :func:`mssql_block`, :func:`smb_block`), chosen by
 :func:`protocol_block`.  Each takes the object the probe left in ``ProbeResult.details[<name>]`` and returns
 lines without newlines, each block ending with a blank line.  The layouts follow PortQry 2.0's documented
 sample outputs (KB 310099, KB 832919, "Using the PortQry command-line tool", 2023), e.g.::
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from exporter.model import Detail, DnsDetails, LdapDetails, RpcDetails, TlsDetails
+from exporter.model import Detail, DnsDetails, LdapDetails, RpcDetails, SmbDetails, TlsDetails
 from exporter.result import ProbeResult
 from exporter.states import PortState
 from exporter.wire.epm import EpmEntry
@@ -71,6 +71,7 @@ QUERY_NAMES = {
     "kerberos": "Kerberos",
     "mssql": "SQL Server",
     "tls": "TLS",
+    "smb": "SMB",
 }
 
 
@@ -118,6 +119,8 @@ def protocol_block(name: str, result: ProbeResult, *, community: str = "public")
         return tls_block(_of(TlsDetails, tls), port) + ldap_block(_of(LdapDetails, ldap), "tcp", port, over_tls=True)
     if name == "mssql":
         return mssql_block(details if isinstance(details, tuple) else None, port)
+    if name == "smb":
+        return smb_block(_of(SmbDetails, details), port)
     return [f"Sending {QUERY_NAMES.get(name, name.upper())} query to {proto.upper()} port {port}...", ""]
 
 
@@ -364,3 +367,49 @@ def mssql_block(details: tuple[SqlInstance, ...] | None, port: int) -> list[str]
         lines.append("")
     lines += ["==== End of SQL Server query response ====", ""]
     return lines
+
+
+# --------------------------------------------------------------------------------------------- SMB
+
+
+def smb_block(details: SmbDetails | None, port: int) -> list[str]:
+    """Our SMB block (PortQry has none): the negotiated dialect, signing, SMB1 and the SPNEGO mechanisms.
+
+    Two negotiates, no session setup (MS-SMB2 2.2.3/2.2.4, MS-CIFS 2.2.4.52), e.g.::
+
+        Sending SMB negotiate to TCP port 445 (no session setup)...
+
+        SMB negotiate response:
+
+        Dialect: 3.1.1
+        Signing: required
+        SMB1 (NT LM 0.12): refused (SMB1 negotiate refused: no dialect accepted)
+        Authentication mechanisms: MS-Kerberos, Kerberos, NTLMSSP
+
+        ======== End of SMB negotiate response ========
+    """
+    lines = [f"Sending SMB negotiate to TCP port {port} (no session setup)...", ""]
+    if details is None:
+        return lines
+    signing = "required" if details.signing_required else "enabled, not required"
+    if not (details.signing_required or details.signing_enabled):
+        signing = "not enabled"
+    if details.smb1_enabled is None:
+        smb1 = f"unknown ({details.smb1_note})" if details.smb1_note else "unknown"
+    elif details.smb1_enabled:
+        smb1 = "accepted"
+    else:
+        smb1 = f"refused ({details.smb1_note})" if details.smb1_note else "refused"
+    mechanisms = ", ".join(details.auth_mechanisms) or f"none ({details.auth_error})"
+    return [
+        *lines,
+        "SMB negotiate response:",
+        "",
+        f"Dialect: {details.dialect}",
+        f"Signing: {signing}",
+        f"SMB1 (NT LM 0.12): {smb1}",
+        f"Authentication mechanisms: {mechanisms}",
+        "",
+        "======== End of SMB negotiate response ========",
+        "",
+    ]

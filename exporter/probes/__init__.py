@@ -13,10 +13,18 @@ probe needs on every domain controller anyway (measured: importing every probe c
 from __future__ import annotations
 
 from exporter.model import PortSpec, Protocol
-from exporter.probes import dns, kerberos, ldap, mssql, netbios, rpc, snmp, tls
+from exporter.probes import dns, kerberos, ldap, mssql, netbios, rpc, smb, snmp, tls
 from exporter.probes.context import ProbeContext, ProtocolOutcome, ProtocolProbe
 
-__all__ = ["DEFAULT_BINDINGS", "PROBES", "ProbeContext", "ProtocolOutcome", "ProtocolProbe", "port_spec"]
+__all__ = [
+    "DEFAULT_BINDINGS",
+    "POSTURE_BINDINGS",
+    "PROBES",
+    "ProbeContext",
+    "ProtocolOutcome",
+    "ProtocolProbe",
+    "port_spec",
+]
 
 #: Binding name -> protocol-aware probe.  ``ldap`` and ``ldaps`` share a module; the probe reads ``ctx.binding``.
 PROBES: dict[str, ProtocolProbe] = {
@@ -27,6 +35,7 @@ PROBES: dict[str, ProtocolProbe] = {
     "mssql": mssql.probe,
     "netbios": netbios.probe,
     "rpc": rpc.probe,
+    "smb": smb.probe,
     "snmp": snmp.probe,
     "tls": tls.probe,
 }
@@ -43,11 +52,16 @@ DEFAULT_BINDINGS: dict[tuple[str, int], str] = {
     ("udp", 161): "snmp",
     ("tcp", 389): "ldap",
     ("udp", 389): "ldap",
+    ("tcp", 445): "smb",
     ("tcp", 636): "ldaps",
     ("udp", 1434): "mssql",
     ("tcp", 3268): "ldap",
     ("tcp", 3269): "ldaps",
 }
+
+#: Bindings that are security-posture checks: a plan with ``posture_checks`` off drops them (the port then gets
+#: the plain state probe).
+POSTURE_BINDINGS: frozenset[str] = frozenset({"smb"})
 
 
 def port_spec(protocol: Protocol, port: int, service: str = "", binding: str | None = None) -> PortSpec:

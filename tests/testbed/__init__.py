@@ -15,6 +15,7 @@ One module per part:
 ``samba_join`` :class:`JoinedDC`: a second DC (``dc2.pqtest.test``) joined to it, site ``Branch-Site``
 ``firewall``   :class:`FirewallPorts`, :class:`Firewall`: DROP/REJECT rules with listeners behind them
 ``snmpd``      :class:`SnmpPeer`: net-snmp ``snmpd``, community ``pqsecret``
+``smbd``       :class:`SmbdPeer`: a standalone ``smbd`` with SMB signing disabled (not a DC)
 ``dnsmasq``    :class:`DnsPeer`: ``dnsmasq`` authoritative for ``peer.test``
 ``start``      :func:`start_peer`, :func:`close_peer`: the one start and stop routine of every peer
 ``preflight``  :func:`require_netns`, :func:`netns_unavailable_reason`: can the test bed run here?
@@ -53,6 +54,7 @@ from tests.testbed.netns import ICMP_DETERMINISTIC_SYSCTLS, SUBNET_FMT, Namespac
 from tests.testbed.preflight import is_ci, netns_unavailable_reason, require_netns
 from tests.testbed.samba import DEFAULT_SITE, SambaDC
 from tests.testbed.samba_join import BRANCH_SITE, JoinedDC
+from tests.testbed.smbd import SmbdPeer
 from tests.testbed.snmpd import SnmpPeer
 from tests.testbed.start import Peer, close_peer, start_peer
 
@@ -69,6 +71,7 @@ __all__ = [
     "Namespace",
     "Peer",
     "SambaDC",
+    "SmbdPeer",
     "SnmpPeer",
     "TestbedError",
     "blackholes",

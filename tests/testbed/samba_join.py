@@ -13,7 +13,9 @@ reaches it as it reaches the first DC), in the site ``Branch-Site``; the first D
    sites (so an LDAP ping from the root namespace to each DC reports ``ClientSiteName`` = that DC's
    own site), and the site added to ``DEFAULTIPSITELINK``.
 4. ``samba-tool domain join pqtest.test DC --site=Branch-Site --machinepass=...`` inside the new
-   namespace, with a private resolv.conf naming the first DC and a private krb5.conf for the realm.
+   namespace, with a private resolv.conf naming the first DC and a private krb5.conf for the realm, and
+   the posture settings opposite to the first DC's: ``server min protocol = NT1`` (SMB1 accepted) and
+   ``ldap server require strong auth = no`` (a simple bind over plain LDAP is checked, not refused).
 5. A second address ``198.18.M.3`` on the DC's veth (Samba listens on it too, but it is in no DNS
    record until a test adds one: ``samba_dnsupdate`` runs with ``--current-ip=198.18.M.2``), then
    ``samba -D``; wait until TCP 389/53/88/135/445 accept and the first DC's DNS lists the new DC
@@ -52,6 +54,9 @@ BRANCH_SITE: Final = "Branch-Site"
 """The second DC's AD site."""
 
 LDAP_PORT: Final = 389
+
+POSTURE_OPTIONS: Final = {"server min protocol": "NT1", "ldap server require strong auth": "no"}
+"""The second DC's posture, opposite to the first DC's: SMB1 accepted, simple binds over plain LDAP checked."""
 
 
 @dataclass
@@ -177,6 +182,7 @@ class JoinedDC(SambaDC):
             "winbindd socket directory": str(d / "run-samba" / "winbindd"),
             "dns update command": f"{dnsupdate} --current-ip {self.address}",
             "dnsupdate:name interval": "86400",
+            **POSTURE_OPTIONS,
         }
         cmd = [
             "samba-tool", "domain", "join", self.dns_domain, "DC",
@@ -198,10 +204,14 @@ class JoinedDC(SambaDC):
         cleaned = "".join(
             line for line in conf.splitlines(keepends=True) if not line.strip().lower().startswith("dns forwarder")
         )
+        lower = cleaned.lower()
+        absent = "".join(f"\t{key} = {value}\n" for key, value in POSTURE_OPTIONS.items() if key not in lower)
+        cleaned = cleaned.replace("[global]\n", f"[global]\n{absent}", 1)  # the join may leave some out
         self.smb_conf.write_text(cleaned)
         if "forwarder" in cleaned.lower():
             raise TestbedError(f"could not remove 'dns forwarder' from {self.smb_conf}")
-        missing = [key for key in ("dns update command", "dnsupdate:name interval") if key not in cleaned]
+        written = ("dns update command", "dnsupdate:name interval", *POSTURE_OPTIONS)
+        missing = [key for key in written if key not in cleaned.lower()]
         if missing:
             raise TestbedError(f"join did not write {missing} into {self.smb_conf}")
 
