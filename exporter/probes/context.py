@@ -27,6 +27,10 @@ MAX_STREAM_BYTES = 4 * 1024 * 1024
 T = TypeVar("T")
 
 
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
 class EngineServices(TypingProtocol):
     """What a probe context needs from the engine that runs it."""
 
@@ -230,12 +234,15 @@ class ProbeContext:
             The stream, or the outcome: a failed connect ``UNREACHED``; a failed TLS handshake ``GARBLED``; a
             handshake the peer never answers (or closes) ``STALLED``.
         """
+        started = _now()
         try:
             reader, writer = await self.open_tcp()
         except (OSError, TimeoutError) as exc:
-            return self.outcome(Finding.UNREACHED, error=f"{what}: connect: {plain_error(exc)}", cause=exc)
+            error = f"{what}: connect: {plain_error(exc, waited=_now() - started)}"
+            return self.outcome(Finding.UNREACHED, error=error, cause=exc)
         if tls is None:
             return reader, writer
+        started = _now()
         try:
             await asyncio.wait_for(
                 writer.start_tls(tls, server_hostname=self.server_name), max(self.remaining(), 0.001)
@@ -245,7 +252,8 @@ class ProbeContext:
             return self.outcome(Finding.GARBLED, error=f"{what}: TLS handshake: {plain_error(exc)}", cause=exc)
         except (OSError, TimeoutError, EOFError) as exc:
             writer.close()
-            return self.outcome(Finding.STALLED, error=f"{what}: TLS handshake: {plain_error(exc)}", cause=exc)
+            error = f"{what}: TLS handshake: {plain_error(exc, waited=_now() - started)}"
+            return self.outcome(Finding.STALLED, error=error, cause=exc)
         return reader, writer
 
     async def tcp_exchange(
@@ -280,6 +288,7 @@ class ProbeContext:
         if isinstance(opened, ProtocolOutcome):
             return opened
         reader, writer = opened
+        started = _now()
         try:
             if on_open is not None:
                 on_open(writer)
@@ -289,7 +298,9 @@ class ProbeContext:
         except DecodeError as exc:
             return self.outcome(Finding.GARBLED, error=f"{what} reply: {exc}", cause=exc)
         except (OSError, TimeoutError, EOFError) as exc:
-            return self.outcome(Finding.STALLED, error=f"{what}: {plain_error(exc)}", cause=exc)
+            return self.outcome(
+                Finding.STALLED, error=f"{what}: {plain_error(exc, waited=_now() - started)}", cause=exc
+            )
         finally:
             writer.close()
 
@@ -315,6 +326,7 @@ class ProbeContext:
             TimeoutError: the deadline passed before a byte came.  EOFError: the peer closed before a byte came.
             DecodeError: too big, or the peer closed or stalled part-way through the message.
         """
+        started = _now()
         buf = b""
         while True:
             need = complete(buf) if buf else None
@@ -326,7 +338,7 @@ class ProbeContext:
                 chunk = await asyncio.wait_for(reader.read(min(65536, limit - len(buf))), max(self.remaining(), 0.001))
             except TimeoutError:
                 if buf:
-                    raise DecodeError(f"reply stopped after {len(buf)} bytes") from None
+                    raise DecodeError(f"reply stopped after {len(buf)} bytes in {_now() - started:.1f} s") from None
                 raise
             if not chunk:
                 if buf:

@@ -16,7 +16,7 @@ import dataclasses
 import random
 import time
 
-from exporter.errors import DecodeError, ProtocolError
+from exporter.errors import DecodeError, ProtocolError, plain_error
 from exporter.model import Detail, LdapDetails
 from exporter.probes.context import ProbeContext, ProtocolOutcome
 from exporter.probes.tls import client_context, describe
@@ -70,7 +70,7 @@ async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
             else:
                 netlogon = decode_netlogon(raw)
         except DecodeError as exc:
-            ping_error = f"LDAP ping reply: {exc}"
+            ping_error = f"LDAP ping reply: {plain_error(exc)}"
     details = LdapDetails(dse, _offset(dse, received), netlogon, domain, ping_error)
     return ctx.outcome(Finding.PARSED, {"ldap": details}, ping_error)
 
@@ -101,8 +101,8 @@ async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
     try:  # on the event loop: the decoder's caps bound a reply to a few milliseconds of CPU
         dse = parse_root_dse(decode_search_response(reply[: reply_end.end]))
     except ProtocolError as exc:
-        return ctx.outcome(Finding.REFUSED, details, str(exc), cause=exc)
+        return ctx.outcome(Finding.REFUSED, details, plain_error(exc), cause=exc)
     except DecodeError as exc:
-        return ctx.outcome(Finding.GARBLED, details, f"LDAP reply: {exc}", cause=exc)
+        return ctx.outcome(Finding.GARBLED, details, f"LDAP reply: {plain_error(exc)}", cause=exc)
     details["ldap"] = LdapDetails(dse, _offset(dse, received))
     return ctx.outcome(Finding.PARSED, details, "; ".join(notes))

@@ -16,6 +16,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from exporter.errors import plain_error
 from exporter.states import PortState, Reason, classify_errno, classify_icmp
 
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
@@ -100,7 +101,7 @@ def _from_errno(exc: OSError, tries: int) -> Evidence:
     state, reason = classify_errno(exc.errno or 0)
     if reason is Reason.REFUSED:
         return Evidence(state, reason, tries)
-    return Evidence(state, reason, tries, error=f"{exc.strerror or exc}")
+    return Evidence(state, reason, tries, error=plain_error(exc))
 
 
 def _new_socket(family: int, kind: int, source_port: int | None) -> socket.socket:
@@ -150,7 +151,7 @@ async def tcp_connect(
         try:
             sock = _new_socket(family, socket.SOCK_STREAM, source_port)
         except OSError as exc:
-            return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, attempt - 1, error=f"socket: {exc.strerror}")
+            return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, attempt - 1, error=f"socket: {plain_error(exc)}")
         try:
             async with asyncio.timeout(timeout):  # no extra task per try, unlike wait_for
                 await loop.sock_connect(sock, (address, port))
@@ -207,12 +208,12 @@ async def udp_exchange(
     try:
         sock = _new_socket(family, socket.SOCK_DGRAM, source_port)
     except OSError as exc:
-        return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, 0, error=f"socket: {exc.strerror}")
+        return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, 0, error=f"socket: {plain_error(exc)}")
     try:
         sock.connect((address, port))
     except OSError as exc:
         sock.close()
-        return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, 0, error=f"socket: {exc.strerror}")
+        return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, 0, error=f"socket: {plain_error(exc)}")
     rejected = b""
     rejected_count = 0
     try:
