@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -23,9 +24,10 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 import pytest
 
 from exporter.engine import Engine
-from exporter.errors import DecodeError
+from exporter.errors import DecodeError, ProtocolError, plain_error
 from exporter.model import ProbeOptions
 from exporter.probes import port_spec
+from exporter.probes.sockets import _from_errno
 from exporter.result import ProbeResult
 from exporter.states import PortState, Reason
 from exporter.wire import ldap
@@ -309,3 +311,39 @@ async def test_hostile_udp_ldap_peer(name: str) -> None:
     else:
         assert (r.reason, wall < BUDGET + 0.5, lag < 0.1) == (Reason.PROTOCOL_REPLY, True, True), (wall, lag)
     assert error in r.error
+
+
+# --------------------------------------------------------------------------- error texts
+
+
+@pytest.mark.parametrize(
+    ("exc", "text"),
+    [
+        (TimeoutError(), "no reply in time"),
+        (ConnectionResetError(), "connection reset by the peer"),
+        (ConnectionRefusedError(), "connection refused"),
+        (ConnectionAbortedError(), "connection aborted"),
+        (BrokenPipeError(), "connection closed by the peer"),
+        (ssl.SSLEOFError(), "TLS session closed by the peer"),
+        (ssl.SSLError(), "TLS error"),
+        (OSError(), "connection error"),
+        (EOFError(), "connection closed"),
+        (DecodeError(""), "malformed reply"),
+        (ProtocolError(""), "protocol error"),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else "",
+)
+def test_an_exception_without_text_still_gets_a_sentence(exc: BaseException, text: str) -> None:
+    assert str(exc) in ("", "()")  # no text of its own (ssl's errors print their empty args)
+    assert plain_error(exc) == text
+
+
+def test_a_timeout_says_how_long_we_waited() -> None:
+    assert plain_error(TimeoutError(), waited=2.0) == "no reply within 2.0 s"
+    assert plain_error(ConnectionResetError(), waited=2.0) == "connection reset by the peer"
+
+
+def test_socket_errors_without_strerror_are_not_empty() -> None:
+    """An ``OSError`` raised without an errno (as asyncio and ssl do) gives evidence with a sentence, not ``""``."""
+    evidence = _from_errno(ConnectionAbortedError(), 1)
+    assert evidence.error == "connection aborted"
