@@ -357,9 +357,8 @@ class Engine:
             finding = Finding.GARBLED if ctx.evidence.state is PortState.LISTENING else Finding.UNREACHED
             return ctx.outcome(finding, error=f"{ctx.binding}: {plain_error(exc)}", cause=exc)
         except TimeoutError:
-            if ctx.protocol == "udp":
-                return ctx.outcome(Finding.SILENT, error=f"{ctx.binding}: deadline")
-            return ctx.outcome(Finding.UNREACHED, error=f"{ctx.binding}: no reply before deadline")
+            error = f"{ctx.binding}: no reply within {ctx.options.protocol_budget:.1f} s"
+            return ctx.outcome(Finding.SILENT if ctx.protocol == "udp" else Finding.UNREACHED, error=error)
 
 
 def _paced(spec: PortSpec, options: ProbeOptions) -> bool:

@@ -71,16 +71,33 @@ class ProtocolError(PortqryError):
         super().__init__(message)
 
 
-def plain_error(exc: BaseException) -> str:
-    """A plain sentence for ``exc``, without a library's internals (their text is :func:`error_detail`).
+#: What an ``OSError`` without ``strerror`` (raised by asyncio or ssl, not the kernel) means; first match wins.
+_OS_ERROR_KINDS: tuple[tuple[type[OSError], str], ...] = (
+    (ConnectionResetError, "connection reset by the peer"),  # asyncio's: the peer closed mid-handshake
+    (ConnectionRefusedError, "connection refused"),
+    (ConnectionAbortedError, "connection aborted"),
+    (BrokenPipeError, "connection closed by the peer"),
+)
+#: The same for :mod:`ssl`'s errors, by class name (the wire codecs import this module, and no ``ssl``).
+_SSL_ERROR_KINDS = {
+    "SSLEOFError": "TLS session closed by the peer",
+    "SSLZeroReturnError": "TLS session closed by the peer",
+}
+
+
+def plain_error(exc: BaseException, *, waited: float | None = None) -> str:
+    """A plain sentence for ``exc``, without a library's internals (their text is :func:`error_detail`); never empty.
 
     Our own errors are already sentences; a ``struct.error`` (impacket's and ours: a field read past the end)
-    is a truncated or malformed reply; an ``OSError`` is its ``strerror``; a timeout is "no reply in time".
+    is a truncated or malformed reply; an ``OSError`` is its ``strerror``; a timeout (whose ``str()`` is
+    empty) is "no reply within 2.0 s" when the caller gives ``waited``, the seconds it waited, else
+    "no reply in time".  An exception without text (asyncio's ``ConnectionResetError()``, ``EOFError()``)
+    is named by its kind.
     """
     if isinstance(exc, PortqryError):
-        return str(exc)
+        return str(exc) or ("malformed reply" if isinstance(exc, DecodeError) else "protocol error")
     if isinstance(exc, TimeoutError):
-        return "no reply in time"
+        return "no reply in time" if waited is None else f"no reply within {waited:.1f} s"
     if isinstance(exc, EOFError):
         return str(exc) or "connection closed"
     reason = getattr(exc, "reason", None)  # ssl.SSLError: OpenSSL's reason code; its strerror names _ssl.c
@@ -88,12 +105,10 @@ def plain_error(exc: BaseException) -> str:
         return reason.replace("_", " ").lower()
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    if isinstance(exc, ConnectionResetError):  # asyncio's, without an errno: the peer closed mid-handshake
-        return "connection reset by the peer"
-    if isinstance(exc, ConnectionError):
-        return "connection closed by the peer"
+    if isinstance(exc, OSError) and type(exc).__module__ == "ssl":
+        return _SSL_ERROR_KINDS.get(type(exc).__name__, "TLS error")
     if isinstance(exc, OSError):
-        return "connection error"
+        return next((text for kind, text in _OS_ERROR_KINDS if isinstance(exc, kind)), "connection error")
     if isinstance(exc, struct.error):
         return "truncated or malformed reply"
     if isinstance(exc, UnicodeDecodeError):

@@ -28,6 +28,10 @@ MAX_STREAM_BYTES = 4 * 1024 * 1024
 T = TypeVar("T")
 
 
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
 class EngineServices(TypingProtocol):
     """What a probe context needs from the engine that runs it."""
 
@@ -241,14 +245,17 @@ class ProbeContext:
             The stream, or the outcome: a failed connect ``UNREACHED``; a failed TLS handshake ``GARBLED``; a
             handshake the peer never answers (or closes) ``STALLED``.
         """
+        started = _now()
         try:
             reader, writer = await self.open_tcp()
         except (OSError, TimeoutError) as exc:
             if isinstance(exc, OSError) and exc.errno and classify_errno(exc.errno)[1] is Reason.LOCAL_ERROR:
                 self.local_error = errno.errorcode.get(exc.errno, "unknown")
-            return self.outcome(Finding.UNREACHED, error=f"{what}: connect: {plain_error(exc)}", cause=exc)
+            error = f"{what}: connect: {plain_error(exc, waited=_now() - started)}"
+            return self.outcome(Finding.UNREACHED, error=error, cause=exc)
         if tls is None:
             return reader, writer
+        started = _now()
         try:
             await asyncio.wait_for(
                 writer.start_tls(tls, server_hostname=self.server_name), max(self.remaining(), 0.001)
@@ -258,7 +265,8 @@ class ProbeContext:
             return self.outcome(Finding.GARBLED, error=f"{what}: TLS handshake: {plain_error(exc)}", cause=exc)
         except (OSError, TimeoutError, EOFError) as exc:
             writer.transport.abort()
-            return self.outcome(Finding.STALLED, error=f"{what}: TLS handshake: {plain_error(exc)}", cause=exc)
+            error = f"{what}: TLS handshake: {plain_error(exc, waited=_now() - started)}"
+            return self.outcome(Finding.STALLED, error=error, cause=exc)
         return reader, writer
 
     async def tcp_exchange(
@@ -293,6 +301,7 @@ class ProbeContext:
         if isinstance(opened, ProtocolOutcome):
             return opened
         reader, writer = opened
+        started = _now()
         try:
             if on_open is not None:
                 on_open(writer)
@@ -302,7 +311,9 @@ class ProbeContext:
         except DecodeError as exc:
             return self.outcome(Finding.GARBLED, error=f"{what} reply: {exc}", cause=exc)
         except (OSError, TimeoutError, EOFError) as exc:
-            return self.outcome(Finding.STALLED, error=f"{what}: {plain_error(exc)}", cause=exc)
+            return self.outcome(
+                Finding.STALLED, error=f"{what}: {plain_error(exc, waited=_now() - started)}", cause=exc
+            )
         finally:
             # abort, not close: a TLS close waits up to 30 s for the peer's close_notify, and a hostile peer that
             # keeps sending holds the descriptor that long
@@ -330,6 +341,7 @@ class ProbeContext:
             TimeoutError: the deadline passed before a byte came.  EOFError: the peer closed before a byte came.
             DecodeError: too big, or the peer closed or stalled part-way through the message.
         """
+        started = _now()
         buf = b""
         while True:
             need = complete(buf) if buf else None
@@ -341,7 +353,7 @@ class ProbeContext:
                 chunk = await asyncio.wait_for(reader.read(min(65536, limit - len(buf))), max(self.remaining(), 0.001))
             except TimeoutError:
                 if buf:
-                    raise DecodeError(f"reply stopped after {len(buf)} bytes") from None
+                    raise DecodeError(f"reply stopped after {len(buf)} bytes in {_now() - started:.1f} s") from None
                 raise
             if not chunk:
                 if buf:

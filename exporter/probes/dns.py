@@ -17,7 +17,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from exporter.errors import DecodeError
+from exporter.errors import DecodeError, plain_error
 from exporter.model import DnsDetails
 from exporter.probes.context import ProbeContext, ProtocolOutcome
 from exporter.states import Finding
@@ -85,7 +85,7 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
         try:
             details = summarise(query, reply[2 : 2 + int.from_bytes(reply[:2], "big")])
         except DecodeError as exc:
-            return ctx.outcome(Finding.GARBLED, error=str(exc), cause=exc)
+            return ctx.outcome(Finding.GARBLED, error=plain_error(exc), cause=exc)
     if isinstance(details, ProtocolOutcome):
         return details
     return ctx.outcome(Finding.PARSED, {"dns": details})

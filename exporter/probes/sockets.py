@@ -18,6 +18,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from exporter.errors import plain_error
 from exporter.states import PortState, Reason, classify_errno, classify_icmp
 
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
@@ -104,7 +105,7 @@ def _from_errno(exc: OSError, tries: int, what: str = "") -> Evidence:
     state, reason = classify_errno(exc.errno or 0)
     if reason is Reason.REFUSED:
         return Evidence(state, reason, tries)
-    text = f"{what}{exc.strerror or exc}"
+    text = f"{what}{plain_error(exc)}"
     if reason is Reason.LOCAL_ERROR:
         return Evidence(state, reason, tries, error=text, local=errno.errorcode.get(exc.errno or 0, "unknown"))
     return Evidence(state, reason, tries, error=text)
@@ -113,7 +114,7 @@ def _from_errno(exc: OSError, tries: int, what: str = "") -> Evidence:
 def _local(exc: OSError, tries: int) -> Evidence:
     """``socket()`` or ``bind()`` failed here: ``local-error`` whatever the errno (no packet was sent)."""
     name = errno.errorcode.get(exc.errno or 0, "unknown")
-    return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, tries, error=f"socket: {exc.strerror or exc}", local=name)
+    return Evidence(PortState.FILTERED, Reason.LOCAL_ERROR, tries, error=f"socket: {plain_error(exc)}", local=name)
 
 
 def _new_socket(family: int, kind: int, source_port: int | None) -> socket.socket:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 
-from exporter.errors import DecodeError
+from exporter.errors import DecodeError, plain_error
 from exporter.model import TlsDetails
 from exporter.probes.context import ProbeContext, ProtocolOutcome
 from exporter.states import Finding
@@ -36,7 +36,7 @@ def describe(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> tuple[TlsDetai
     try:
         cert = parse_certificate(der)
     except DecodeError as exc:
-        error = str(exc)
+        error = plain_error(exc)
     return TlsDetails(ssl_object.version() or "", cipher[0] if cipher else "", cert), error
 
 

@@ -1,9 +1,11 @@
 """LDAP and CLDAP messages for the rootDSE search and the MS-ADTS "LDAP ping" (RFC 4511; MS-ADTS 6.3.3).
 
-Pure codec: bytes in, frozen dataclasses out; no sockets, no clocks. Encoding and decoding use
-impacket's RFC 4511 ASN.1 (:mod:`impacket.ldap.ldapasn1`, pyasn1). Every decode failure raises
-:class:`~exporter.errors.DecodeError`; every message is bounded by :func:`exporter.wire.ber.check_ber`
-before pyasn1 sees it. The rootDSE itself is read by :mod:`exporter.wire.rootdse`.
+Pure codec: bytes in, frozen dataclasses out; no sockets, no clocks. Encoding uses impacket's RFC 4511
+ASN.1 (:mod:`impacket.ldap.ldapasn1`, pyasn1). Decoding reads the few search-reply messages in one
+iterative pass of our own (:func:`decode_search_response`): pyasn1 builds an object per TLV, about
+10 us each, so a 64 KiB CLDAP datagram cost 0.25 s of the event loop and a 1 MiB TCP reply 4.5 s.
+Every decode failure raises :class:`~exporter.errors.DecodeError`; a reply is capped in bytes,
+messages, attributes and values. The rootDSE itself is read by :mod:`exporter.wire.rootdse`.
 
 Check by hand (a DC or ``slapd`` on 389)::
 
@@ -19,18 +21,20 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from impacket.ldap import ldapasn1
-from pyasn1.codec.ber import decoder as ber_decoder
 from pyasn1.codec.ber import encoder as ber_encoder
-from pyasn1.error import PyAsn1Error
 
 from exporter.errors import DecodeError
-from exporter.wire.ber import check_ber, tlv_length
+from exporter.wire.ber import read_tlv_header, tlv_length
 
 __all__ = [
+    "MAX_ATTRIBUTES",
     "MAX_MESSAGES",
     "MAX_MESSAGE_BYTES",
+    "MAX_REPLY_BYTES",
+    "MAX_VALUES",
     "RESULT_CODE_NAMES",
     "SearchEntry",
+    "SearchReplyEnd",
     "SearchResult",
     "decode_search_response",
     "encode_ldap_ping",
@@ -45,6 +49,12 @@ __all__ = [
 MAX_MESSAGE_BYTES = 256 * 1024
 #: Most LDAPMessages accepted in one search reply (a rootDSE search gets 2).
 MAX_MESSAGES = 256
+#: Most bytes accepted in one search reply (an AD rootDSE is 3-10 KiB).
+MAX_REPLY_BYTES = 1024 * 1024
+#: Most attributes accepted in one search reply, over all its entries (an AD rootDSE has about 25).
+MAX_ATTRIBUTES = 1024
+#: Most attribute values accepted in one search reply (an AD rootDSE has about 150).
+MAX_VALUES = 4096
 
 #: RFC 4511 4.1.9 resultCode -> name (``0`` success, ``49`` invalidCredentials, ...).
 RESULT_CODE_NAMES: Mapping[int, str] = MappingProxyType(
@@ -318,15 +328,139 @@ def utf8(raw: bytes, what: str) -> str:
         raise DecodeError(f"{what} is not UTF-8: {exc.reason}") from exc
 
 
-def _decode_message(raw: bytes, offset: int) -> ldapasn1.LDAPMessage:
-    check_ber(raw)
-    try:
-        msg, tail = ber_decoder.decode(raw, asn1Spec=ldapasn1.LDAPMessage())
-    except PyAsn1Error as exc:
-        raise DecodeError("malformed LDAPMessage", offset, detail=str(exc)[:400]) from exc
-    if tail:
-        raise DecodeError("trailing bytes inside LDAPMessage", offset + len(raw) - len(tail))
-    return msg
+_INTEGER = 0x02
+_OCTET_STRING = 0x04
+_ENUMERATED = 0x0A
+_SET = 0x31
+_OP_ENTRY = 0x64  # [APPLICATION 4] SearchResultEntry
+_OP_DONE = 0x65  # [APPLICATION 5] SearchResultDone
+_OP_REFERENCE = 0x73  # [APPLICATION 19] SearchResultReference
+_OP_EXTENDED = 0x78  # [APPLICATION 24] ExtendedResponse; with messageID 0 a Notice of Disconnection (4.4.1)
+_CONTROLS = 0xA0  # [0] Controls
+_REFERRAL = 0xA3  # [3] Referral, in an LDAPResult
+_RESPONSE_NAME_VALUE = (0x8A, 0x8B)  # [10] responseName, [11] responseValue, in an ExtendedResponse
+_MAX_MESSAGE_ID = 2**31 - 1
+
+#: protocolOp identifier octet -> its RFC 4511 name (``0x64`` searchResEntry ...), from impacket's ASN.1.
+_OP_NAMES: Mapping[int, str] = MappingProxyType(
+    {
+        (tag.tagClass | tag.tagFormat | tag.tagId): str(named.name)
+        for named in ldapasn1.LDAPMessage().componentType["protocolOp"].asn1Object.componentType.namedTypes
+        for tag in named.asn1Object.tagSet[-1:]
+    }
+)
+
+
+def _tlv(buf: bytes, pos: int, end: int, what: str) -> tuple[int, int, int]:
+    """``(identifier octet, content start, content end)`` of the TLV at ``pos``, which must end by ``end``."""
+    if pos + 2 <= end and buf[pos + 1] < 0x80 and buf[pos] & 0x1F != 0x1F:  # short form: most TLVs
+        start = pos + 2
+        stop = start + buf[pos + 1]
+    else:
+        hdr = read_tlv_header(buf, pos) if pos < end else None
+        if hdr is None:
+            raise DecodeError(f"truncated {what}", pos)
+        start = pos + hdr[2]
+        stop = start + hdr[3]
+    if stop > end:
+        raise DecodeError(f"{what} overruns its container", pos)
+    return buf[pos], start, stop
+
+
+def _expect(buf: bytes, pos: int, end: int, tag: int, what: str) -> tuple[int, int]:
+    """Content ``(start, end)`` of the TLV at ``pos``, which must have identifier octet ``tag``."""
+    got, start, stop = _tlv(buf, pos, end, what)
+    if got != tag:
+        raise DecodeError(f"{what}: expected BER tag 0x{tag:02x}, got 0x{got:02x}", pos)
+    return start, stop
+
+
+def _integer(buf: bytes, start: int, stop: int, what: str) -> int:
+    """A BER INTEGER or ENUMERATED content (X.690 8.3), at most 8 octets."""
+    if not 1 <= stop - start <= 8:
+        raise DecodeError(f"{what} of {stop - start} octets", start)
+    return int.from_bytes(buf[start:stop], "big", signed=True)
+
+
+class _Budget:
+    """What one reply may still hold: :data:`MAX_ATTRIBUTES` attributes, :data:`MAX_VALUES` values."""
+
+    __slots__ = ("attributes", "values")
+
+    def __init__(self) -> None:
+        self.attributes = MAX_ATTRIBUTES
+        self.values = MAX_VALUES
+
+
+def _entry(buf: bytes, start: int, stop: int, budget: _Budget) -> SearchEntry:
+    """SearchResultEntry ::= SEQUENCE { objectName LDAPDN, attributes PartialAttributeList } (RFC 4511 4.5.2)."""
+    name_start, pos = _expect(buf, start, stop, _OCTET_STRING, "objectName")
+    object_name = utf8(buf[name_start:pos], "objectName")
+    pos, list_end = _expect(buf, pos, stop, _TAG_SEQUENCE, "attribute list")
+    if list_end != stop:
+        raise DecodeError("trailing bytes in a SearchResultEntry", list_end)
+    attributes: list[tuple[str, tuple[bytes, ...]]] = []
+    while pos < list_end:
+        budget.attributes -= 1
+        if budget.attributes < 0:
+            raise DecodeError(f"more than {MAX_ATTRIBUTES} attributes in one reply", pos)
+        attr_start, attr_end = _expect(buf, pos, list_end, _TAG_SEQUENCE, "PartialAttribute")
+        type_start, type_end = _expect(buf, attr_start, attr_end, _OCTET_STRING, "attribute type")
+        at, vals_end = _expect(buf, type_end, attr_end, _SET, "attribute values")
+        if vals_end != attr_end:
+            raise DecodeError("trailing bytes in a PartialAttribute", vals_end)
+        values: list[bytes] = []
+        while at < vals_end:
+            budget.values -= 1
+            if budget.values < 0:
+                raise DecodeError(f"more than {MAX_VALUES} attribute values in one reply", at)
+            value_start, value_end = _expect(buf, at, vals_end, _OCTET_STRING, "attribute value")
+            values.append(buf[value_start:value_end])
+            at = value_end
+        attributes.append((utf8(buf[type_start:type_end], "attribute type"), tuple(values)))
+        pos = attr_end
+    return SearchEntry(object_name, tuple(attributes))
+
+
+def _reference(buf: bytes, pos: int, stop: int, budget: _Budget) -> None:
+    """Check a SearchResultReference ::= SEQUENCE SIZE (1..MAX) OF URI (RFC 4511 4.5.3); its URIs are dropped."""
+    if pos == stop:
+        raise DecodeError("SearchResultReference without a URI", pos)
+    while pos < stop:
+        budget.values -= 1
+        if budget.values < 0:
+            raise DecodeError(f"more than {MAX_VALUES} attribute values in one reply", pos)
+        pos = _expect(buf, pos, stop, _OCTET_STRING, "reference URI")[1]
+
+
+def _result(buf: bytes, start: int, stop: int, *, extended: bool) -> tuple[int, str]:
+    """``(resultCode, diagnosticMessage)`` of an LDAPResult or ExtendedResponse (RFC 4511 4.1.9, 4.12)."""
+    code_start, pos = _expect(buf, start, stop, _ENUMERATED, "resultCode")
+    code = _integer(buf, code_start, pos, "resultCode")
+    _matched, pos = _expect(buf, pos, stop, _OCTET_STRING, "matchedDN")
+    diagnostic_start, pos = _expect(buf, pos, stop, _OCTET_STRING, "diagnosticMessage")
+    diagnostic = utf8(buf[diagnostic_start:pos], "diagnosticMessage")
+    for optional in (_REFERRAL, *(_RESPONSE_NAME_VALUE if extended else ())):
+        if pos < stop and buf[pos] == optional:
+            pos = _tlv(buf, pos, stop, "LDAPResult component")[2]
+    if pos != stop:
+        raise DecodeError("trailing bytes in an LDAPResult", pos)
+    return code, diagnostic
+
+
+def _message_ends(data: bytes, limit: int) -> list[int]:
+    """The end offset of each LDAPMessage in ``data``; a header walk of at most :data:`MAX_MESSAGES` + 1."""
+    ends: list[int] = []
+    pos = 0
+    while pos < len(data):
+        if len(ends) == MAX_MESSAGES:
+            raise DecodeError(f"more than {MAX_MESSAGES} LDAPMessages in one reply", pos)
+        total = message_length(data, pos, limit=limit)
+        if total is None or pos + total > len(data):
+            raise DecodeError("truncated LDAPMessage", pos)
+        pos += total
+        ends.append(pos)
+    return ends
 
 
 def decode_search_response(data: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> SearchResult:
@@ -334,8 +468,13 @@ def decode_search_response(data: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> Se
 
     Works on one CLDAP datagram (MS-ADTS 3.1.1.3.1.11: entries and the Done in one datagram,
     short or 4-byte long-form BER lengths) or on a TCP byte stream cut at the end of the Done
-    (use :func:`split_messages` to find that point). SearchResultReference messages are counted
-    and skipped. Unsolicited notifications (messageID 0, ExtendedResponse) end the search.
+    (:class:`SearchReplyEnd` finds that point). SearchResultReference messages are counted and
+    skipped; controls are skipped. Unsolicited notifications (messageID 0, ExtendedResponse) end
+    the search.
+
+    One pass over the BER (X.690 8.1), no recursion, no object per TLV; the caps (:data:`MAX_REPLY_BYTES`,
+    ``limit``, :data:`MAX_MESSAGES`, :data:`MAX_ATTRIBUTES`, :data:`MAX_VALUES`) are checked as it goes,
+    so a 64 KiB datagram costs about 2 ms. Definite lengths and primitive strings only (RFC 4511 5.1).
 
     Args:
         data: one or more complete LDAPMessages.
@@ -345,18 +484,16 @@ def decode_search_response(data: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> Se
         The :class:`SearchResult`; check ``result_code`` (``None`` = no Done in ``data``).
 
     Raises:
-        DecodeError: empty, truncated, not BER, not an LDAPMessage, too big or too deep, more
-            than :data:`MAX_MESSAGES` messages, a
-            non-search operation, mixed message IDs, a message after the Done, or non-UTF-8
-            names (attribute *values* stay bytes).
+        DecodeError: empty, truncated, not BER, not an LDAPMessage, over a cap, a non-search
+            operation, mixed message IDs, a message after the Done, or non-UTF-8 names (attribute
+            *values* stay bytes).
     """
-    messages, rest = split_messages(data, limit=limit)
-    if rest:
-        raise DecodeError("truncated LDAPMessage", len(data) - len(rest))
-    if not messages:
+    if len(data) > MAX_REPLY_BYTES:
+        raise DecodeError(f"search reply of {len(data)} bytes exceeds limit {MAX_REPLY_BYTES}", 0)
+    ends = _message_ends(data, limit)
+    if not ends:
         raise DecodeError("no LDAPMessage", 0)
-    if len(messages) > MAX_MESSAGES:
-        raise DecodeError(f"more than {MAX_MESSAGES} LDAPMessages in one reply", 0)
+    budget = _Budget()
     message_id: int | None = None
     entries: list[SearchEntry] = []
     references = 0
@@ -364,47 +501,43 @@ def decode_search_response(data: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> Se
     diagnostic = ""
     disconnected = False
     offset = 0
-    for raw in messages:
+    for message_end in ends:
         if result_code is not None:
             raise DecodeError("LDAPMessage after the end of the search", offset)
-        msg = _decode_message(raw, offset)
-        try:
-            mid = int(msg["messageID"])
-            op = msg["protocolOp"]
-            name = op.getName()
-            body = op.getComponent()
-            if name == "extendedResp" and mid == 0:
-                result_code = int(body["resultCode"])
-                diagnostic = utf8(body["diagnosticMessage"].asOctets(), "diagnosticMessage")
-                disconnected = True
-                continue
-            if message_id is None:
-                message_id = mid
-            elif mid != message_id:
-                raise DecodeError(f"message ID {mid} in a reply to {message_id}", offset)
-            if name == "searchResEntry":
-                attrs = tuple(
-                    (
-                        utf8(part["type"].asOctets(), "attribute type"),
-                        tuple(v.asOctets() for v in part["vals"]),
-                    )
-                    for part in body["attributes"]
-                )
-                entries.append(SearchEntry(utf8(body["objectName"].asOctets(), "objectName"), attrs))
-            elif name == "searchResRef":
-                references += 1
-            elif name == "searchResDone":
-                result_code = int(body["resultCode"])
-                diagnostic = utf8(body["diagnosticMessage"].asOctets(), "diagnosticMessage")
-            else:
-                raise DecodeError(f"unexpected LDAP operation {name} in a search reply", offset)
-        except PyAsn1Error as exc:  # an absent mandatory component
-            raise DecodeError("incomplete LDAPMessage", offset, detail=str(exc)[:400]) from exc
-        offset += len(raw)
-    if message_id is None:  # only a notice of disconnection
-        message_id = 0
+        pos, end = _expect(data, offset, message_end, _TAG_SEQUENCE, "LDAPMessage")
+        id_start, pos = _expect(data, pos, end, _INTEGER, "messageID")
+        mid = _integer(data, id_start, pos, "messageID")
+        if not 0 <= mid <= _MAX_MESSAGE_ID:
+            raise DecodeError(f"messageID {mid} outside 0..{_MAX_MESSAGE_ID}", id_start)
+        if pos >= end:
+            raise DecodeError("LDAPMessage without a protocolOp", pos)
+        op, body, body_end = _tlv(data, pos, end, "protocolOp")
+        if body_end < end and data[body_end] == _CONTROLS:
+            body_end = _tlv(data, body_end, end, "controls")[2]
+        if body_end != end:
+            raise DecodeError("trailing bytes inside LDAPMessage", body_end)
+        if op == _OP_EXTENDED and mid == 0:
+            result_code, diagnostic = _result(data, body, end, extended=True)
+            disconnected = True
+            offset = end
+            continue
+        if message_id is None:
+            message_id = mid
+        elif mid != message_id:
+            raise DecodeError(f"message ID {mid} in a reply to {message_id}", offset)
+        if op == _OP_ENTRY:
+            entries.append(_entry(data, body, end, budget))
+        elif op == _OP_REFERENCE:
+            _reference(data, body, end, budget)
+            references += 1
+        elif op == _OP_DONE:
+            result_code, diagnostic = _result(data, body, end, extended=False)
+        else:
+            name = _OP_NAMES.get(op, f"with tag 0x{op:02x}")
+            raise DecodeError(f"unexpected LDAP operation {name} in a search reply", offset)
+        offset = end
     return SearchResult(
-        message_id=message_id,
+        message_id=0 if message_id is None else message_id,  # 0: only a notice of disconnection
         entries=tuple(entries),
         result_code=result_code,
         result_name=None if result_code is None else RESULT_CODE_NAMES.get(result_code, "unknown"),
@@ -412,3 +545,55 @@ def decode_search_response(data: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> Se
         references=references,
         disconnected=disconnected,
     )
+
+
+class SearchReplyEnd:
+    """Where a search reply ends in a TCP stream: a ``complete`` callable for a stream reader.
+
+    Called with the bytes received so far (each call's buffer extends the last one's), it returns the
+    length up to and including the SearchResultDone, or a Notice of Disconnection (RFC 4511 4.5.2,
+    4.4.1), or ``None`` while more bytes are needed. It reads the BER headers of each LDAPMessage once
+    (its messageID and protocolOp tags), never a whole message, and remembers where it stopped: the
+    cost of a reply is linear in its messages, however many reads it arrives in.
+
+    Args:
+        limit: largest single message accepted, in bytes.
+
+    Attributes:
+        end: the length found (what the last call returned), or ``None``.
+
+    Raises:
+        DecodeError: (from a call) not an LDAPMessage, a message over ``limit``, or more than
+            :data:`MAX_MESSAGES` messages before the end.
+    """
+
+    __slots__ = ("_count", "_limit", "_pos", "end")
+
+    def __init__(self, *, limit: int = MAX_MESSAGE_BYTES) -> None:
+        self.end: int | None = None
+        self._pos = 0
+        self._count = 0
+        self._limit = limit
+
+    def __call__(self, buf: bytes) -> int | None:
+        """The end of the search reply in ``buf``, or ``None`` (more bytes needed)."""
+        while True:
+            start = self._pos
+            total = message_length(buf, start, limit=self._limit)
+            if total is None or start + total > len(buf):
+                return None
+            self._count += 1
+            if self._count > MAX_MESSAGES:
+                raise DecodeError(f"more than {MAX_MESSAGES} LDAPMessages in one reply", start)
+            end = self._pos = start + total
+            content = _tlv(buf, start, end, "LDAPMessage")[1]
+            try:
+                id_start, op_at = _expect(buf, content, end, _INTEGER, "messageID")
+            except DecodeError:
+                raise DecodeError("not an LDAPMessage", start) from None
+            if op_at >= end:
+                raise DecodeError("LDAPMessage without a protocolOp", start)
+            zero_id = op_at - id_start == 1 and buf[id_start] == 0
+            if buf[op_at] == _OP_DONE or (buf[op_at] == _OP_EXTENDED and zero_id):
+                self.end = end
+                return end

@@ -118,12 +118,14 @@ class RootDSE:
             DecodeError: a value is not UTF-8, or a typed attribute (time, integer, Boolean)
                 is malformed. The raw entry stays available for a LISTENING verdict.
         """
-        raw: dict[str, tuple[str, ...]] = {}
-        folded: dict[str, tuple[str, ...]] = {}
+        raw_lists: dict[str, list[str]] = {}
+        folded_lists: dict[str, list[str]] = {}
         for attr, values in entry.attributes:
-            texts = tuple(utf8(v, f"rootDSE {attr}") for v in values)
-            raw[attr] = raw.get(attr, ()) + texts
-            folded[attr.casefold()] = folded.get(attr.casefold(), ()) + texts
+            texts = [utf8(v, f"rootDSE {attr}") for v in values]
+            raw_lists.setdefault(attr, []).extend(texts)
+            folded_lists.setdefault(attr.casefold(), []).extend(texts)
+        raw = {attr: tuple(texts) for attr, texts in raw_lists.items()}
+        folded = {attr: tuple(texts) for attr, texts in folded_lists.items()}
 
         def many(name: str) -> tuple[str, ...]:
             return folded.get(name.casefold(), ())
