@@ -12,6 +12,8 @@ probe needs on every domain controller anyway (measured: importing every probe c
 
 from __future__ import annotations
 
+import functools
+
 from exporter.model import PortSpec, Protocol
 from exporter.probes import dns, kerberos, ldap, mssql, netbios, rpc, smb, snmp, tls
 from exporter.probes.context import ProbeContext, ProtocolOutcome, ProtocolProbe
@@ -64,8 +66,11 @@ DEFAULT_BINDINGS: dict[tuple[str, int], str] = {
 POSTURE_BINDINGS: frozenset[str] = frozenset({"smb"})
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def port_spec(protocol: Protocol, port: int, service: str = "", binding: str | None = None) -> PortSpec:
     """A :class:`~exporter.model.PortSpec` with ``binding``, or the port's default binding when ``None``.
+
+    Specs are immutable and shared: 1,000 targets with the same 100 ports hold 100 specs, not 100,000.
 
     Args:
         protocol: ``"tcp"`` or ``"udp"``.
