@@ -66,7 +66,6 @@ DEFAULT_BINDINGS: dict[tuple[str, int], str] = {
 POSTURE_BINDINGS: frozenset[str] = frozenset({"smb"})
 
 
-@functools.lru_cache(maxsize=1 << 17)
 def port_spec(protocol: Protocol, port: int, service: str = "", binding: str | None = None) -> PortSpec:
     """A :class:`~exporter.model.PortSpec` with ``binding``, or the port's default binding when ``None``.
 
@@ -80,4 +79,7 @@ def port_spec(protocol: Protocol, port: int, service: str = "", binding: str | N
     """
     if binding is None:
         binding = DEFAULT_BINDINGS.get((protocol, port), "")
-    return PortSpec(protocol, port, service, binding)
+    return _shared(protocol, port, service, binding)
+
+
+_shared = functools.lru_cache(maxsize=1 << 17)(PortSpec)
