@@ -1,8 +1,8 @@
 """Server-side encoders for the wire codecs: what a test peer sends back (never sent by the probes).
 
-Each builds a reply with the same library types the decoder reads it with (impacket's ldapasn1 and
-krb5 ASN.1, pyasn1-modules' SNMP) or by hand for our own formats (EPM NDR stubs and towers,
-connectionless RPC fragments, NBSTAT, Netlogon, MC-SQLR).
+Each builds a reply with the same library types the decoder reads it with (impacket's ldapasn1, krb5
+ASN.1, SMB/SMB2 structures and SPNEGO, pyasn1-modules' SNMP) or by hand for our own formats (EPM NDR
+stubs and towers, connectionless RPC fragments, NBSTAT, Netlogon, MC-SQLR).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
+from impacket import smb, smb3structs, spnego
 from impacket.krb5 import asn1 as krb_asn1
 from impacket.krb5 import constants
 from impacket.krb5.types import KerberosTime
@@ -366,3 +367,120 @@ def encode_co_response(call_id: int, stub: bytes, *, fragment_size: int = 4256) 
         encode_co_response_fragment(call_id, chunk, first=i == 0, last=i == len(chunks) - 1, alloc_hint=len(stub))
         for i, chunk in enumerate(chunks)
     ]
+
+
+# --------------------------------------------------------------------------- SMB (TCP 445)
+
+#: The NegTokenInit mechanisms a DC offers (MS-SPNG 3.3.5.2), as impacket names them.
+DC_MECHANISMS = (
+    "MS KRB5 - Microsoft Kerberos 5",
+    "KRB5 - Kerberos 5",
+    "NTLMSSP - Microsoft NTLM Security Support Provider",
+)
+_SMB2_HEADER_LEN = 64
+_NEGOTIATE_RESPONSE_FIXED = 64  # MS-SMB2 2.2.4: StructureSize 65 counts the first byte of the buffer
+_SHA512 = 0x0001  # MS-SMB2 2.2.3.1.1 HashAlgorithms
+_AES128_GCM = 0x0002  # MS-SMB2 2.2.3.1.2 Ciphers
+
+
+def encode_spnego_init(mechanisms: Sequence[str] = DC_MECHANISMS) -> bytes:
+    """A GSS-API framed SPNEGO ``negTokenInit`` (RFC 4178 4.2.1) listing ``mechanisms`` (impacket's names)."""
+    token = spnego.SPNEGO_NegTokenInit()
+    token["MechTypes"] = [spnego.TypesMech[name] for name in mechanisms]
+    data: bytes = token.getData()
+    return data
+
+
+def _smb2_context(context_type: int, data: bytes) -> bytes:
+    context = smb3structs.SMB2NegotiateContext()
+    context["ContextType"] = context_type
+    context["DataLength"] = len(data)
+    context["Data"] = data
+    out: bytes = context.getData()
+    return out
+
+
+def _smb311_contexts() -> list[bytes]:
+    """The preauth integrity (SHA-512, 32-byte salt) and encryption (AES-128-GCM) contexts (MS-SMB2 2.2.4.1)."""
+    preauth = smb3structs.SMB2PreAuthIntegrityCapabilities()
+    preauth["HashAlgorithmCount"] = 1
+    preauth["SaltLength"] = 32
+    preauth["HashAlgorithms"] = struct.pack("<H", _SHA512)
+    preauth["Salt"] = bytes(range(32))
+    ciphers = smb3structs.SMB2EncryptionCapabilities()
+    ciphers["CipherCount"] = 1
+    ciphers["Ciphers"] = struct.pack("<H", _AES128_GCM)
+    return [
+        _smb2_context(smb3structs.SMB2_PREAUTH_INTEGRITY_CAPABILITIES, preauth.getData()),
+        _smb2_context(smb3structs.SMB2_ENCRYPTION_CAPABILITIES, ciphers.getData()),
+    ]
+
+
+def encode_smb2_negotiate_response(
+    message_id: int,
+    dialect: int,
+    *,
+    security_mode: int = smb3structs.SMB2_NEGOTIATE_SIGNING_ENABLED | smb3structs.SMB2_NEGOTIATE_SIGNING_REQUIRED,
+    token: bytes = b"",
+) -> bytes:
+    """An SMB2 NEGOTIATE response (MS-SMB2 2.2.4) with impacket's structures, without its NetBIOS header.
+
+    Args:
+        message_id: the request's ``MessageId`` (0 for the answer to a multi-protocol negotiate).
+        dialect: ``DialectRevision``: 0x02FF (wildcard) to ask for the SMB2 NEGOTIATE, 0x0202 ... 0x0311.
+        security_mode: ``SecurityMode`` (0x01 signing enabled, 0x02 signing required).
+        token: the SPNEGO token of the security buffer (``b""`` for none).
+
+    Returns:
+        The SMB2 header and the response; 3.1.1 carries the preauth integrity and encryption contexts.
+    """
+    response = smb3structs.SMB2Negotiate_Response()
+    response["SecurityMode"] = security_mode
+    response["DialectRevision"] = dialect
+    response["ServerGuid"] = b"PQ-HOSTILE-GUID!"
+    response["Capabilities"] = smb3structs.SMB2_GLOBAL_CAP_LARGE_MTU
+    response["MaxTransactSize"] = response["MaxReadSize"] = response["MaxWriteSize"] = 8 * 1024 * 1024
+    response["SecurityBufferOffset"] = _SMB2_HEADER_LEN + _NEGOTIATE_RESPONSE_FIXED
+    response["SecurityBufferLength"] = len(token)
+    response["Buffer"] = token
+    if dialect == smb3structs.SMB2_DIALECT_311:
+        contexts = _smb311_contexts()
+        end = response["SecurityBufferOffset"] + len(token)
+        response["NegotiateContextCount"] = len(contexts)
+        response["NegotiateContextOffset"] = end + (-end % 8)
+        response["Padding"] = bytes(-end % 8)
+        response["NegotiateContextList"] = b"".join(c + bytes(-len(c) % 8) for c in contexts[:-1]) + contexts[-1]
+    packet = smb3structs.SMB2Packet()
+    packet["Command"] = smb3structs.SMB2_NEGOTIATE
+    packet["Flags"] = smb3structs.SMB2_FLAGS_SERVER_TO_REDIR
+    packet["CreditRequestResponse"] = 1
+    packet["MessageID"] = message_id
+    packet["Data"] = response.getData()
+    data: bytes = packet.getData()
+    return data
+
+
+def encode_smb2_interim_response(message_id: int, async_id: int) -> bytes:
+    """An SMB2 interim response (MS-SMB2 3.3.4.2): async header, ``STATUS_PENDING``, an empty ERROR body."""
+    packet = smb3structs.SMB2PacketAsync()
+    packet["Status"] = 0x00000103  # STATUS_PENDING (MS-ERREF 2.3.1)
+    packet["Command"] = smb3structs.SMB2_NEGOTIATE
+    packet["Flags"] = smb3structs.SMB2_FLAGS_SERVER_TO_REDIR | smb3structs.SMB2_FLAGS_ASYNC_COMMAND
+    packet["MessageID"] = message_id
+    packet["AsyncID"] = async_id
+    packet["Data"] = smb3structs.SMB2Error().getData()
+    data: bytes = packet.getData()
+    return data
+
+
+def encode_smb1_negotiate_refusal() -> bytes:
+    """An SMB1 negotiate response accepting no dialect (MS-CIFS 2.2.4.52.2: ``DialectIndex`` 0xFFFF)."""
+    packet = smb.NewSMBPacket()
+    packet["Flags1"] = smb.SMB.FLAGS1_REPLY
+    packet["Flags2"] = smb.SMB.FLAGS2_NT_STATUS | smb.SMB.FLAGS2_LONG_NAMES
+    command = smb.SMBCommand(smb.SMB.SMB_COM_NEGOTIATE)
+    command["Parameters"] = struct.pack("<H", 0xFFFF)
+    command["Data"] = b""
+    packet.addCommand(command)
+    data: bytes = packet.getData()
+    return data

@@ -12,9 +12,12 @@ endless            TCP: random bytes as fast as the reader takes them; UDP: a ga
 slowloris          the valid reply, one byte a second (TCP); a one-byte datagram a second (UDP)
 huge_length        a header that promises far more than is sent: BER ``0x84 7f ff ff ff``, a DCE/RPC bind_ack
                    with frag_length 65535, a Kerberos record length of 2 GB, a DNS length of 65535 (the most its
-                   2-byte prefix can say), a TLS record of 65535 bytes, counts of 65535 in DNS/NBSTAT headers
+                   2-byte prefix can say), a TLS record of 65535 bytes, counts of 65535 in DNS/NBSTAT headers,
+                   an SMB session header ``00 ff ff ff`` (0xFFFFFF bytes as MS-SMB2 2.1 reads it, 0x1FFFF as
+                   RFC 1002 4.3.1 does)
 fragment_flood     DCE/RPC: a valid bind_ack, then 24-byte response fragments without PFC_LAST_FRAG forever
-                   (TCP) / PF_FRAG fragments that never end (UDP); LDAP(S): SearchResultEntry messages forever
+                   (TCP) / PF_FRAG fragments that never end (UDP); LDAP(S): SearchResultEntry messages forever;
+                   SMB: the wildcard answer, then SMB2 interim responses (``STATUS_PENDING``) that never end
 split              a valid reply cut in two segments (TCP) or fragments (connectionless RPC) with 0.15 s between
 page_flood         DCE/RPC: valid ``ept_lookup`` pages of 8 entries, each with a handle promising more, forever
 reply_flood        UDP: 500 garbage datagrams per query
@@ -23,6 +26,8 @@ oversize           UDP: one 65,507-byte datagram (CLDAP: a structurally valid ro
 
 Not every behaviour has a meaning for every binding (DNS and Kerberos over TCP take the first whole message,
 so they have no fragment flood; a connectionless split exists only for RPC): :func:`cases` lists the pairs.
+SMB has no fragments either (one NetBIOS session message is one whole SMB message); its flood is the one
+way an SMB2 reply can go on without ending, interim responses (MS-SMB2 3.3.4.2) before a final that never comes.
 TLS bindings (``ldaps``, ``tls``) get garbage, endless, slowloris and huge_length at the TLS layer, before any
 handshake; split and fragment_flood run inside TLS (a real handshake by the ``ssl`` module over memory BIOs, so
 the server decides how its bytes are cut).
@@ -53,9 +58,18 @@ from exporter.errors import DecodeError
 from exporter.wire import clrpc
 from exporter.wire.kerberos import frame_tcp
 from tests.cldap import _message_id
-from tests.encoders import encode_cl_response, encode_ept_lookup_response, encode_krb_error, encode_search_response
+from tests.encoders import (
+    encode_cl_response,
+    encode_ept_lookup_response,
+    encode_krb_error,
+    encode_search_response,
+    encode_smb1_negotiate_refusal,
+    encode_smb2_interim_response,
+    encode_smb2_negotiate_response,
+    encode_spnego_init,
+)
 
-TCP_BINDINGS = ("dns", "kerberos", "ldap", "ldaps", "rpc", "tls")
+TCP_BINDINGS = ("dns", "kerberos", "ldap", "ldaps", "rpc", "smb", "tls")
 UDP_BINDINGS = ("dns", "kerberos", "ldap", "mssql", "netbios", "rpc", "snmp")
 TCP_BEHAVIOURS = ("garbage", "endless", "slowloris", "huge_length", "fragment_flood", "split", "page_flood")
 UDP_BEHAVIOURS = (
@@ -164,6 +178,30 @@ def _epm_stub() -> bytes:
     return encode_ept_lookup_response(bytes(20), [], 0x16C9A0D6)
 
 
+_SMB2_WILDCARD = 0x02FF
+_SMB311 = 0x0311
+_SMB_TOKEN = encode_spnego_init()
+
+
+def _netbios(message: bytes) -> bytes:
+    """One session message on 445 (MS-SMB2 2.1: type 0, a 24-bit length)."""
+    return len(message).to_bytes(4, "big") + message
+
+
+def _smb2_message_id(request: bytes) -> int:
+    return struct.unpack_from("<Q", request, 4 + 24)[0] if request[4:8] == b"\xfeSMB" and len(request) >= 36 else 0
+
+
+def _smb_reply(request: bytes) -> bytes:
+    """A DC's answer to one negotiate (NetBIOS header included): the SMB2 NEGOTIATE gets 3.1.1 with signing
+    required, the multi-protocol negotiate (``SMB 2.???`` offered) the wildcard, an SMB1-only one a refusal."""
+    if request[4:8] == b"\xfeSMB":
+        return _netbios(encode_smb2_negotiate_response(_smb2_message_id(request), _SMB311, token=_SMB_TOKEN))
+    if b"SMB 2.???" in request:
+        return _netbios(encode_smb2_negotiate_response(0, _SMB2_WILDCARD, token=_SMB_TOKEN))
+    return _netbios(encode_smb1_negotiate_refusal())
+
+
 def _epm_page(number: int) -> bytes:
     """A valid ``ept_lookup`` page of 8 entries (null towers) whose entry handle says more follow."""
     entries = [(uuid.UUID(int=number * 8 + i), None, b"hostile page\x00") for i in range(8)]
@@ -232,6 +270,13 @@ class Stream:
             buf += await self.read()
         return buf
 
+    async def read_netbios(self) -> bytes:
+        """One whole NetBIOS session message, its 4-byte header included (24-bit length, MS-SMB2 2.1)."""
+        buf = b""
+        while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[1:4], "big"):
+            buf += await self.read()
+        return buf
+
     async def write(self, data: bytes, *, split: bool = False) -> None:
         """Send ``data`` (encrypted under TLS); ``split``: in two segments, :data:`SPLIT_PAUSE` apart."""
         if self._tls is None:
@@ -262,6 +307,10 @@ async def _valid_exchange(binding: str, stream: Stream, *, split: bool) -> None:
         request = await stream.read_pdu()
         await stream.write(_co_response(request, _epm_stub()), split=split)
         return
+    if binding == "smb":  # the multi-protocol then the SMB2 NEGOTIATE, or the SMB1-only one (its own connection)
+        for _ in range(2):
+            await stream.write(_smb_reply(await stream.read_netbios()), split=split)
+        return
     request = await stream.read()
     if binding == "dns":
         reply = _dns_reply(request[2:])
@@ -280,6 +329,8 @@ def _reply_for(binding: str, request: bytes) -> bytes:
         return frame_tcp(_krb_reply())
     if binding == "rpc":
         return _bind_ack(request)
+    if binding == "smb":
+        return _smb_reply(request)
     if binding in TLS_BINDINGS:  # the start of a TLS 1.2 ServerHello record
         return bytes.fromhex("160303004a0200004603030000000000000000000000000000000000000000000000000000000000000000")
     return _ldap_reply(request)
@@ -290,6 +341,7 @@ _HUGE_TCP = {
     "kerberos": b"\x7f\xff\xff\xff" + bytes(10),
     "ldap": b"\x30\x84\x7f\xff\xff\xff\x02\x01\x01",
     "rpc": _co_header(rpcrt.MSRPC_BINDACK, 3, 0xFFFF, 1) + bytes(10),
+    "smb": b"\x00\xff\xff\xff\xfeSMB@\x00" + bytes(6),
     "ldaps": b"\x16\x03\x03\xff\xff\x02\x00",
     "tls": b"\x16\x03\x03\xff\xff\x02\x00",
 }
@@ -322,6 +374,12 @@ async def _tcp_behaviour(
                 first = False
                 frag = _co_header(rpcrt.MSRPC_RESPONSE, flags, 24, call_id) + struct.pack("<IHBB", 1 << 20, 0, 0, 0)
                 await stream.write(frag * 64)
+        elif binding == "smb":  # the wildcard, then interim responses to the SMB2 NEGOTIATE, never the final one
+            await stream.write(_smb_reply(await stream.read_netbios()))
+            message_id = _smb2_message_id(await stream.read_netbios())
+            interim = _netbios(encode_smb2_interim_response(message_id, 0x5051))
+            while True:
+                await stream.write(interim * 64)
         elif binding == "tls":  # the handshake, then application data forever
             chunk = _garbage(rng, 16384)
             while True:

@@ -8,6 +8,9 @@ probe's alone.  Asserted for each case:
 - no exception: the probe ends in a result;
 - the probe ends by its deadline (the state probe's tries x timeout plus the protocol budget) plus
   :data:`MARGIN` (the engine's own 0.5 s grace on a protocol probe, and scheduling noise);
+- a flood (fragments, pages, replies or interim responses that never end) is cut by a count bound within
+  :data:`FLOOD_CUT`, not left to run to the deadline: the CPU check alone misses a probe that parses a flood
+  flat out when the machine is busy and gives it less than half a core;
 - CPU (``time.process_time``, every thread) at most half the wall time plus :data:`CPU_SLACK`, over the probe
   and again over the probe plus the wait for its threads to end: this catches a pinned core, not noise;
 - descriptors (``/proc/self/fd``) and threads (``threading.active_count``) return to their count before the
@@ -48,12 +51,29 @@ DEADLINE = OPTIONS.timeout_seconds * max(OPTIONS.tcp_tries, OPTIONS.udp_tries) +
 MARGIN = 0.75
 CPU_SLACK = 0.2
 SETTLE = 2.0
+FLOODS = ("fragment_flood", "page_flood", "reply_flood")
+#: Seconds by which a flood must have been cut (one try's timeout; the bounded ones take 0.01-0.1 s).
+FLOOD_CUT = OPTIONS.timeout_seconds
 #: Cases run at once (each mostly waits on a deadline; the machine may have two cores).
 WORKERS = 6
 PROTOCOL_REASONS = {Reason.PROTOCOL_ERROR, Reason.PROTOCOL_NO_REPLY, Reason.PROTOCOL_REFUSED, Reason.PROTOCOL_REPLY}
 ROOT = Path(__file__).resolve().parent.parent
 
 CASES = hostile.cases()
+#: Cases that find a bug not fixed yet (strict: the fix makes them pass, and then this entry must go).
+KNOWN_BUGS = {
+    "smb/tcp/fragment_flood": (
+        "exporter/adapters/smb.py: impacket's SMB3.recvSMB reads STATUS_PENDING interim responses with no count "
+        "bound and _Session.recv_packet bounds only keep-alives: the probe parses interims flat out until its "
+        "deadline"
+    ),
+}
+
+
+def _case_param(case: tuple[str, str, str]) -> Any:
+    key = hostile.case_id(*case)
+    marks = [pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[key])] if key in KNOWN_BUGS else []
+    return pytest.param(case, id=key, marks=marks)
 
 
 def _fds() -> int:
@@ -138,7 +158,7 @@ def test_every_binding_and_transport_is_covered() -> None:
         assert binding in (hostile.TCP_BINDINGS if protocol == "tcp" else hostile.UDP_BINDINGS)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[hostile.case_id(*c) for c in CASES])
+@pytest.mark.parametrize("case", [_case_param(c) for c in CASES])
 def test_hostile_peer(case: tuple[str, str, str], figures: dict[str, dict[str, Any]]) -> None:
     _binding, _transport, behaviour = case
     got = figures[hostile.case_id(*case)]
@@ -149,6 +169,8 @@ def test_hostile_peer(case: tuple[str, str, str], figures: dict[str, dict[str, A
     assert got["cpu_total"] <= got["wall_total"] / 2 + CPU_SLACK, (
         f"CPU {got['cpu_total']:.2f} s in {got['wall_total']:.2f} s with the wait for threads: {summary}"
     )
+    if behaviour in FLOODS:
+        assert got["wall"] <= FLOOD_CUT, f"a flood read for {got['wall']:.2f} s, not cut by a count: {summary}"
     assert got["fds"] == got["fds0"], f"descriptors {got['fds0']} -> {got['fds']}: {summary}"
     assert got["threads"] == got["threads0"], f"threads {got['threads0']} -> {got['threads']}: {summary}"
     assert Reason(got["reason"]) in PROTOCOL_REASONS, summary
