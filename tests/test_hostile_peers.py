@@ -61,13 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 CASES = hostile.cases()
 #: Cases that find a bug not fixed yet (strict: the fix makes them pass, and then this entry must go).
-KNOWN_BUGS = {
-    "smb/tcp/fragment_flood": (
-        "exporter/adapters/smb.py: impacket's SMB3.recvSMB reads STATUS_PENDING interim responses with no count "
-        "bound and _Session.recv_packet bounds only keep-alives: the probe parses interims flat out until its "
-        "deadline"
-    ),
-}
+KNOWN_BUGS: dict[str, str] = {}  # case -> the bug that makes it fail, as a strict xfail until fixed
 
 
 def _case_param(case: tuple[str, str, str]) -> Any:

@@ -71,6 +71,9 @@ _NO_DIALECT = 0xFFFF
 MAX_REPLY_BYTES = 64 * 1024
 #: The most NetBIOS keep-alives skipped while waiting for one reply.
 MAX_KEEPALIVES = 16
+#: The most SMB messages read on one negotiate connection (two replies, plus interim responses and strays):
+#: impacket loops on STATUS_PENDING without a count, and recurses on a reply with another MessageId.
+MAX_MESSAGES = 8
 _NTLM_PARAMETERS = 34  # WordCount 17: the NT LAN Manager negotiate response (MS-CIFS 2.2.4.52.2)
 
 
@@ -116,6 +119,7 @@ class _Session(nmb.NetBIOSTCPSession):  # type: ignore[misc]  # impacket is unty
         super().__init__(_CLIENT_NAME, address, address, nmb.TYPE_SERVER, port, None, sock=sock)
         self._pq_sock = sock
         self._pq_deadline = deadline
+        self._pq_messages = 0
 
     def recv_packet(self, timeout: float | None = None) -> nmb.NetBIOSSessionPacket:
         """One session message; ``timeout`` (impacket's per-read value) is ignored for the deadline."""
@@ -129,6 +133,9 @@ class _Session(nmb.NetBIOSTCPSession):  # type: ignore[misc]  # impacket is unty
                 raise DecodeError(f"SMB reply of {length} bytes is larger than {MAX_REPLY_BYTES}", 1)
             body = self._read(length, first=False) if length else b""
             if header[0] != nmb.NETBIOS_SESSION_KEEP_ALIVE:
+                self._pq_messages += 1
+                if self._pq_messages > MAX_MESSAGES:
+                    raise DecodeError(f"more than {MAX_MESSAGES} SMB messages without a negotiate reply", 0)
                 return nmb.NetBIOSSessionPacket(header + body)
         raise DecodeError(f"more than {MAX_KEEPALIVES} NetBIOS keep-alives instead of a reply", 0)
 
