@@ -353,3 +353,33 @@ def test_a_tls_client_that_never_shakes_hands_is_counted_and_aborted(
             await runner.cleanup()
 
     asyncio.run(run())
+
+
+def _soft_nofile(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no 'Max open files' in /proc/PID/limits")
+
+
+def test_a_cap_that_does_not_fit_the_descriptor_limit_is_warned_about(
+    tmp_path: Path, loopback_ports: dict[int, str]
+) -> None:
+    """1,000 connections + 256 probes + the reserve > 1,024: a warning at start, naming the numbers."""
+    config = _config(tmp_path / "config.toml", loopback_ports)
+    with run_daemon(config, preexec_fn=_limit_nofile, args=["--web.max-connections", "1000"]) as d:
+        warnings = [line for line in d.log_lines if "descriptors may run out" in line]
+        assert len(warnings) == 1, d.log_lines[:20]
+        assert '"rlimit_nofile": 1024' in warnings[0] and '"needed": 1320' in warnings[0]
+
+
+def test_the_soft_descriptor_limit_is_raised_to_the_hard_limit(tmp_path: Path, loopback_ports: dict[int, str]) -> None:
+    """Soft 1,024 under a hard 4,096 (systemd's usual shape, smaller): the daemon raises its soft limit, no warning."""
+    config = _config(tmp_path / "config.toml", loopback_ports)
+
+    def low_soft() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, 4096))
+
+    with run_daemon(config, preexec_fn=low_soft) as d:
+        assert _soft_nofile(d.proc.pid) == 4096
+        assert not [line for line in d.log_lines if "descriptors may run out" in line]
