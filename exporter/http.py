@@ -7,7 +7,8 @@ honoured, gzip when asked (compressed off the loop).  Beside it ``/-/healthy``, 
 (POST or PUT), ``/sd`` (Prometheus HTTP SD) and the status pages (:mod:`exporter.status_page`).  HEAD works
 where GET does; other methods get 405.  ``/-/reload`` answers 403 unless ``--web.enable-lifecycle`` is given or
 the client is on loopback.  TLS, basic auth and response headers come from the web config
-(:mod:`exporter.webconfig`), on every path.  Check by hand: ``curl -s 127.0.0.1:9727/metrics | head``.
+(:mod:`exporter.webconfig`), on every path.  The connection cap, time-outs and size limits are
+:mod:`exporter.http_limits`'s.  Check by hand: ``curl -s 127.0.0.1:9727/metrics | head``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ Check by hand: ``python3 -m pytest -q tests/test_http_limits.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import resource
 import selectors
@@ -57,14 +58,34 @@ def _enough_descriptors_here() -> None:
 def loopback_ports() -> Iterator[dict[int, str]]:
     """Port -> expected state: 5 listening, 5 bound but not listening (refused)."""
     with ExitStack() as stack:
-        expected: dict[int, str] = {}
-        for listening in (True,) * 5 + (False,) * 5:
-            sock = stack.enter_context(socket.socket())
-            sock.bind(("127.0.0.1", 0))
-            if listening:
-                sock.listen(64)
-            expected[sock.getsockname()[1]] = "listening" if listening else "not_listening"
-        yield expected
+        yield loopback_listeners(stack)
+
+
+def loopback_listeners(stack: ExitStack) -> dict[int, str]:
+    """Port -> expected state: 5 listening (accepted and closed by a thread, so no queue fills), 5 refused."""
+    expected: dict[int, str] = {}
+    sel = stack.enter_context(selectors.DefaultSelector())
+    for listening in (True,) * 5 + (False,) * 5:
+        sock = stack.enter_context(socket.socket())
+        sock.bind(("127.0.0.1", 0))
+        if listening:
+            sock.listen(64)
+            sock.setblocking(False)
+            sel.register(sock, selectors.EVENT_READ)
+        expected[sock.getsockname()[1]] = "listening" if listening else "not_listening"
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            for key, _ in sel.select(0.1):
+                with contextlib.suppress(OSError):
+                    key.fileobj.accept()[0].close()  # type: ignore[union-attr]
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    stack.callback(thread.join, 5)
+    stack.callback(stop.set)
+    return expected
 
 
 def _config(path: Path, ports: dict[int, str], extra: str = "") -> Path:
