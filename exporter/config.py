@@ -59,6 +59,7 @@ class ExporterSection(_Section):
     """``[exporter]``: the daemon itself."""
 
     listen_address: str = "127.0.0.1:9727"
+    max_connections: int = Field(512, ge=1, le=65536, description="HTTP connections open at once (Prometheus' 512)")
     concurrency: int = Field(256, ge=1, le=65536, description="global probes in flight")
     udp_pacing_seconds: float = Field(0.25, ge=0, le=10, description="gap between UDP datagrams to one address")
     udp_recheck_max: int = Field(8, ge=0, le=1024, description="silent UDP ports re-checked per round (0 = off)")

@@ -56,6 +56,7 @@ class Daemon:
 
         from exporter.collector import ExporterStatus, PortqryCollector
         from exporter.engine import Engine
+        from exporter.http_limits import ConnectionLimits
         from exporter.scheduler import Scheduler
         from exporter.store import ResultStore, duration_buckets
         from exporter.webconfig import WebConfigCollector
@@ -92,6 +93,8 @@ class Daemon:
         self.registry.register(PortqryCollector(self.store, self.status))
         ProcessCollector(registry=self.registry)
         self.registry.register(WebConfigCollector(self.web))
+        self.http_limits = ConnectionLimits(settings.exporter.max_connections)
+        self.registry.register(self.http_limits)
         from exporter.probe_endpoint import ProbeEndpoint
 
         self.probe = ProbeEndpoint(self)
@@ -199,6 +202,7 @@ class Daemon:
                 extra_routes={"/probe": self.probe.handle},
                 webstate=self.web,
                 enable_lifecycle=self.enable_lifecycle,
+                limits=self.http_limits,
             )
             runner, bound = await serve(app, host, port, ssl_context=self.web.listen_context())
         except OSError as exc:
@@ -206,6 +210,7 @@ class Daemon:
             log.error("cannot listen", listen_address=self.settings.exporter.listen_address, error=why)
             print(f"portqry-exporter: cannot listen on {self.settings.exporter.listen_address}: {why}", file=sys.stderr)
             return 4
+        self._check_descriptors()
         self.apply(self.settings)
         shown = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
         log.info(
@@ -223,6 +228,19 @@ class Daemon:
         await runner.cleanup()
         log.info("stopped")
         return 0
+
+    def _check_descriptors(self) -> None:
+        from exporter.http_limits import fit_descriptor_limit
+
+        budget = fit_descriptor_limit(self.http_limits.max_connections, self.engine.concurrency)
+        if not budget.fits:
+            log.warning(
+                "descriptors may run out: lower --web.max-connections or [exporter] concurrency, or raise the limit",
+                rlimit_nofile=budget.limit,
+                needed=budget.needed,
+                max_connections=self.http_limits.max_connections,
+                concurrency=self.engine.concurrency,
+            )
 
 
 class _ArgParser(argparse.ArgumentParser):
@@ -242,6 +260,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--config.check", dest="check", action="store_true", help="validate the config and exit")
     parser.add_argument("--web.listen-address", dest="listen", help="override [exporter] listen_address")
+    parser.add_argument(
+        "--web.max-connections",
+        dest="max_connections",
+        type=int,
+        metavar="N",
+        help="override [exporter] max_connections: HTTP connections open at once (default 512)",
+    )
     parser.add_argument(
         "--web.config.file",
         dest="web_config",
@@ -279,6 +304,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"portqry-exporter: --shard: {exc}", file=sys.stderr)
             return 3
         settings = settings.model_copy(update={"exporter": settings.exporter.model_copy(update={"shard": args.shard})})
+    if args.max_connections is not None:
+        if not 1 <= args.max_connections <= 65536:
+            print("portqry-exporter: --web.max-connections: must be 1-65536", file=sys.stderr)
+            return 3
+        settings = settings.model_copy(
+            update={"exporter": settings.exporter.model_copy(update={"max_connections": args.max_connections})}
+        )
     web = WebState()
     if args.web_config:
         try:

@@ -7,7 +7,8 @@ honoured, gzip when asked (compressed off the loop).  Beside it ``/-/healthy``, 
 (POST or PUT), ``/sd`` (Prometheus HTTP SD) and the status pages (:mod:`exporter.status_page`).  HEAD works
 where GET does; other methods get 405.  ``/-/reload`` answers 403 unless ``--web.enable-lifecycle`` is given or
 the client is on loopback.  TLS, basic auth and response headers come from the web config
-(:mod:`exporter.webconfig`), on every path.  Check by hand: ``curl -s 127.0.0.1:9727/metrics | head``.
+(:mod:`exporter.webconfig`), on every path.  The connection cap, time-outs and size limits are
+:mod:`exporter.http_limits`'s.  Check by hand: ``curl -s 127.0.0.1:9727/metrics | head``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from exporter.collector import ExporterStatus, render_chunks
 from exporter.config import Settings
 from exporter.exposition import Histogram
+from exporter.http_limits import HANDLER_ARGS, ConnectionLimits, serve_limited
 from exporter.status_page import add_status_routes
 from exporter.store import ResultStore
 from exporter.webconfig import WebState, is_loopback
@@ -36,6 +38,8 @@ GZIP_OFF_LOOP_BYTES = 64 * 1024
 SCRAPE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: The application's :class:`ConnectionLimits` (set by :func:`build_app`, enforced by :func:`serve`).
+LIMITS = web.AppKey("limits", ConnectionLimits)
 
 
 class Exporter(Protocol):
@@ -66,15 +70,22 @@ def build_app(
     *,
     webstate: WebState | None = None,
     enable_lifecycle: bool = False,
+    limits: ConnectionLimits | None = None,
 ) -> web.Application:
     """The aiohttp application serving ``exporter``; ``extra_routes`` adds GET paths (``/probe``).
 
     ``webstate``: the web config (basic auth, headers, client certificate SANs) applied to every path;
-    ``enable_lifecycle``: ``/-/reload`` from any client, not only loopback (``--web.enable-lifecycle``).
+    ``enable_lifecycle``: ``/-/reload`` from any client, not only loopback (``--web.enable-lifecycle``);
+    ``limits``: the connection cap :func:`serve` enforces (default: Prometheus' 512), its time limits and request
+    size limits (:mod:`exporter.http_limits`).
     """
     exporter.status.scrape_duration = Histogram(SCRAPE_BUCKETS)
-    middlewares = [webstate.middleware()] if webstate is not None else []
-    app = web.Application(handler_args={"max_line_size": 8190, "max_field_size": 8190}, middlewares=middlewares)
+    limits = limits or ConnectionLimits()
+    middlewares = [limits.middleware()]
+    if webstate is not None:
+        middlewares.append(webstate.middleware())
+    app = web.Application(handler_args=HANDLER_ARGS, middlewares=middlewares)
+    app[LIMITS] = limits
     if webstate is not None:
         app.on_response_prepare.append(webstate.on_prepare())
 
@@ -143,9 +154,10 @@ def _dumps(obj: Any) -> str:
 
 
 async def serve(
-    app: web.Application, host: str, port: int, *, backlog: int = 1024, ssl_context: ssl.SSLContext | None = None
+    app: web.Application, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
 ) -> tuple[web.AppRunner, int]:
-    """Start serving ``app`` on ``host:port`` (0: any free port), over TLS with ``ssl_context``.
+    """Start serving ``app`` (from :func:`build_app`) on ``host:port`` (0: any free port), over TLS with
+    ``ssl_context``, under its connection limits (:func:`exporter.http_limits.serve_limited`).
 
     Returns:
         The runner (``await runner.cleanup()`` stops it) and the port bound.
@@ -153,13 +165,4 @@ async def serve(
     Raises:
         OSError: the address is in use or cannot be bound.
     """
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=backlog, reuse_address=True, ssl_context=ssl_context)
-    try:
-        await site.start()
-    except OSError:
-        await runner.cleanup()
-        raise
-    bound = runner.addresses[0][1] if runner.addresses else port
-    return runner, int(bound)
+    return await serve_limited(app, host, port, app[LIMITS], ssl_context=ssl_context)

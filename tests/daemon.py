@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,12 +82,17 @@ class RunningDaemon:
 
 @contextmanager
 def run_daemon(
-    config: Path, *, extra_env: dict[str, str] | None = None, timeout: float = 20.0, args: Sequence[str] = ()
+    config: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 20.0,
+    args: Sequence[str] = (),
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[RunningDaemon]:
     """Start ``python -m exporter --config CONFIG --web.listen-address 127.0.0.1:0 ARGS`` and wait until it serves.
 
     The actual port (and the scheme: ``https`` with a TLS web config) comes from the JSON "portqry-exporter
-    started" log line.
+    started" log line.  ``preexec_fn`` runs in the child before the exec (e.g. to lower a resource limit).
     """
     env = dict(os.environ, **(extra_env or {}))
     env.pop("PORTQRY_EXPORTER__LISTEN_ADDRESS", None)
@@ -111,6 +116,7 @@ def run_daemon(
         text=True,
         cwd=ROOT,
         env=env,
+        preexec_fn=preexec_fn,  # noqa: PLW1509 (callers pass one syscall, e.g. setrlimit; no lock is taken)
     )
     lines: list[str] = []
     assert proc.stdout is not None

@@ -817,6 +817,7 @@ def _every_key_config() -> dict[str, Any]:
     return {
         "exporter": {
             "concurrency": 64,
+            "max_connections": 128,
             "udp_pacing_seconds": 0.5,
             "udp_recheck_max": 4,
             "udp_recheck_gap_seconds": 0.5,
