@@ -54,6 +54,8 @@ DEFAULT_CONFIG_PATHS = ("config.example.toml", "/etc/portqry-exporter/config.tom
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 #: The longest problem text of one error line, characters (a value echoed in it is cut shorter: ``shown``).
 MAX_PROBLEM_CHARS = 300
+#: The most error lines one config error has (a file of 5,000 bad tables would print 10,000).
+MAX_ERROR_LINES = 20
 _PORT_DIGITS = re.compile(r"[0-9]{1,5}")
 #: The environment variables that override the file start with this (``PORTQRY_EXPORTER__CONCURRENCY``).
 ENV_PREFIX = "PORTQRY_"
@@ -491,13 +493,16 @@ def _quoted_scalars(
 
 
 def _one_line_each(exc: ConfigError) -> ConfigError:
-    """``exc`` with every problem on one line of at most :data:`MAX_PROBLEM_CHARS` characters."""
+    """``exc`` with every problem on one line of at most :data:`MAX_PROBLEM_CHARS` characters, and at most
+    :data:`MAX_ERROR_LINES` lines (then one more saying how many were left out)."""
 
     def cut(text: str) -> str:
         flat = " ".join(text.split())
         return flat if len(flat) <= MAX_PROBLEM_CHARS else flat[: MAX_PROBLEM_CHARS - 3] + "..."
 
-    lines = [(cut(path), cut(key), cut(problem)) for path, key, problem in exc.errors]
+    lines = [(cut(path), cut(key), cut(problem)) for path, key, problem in exc.errors[:MAX_ERROR_LINES]]
+    if len(exc.errors) > MAX_ERROR_LINES:
+        lines.append((lines[0][0], "", f"and {len(exc.errors) - MAX_ERROR_LINES} more errors"))
     return ConfigError(*lines[0], also=lines[1:])
 
 

@@ -45,14 +45,23 @@ class StartSignals:
     reload once the loop runs.  SIGTERM and SIGINT stop the start-up at once (exit 0, as a stop later does).
     """
 
+    SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+
     def __init__(self) -> None:
         self.reload_pending = False
+        self._saved: dict[int, Any] = {}
 
     def install(self) -> None:
-        """Take over the three signals (main thread only)."""
+        """Take over the three signals (main thread only), keeping the handlers they had for :meth:`restore`."""
+        self._saved = {sig: signal.getsignal(sig) for sig in self.SIGNALS}
         signal.signal(signal.SIGHUP, self._hup)
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+
+    def restore(self) -> None:
+        """Give the signals back their handlers from before :meth:`install` (``main()`` called in process)."""
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
 
     def _hup(self, _signum: int, _frame: FrameType | None) -> None:
         self.reload_pending = True
@@ -306,9 +315,19 @@ class _ArgParser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``portqry-exporter``; returns the exit code."""
+    """Entry point of ``portqry-exporter``; returns the exit code.
+
+    The signal handlers come first (:class:`StartSignals`), then the heavy imports.
+    """
     start_signals = StartSignals()
     start_signals.install()
+    try:
+        return _main(argv, start_signals)
+    finally:
+        start_signals.restore()
+
+
+def _main(argv: Sequence[str] | None, start_signals: StartSignals) -> int:
     from exporter.config import find_config, load_config, parse_listen_address
     from exporter.errors import ConfigError
     from exporter.shard import parse_shard
@@ -390,8 +409,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(daemon.run())
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
-    finally:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # asyncio restored the default action, which kills
 
 
 if __name__ == "__main__":
