@@ -18,7 +18,6 @@ import itertools
 import json
 import os
 import re
-import stat
 import tomllib
 from collections.abc import Sequence
 from typing import Annotated, Literal
@@ -42,6 +41,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from exporter.configfile import read_config_file as read_config_file  # noqa: PLC0414  (re-exported: the web config)
 from exporter.errors import ConfigError
 from exporter.model import SHOWN_CHARS, parse_port_range, shown
 from exporter.probes import PROBES
@@ -50,8 +50,6 @@ from exporter.shard import parse_shard
 from exporter.suggest import did_you_mean
 
 DEFAULT_CONFIG_PATHS = ("config.example.toml", "/etc/portqry-exporter/config.toml")
-#: The largest config file read (the main config and the web config), bytes.
-MAX_CONFIG_BYTES = 4 * 1024 * 1024
 #: The longest problem text of one error line, characters (a value echoed in it is cut shorter: ``shown``).
 MAX_PROBLEM_CHARS = 300
 #: The most error lines one config error has (a file of 5,000 bad tables would print 10,000).
@@ -370,7 +368,8 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
     booleans in the file must be TOML's own (``interval_seconds = 5``, not ``"5"``; ``protocol_probes = true``,
     not ``"yes"``); ``PORTQRY_`` values are strings by nature and are converted.  A config with nothing to
     probe (no targets, domains, modules or ``[probe] allow``) is refused unless ``[exporter] allow_empty``.
-    Blocking and CPU-bound (up to :data:`MAX_CONFIG_BYTES` of TOML): the daemon calls it off its event loop.
+    Blocking and CPU-bound (up to :data:`~exporter.configfile.MAX_CONFIG_BYTES` of TOML): the daemon calls it
+    off its event loop.
 
     Args:
         path: the TOML file.
@@ -497,7 +496,7 @@ def _one_line_each(exc: ConfigError) -> ConfigError:
     :data:`MAX_ERROR_LINES` lines (then one more saying how many were left out)."""
 
     def cut(text: str) -> str:
-        flat = " ".join(text.split())
+        flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: MAX_PROBLEM_CHARS * 2])
         return flat if len(flat) <= MAX_PROBLEM_CHARS else flat[: MAX_PROBLEM_CHARS - 3] + "..."
 
     lines = [(cut(path), cut(key), cut(problem)) for path, key, problem in exc.errors[:MAX_ERROR_LINES]]
@@ -566,54 +565,6 @@ def _settings_error(exc: SettingsError, file: str, env: dict[tuple[str, ...], tu
         return ConfigError(file, "environment", str(exc).split("\n", 1)[0])
     lines = [(variable, ".".join(parts), why or "cannot be parsed") for parts, variable, _ in sorted(bad)]
     return ConfigError(*lines[0], also=lines[1:])
-
-
-def read_config_file(path: str | os.PathLike[str]) -> tuple[str, str]:
-    """``(name, text)`` of a UTF-8 config file (the main config, the web config), read once.
-
-    Only a regular file, or a symlink (chain) to one, as Kubernetes mounts a ConfigMap or Secret
-    (``config.toml -> ..data/config.toml``, ``..data -> ..2024_01_01_00_00_00.1``), of at most
-    :data:`MAX_CONFIG_BYTES`.  It is opened with ``O_NONBLOCK``, so a FIFO cannot block the open, and checked
-    with ``fstat`` on the descriptor read (no race with a rename between the check and the read).
-
-    Raises:
-        ConfigError: the file is missing, not a regular file (FIFO, device, directory, socket), larger than
-            :data:`MAX_CONFIG_BYTES`, unreadable or not UTF-8 (key ``""``).
-    """
-    name = str(path)
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise ConfigError(name, "", "file not found") from None
-    except OSError as exc:
-        raise ConfigError(name, "", f"cannot open: {exc.strerror or exc}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise ConfigError(name, "", f"not a regular file ({_file_kind(mode)}): give a file or a symlink to one")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_CONFIG_BYTES and (chunk := os.read(fd, MAX_CONFIG_BYTES + 1 - size)):
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        raise ConfigError(name, "", f"cannot read: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError(name, "", f"larger than {MAX_CONFIG_BYTES} bytes: not a config file?")
-    data = b"".join(chunks)
-    try:
-        return name, data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(name, "", f"not UTF-8 text: byte {exc.start} ({exc.reason})") from None
-
-
-def _file_kind(mode: int) -> str:
-    kinds = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device"}
-    kinds |= {stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
-    return kinds.get(stat.S_IFMT(mode), "not a file")
 
 
 def find_config(explicit: str | None) -> str:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import MAX_CONFIG_BYTES, load_config, read_config_file
+from exporter.config import load_config
+from exporter.configfile import MAX_CONFIG_BYTES, read_config_file
 from exporter.errors import ConfigError
 from exporter.plan import plan
 from tests.daemon import ROOT, RunningDaemon, run_daemon
@@ -466,3 +467,14 @@ def test_thousands_of_errors_are_twenty_lines_and_a_count(tmp_path: Path) -> Non
         load_config(path)
     assert len(info.value.lines) == 21
     assert info.value.lines[-1] == f"{path}: and 9980 more errors"
+
+
+def test_control_characters_in_keys_are_escaped_on_the_line(tmp_path: Path) -> None:
+    """A key holding CR, LF or U+2028 would split the error line; it is shown escaped (old code: two lines)."""
+    path = write(tmp_path / "c.toml", TARGET + '"a\\rb" = 1\n"c\\u2028d" = 2\n')
+    error = refused_all(path)
+    assert error.lines == (
+        f"{path}: targets[0].a\\rb: unknown key",
+        f"{path}: targets[0].c\\u2028d: unknown key",
+    )
+    assert all(len(line.splitlines()) == 1 for line in error.lines)

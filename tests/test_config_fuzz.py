@@ -264,7 +264,11 @@ def loopback_only(text: str) -> bool:
     return True
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(text=contents)
 def test_reload_is_ok_or_one_line_per_error(reloading: LoopThread, text: str) -> None:
     assume(loopback_only(text))
