@@ -12,6 +12,7 @@ the problem.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import json
@@ -19,7 +20,6 @@ import os
 import re
 import tomllib
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -27,26 +27,34 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
     TomlConfigSettingsSource,
 )
 
+from exporter.configfile import read_config_file as read_config_file  # noqa: PLC0414  (re-exported: the web config)
 from exporter.errors import ConfigError
-from exporter.model import parse_port_spec
+from exporter.model import SHOWN_CHARS, parse_port_range, shown
 from exporter.probes import PROBES
 from exporter.resolve import literal
 from exporter.shard import parse_shard
 from exporter.suggest import did_you_mean
 
 DEFAULT_CONFIG_PATHS = ("config.example.toml", "/etc/portqry-exporter/config.toml")
+#: The longest problem text of one error line, characters (a value echoed in it is cut shorter: ``shown``).
+MAX_PROBLEM_CHARS = 300
+#: The most error lines one config error has (a file of 5,000 bad tables would print 10,000).
+MAX_ERROR_LINES = 20
+_PORT_DIGITS = re.compile(r"[0-9]{1,5}")
 #: The environment variables that override the file start with this (``PORTQRY_EXPORTER__CONCURRENCY``).
 ENV_PREFIX = "PORTQRY_"
 
@@ -71,6 +79,10 @@ class ExporterSection(_Section):
         default_factory=list, description="histogram upper bounds, seconds (default: from timeouts and tries)"
     )
     status_history: int = Field(20, ge=0, le=1000, description="rounds kept per port for the status page (0 = none)")
+    max_ports: int = Field(
+        1_000_000, ge=1, le=100_000_000, description="ports of every target and domain in all, ranges counted whole"
+    )
+    allow_empty: bool = Field(False, description="accept a config with no targets, domains, modules or [probe] allow")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     shard: str | None = Field(None, description='"I/N": probe only the targets whose name hashmods to I (Prometheus)')
@@ -110,7 +122,7 @@ class ResolverSection(_Section):
 
         for server in value:
             if literal(server) is None:
-                raise ValueError(f"{server!r} is not an IP address")
+                raise ValueError(f"{shown(server)} is not an IP address")
         return value
 
 
@@ -134,7 +146,7 @@ class ProbeDefaults(_Section):
 
 
 def _check_port_spec(value: str) -> str:
-    parse_port_spec(value)
+    parse_port_range(value)
     return value
 
 
@@ -168,7 +180,7 @@ class _ProbeKeys(_Section):
             try:
                 dns.rdatatype.from_text(value)
             except dns.rdatatype.UnknownRdatatype:
-                raise ValueError(f"{value!r} is not a DNS record type") from None
+                raise ValueError(f"{shown(value)} is not a DNS record type") from None
         return value
 
     @field_validator("dns_query_name")
@@ -180,11 +192,11 @@ class _ProbeKeys(_Section):
     @classmethod
     def _protocols(cls, value: dict[str, str]) -> dict[str, str]:
         for key, name in value.items():
-            specs = parse_port_spec(key)
-            if len(specs) != 1 and len({p for _, p in specs}) != 1:
-                raise ValueError(f"{key!r}: bind a protocol to one port, not a range")
+            _, low, high = parse_port_range(key)
+            if low != high:
+                raise ValueError(f"{shown(key)}: bind a protocol to one port, not a range")
             if name and name not in PROBES:
-                raise ValueError(f"{key!r}: unknown protocol {name!r}{did_you_mean(name, sorted(PROBES))}")
+                raise ValueError(f"{shown(key)}: unknown protocol {shown(name)}{did_you_mean(name, sorted(PROBES))}")
         return value
 
 
@@ -219,7 +231,7 @@ class DomainConfig(_ProbeKeys):
     @classmethod
     def _name(cls, value: str) -> str:
         if _dns_name(value) and ("." not in value.strip(".") or literal(value) is not None):
-            raise ValueError(f"{value!r} is not an AD DNS domain name (e.g. 'corp.example')")
+            raise ValueError(f"{shown(value)} is not an AD DNS domain name (e.g. 'corp.example')")
         return value.strip(".").lower()
 
     @field_validator("sites")
@@ -227,7 +239,7 @@ class DomainConfig(_ProbeKeys):
     def _sites(cls, value: list[str]) -> list[str]:
         for site in value:
             if not site or len(site) > 63 or not all(c.isalnum() or c in "-_" for c in site):
-                raise ValueError(f"{site!r} is not an AD site name (a DNS label: letters, digits, '-')")
+                raise ValueError(f"{shown(site)} is not an AD site name (a DNS label: letters, digits, '-')")
         return value
 
 
@@ -274,11 +286,12 @@ def allow_rule(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | str
         return ipaddress.ip_network(rule.strip("[]"), strict=True)
     except ValueError as exc:
         if "/" in rule or literal(rule) is not None:
-            raise ValueError(f"{text!r}: {exc}") from None
+            why = exc if len(rule) <= SHOWN_CHARS else "not a network or an address"
+            raise ValueError(f"{shown(text)}: {why}") from None
     name = rule.lower().rstrip(".")
     base = name.removeprefix("*.")
     if not base or "*" in base or ":" in base or "/" in base:
-        raise ValueError(f"{text!r}: write a CIDR, an address, a name or *.name (every name below it)")
+        raise ValueError(f"{shown(text)}: write a CIDR, an address, a name or *.name (every name below it)")
     _dns_name(base)
     return name
 
@@ -291,7 +304,7 @@ def _dns_name(value: str | None) -> str | None:
         try:
             dns.name.from_text(value)
         except dns.exception.DNSException as exc:
-            raise ValueError(f"{value!r} is not a valid DNS name: {exc}") from None
+            raise ValueError(f"{shown(value)} is not a valid DNS name: {exc}") from None
     return value
 
 
@@ -313,7 +326,7 @@ class Settings(BaseSettings):
     def _module_names(cls, value: dict[str, ModuleConfig]) -> dict[str, ModuleConfig]:
         for name in value:
             if not 0 < len(name) <= 64 or not all(c.isalnum() or c in "-_." for c in name):
-                raise ValueError(f"{name!r}: a module name is 1-64 letters, digits, '-', '_' or '.'")
+                raise ValueError(f"{shown(name)}: a module name is 1-64 letters, digits, '-', '_' or '.'")
         return value
 
     @classmethod
@@ -337,13 +350,12 @@ def parse_listen_address(text: str) -> tuple[str, int]:
     """
     host, sep, port_s = text.rpartition(":")
     if not sep:
-        raise ValueError(f"{text!r}: write HOST:PORT, e.g. 127.0.0.1:9727")
-    try:
-        port = int(port_s)
-    except ValueError:
-        raise ValueError(f"{text!r}: port must be a number") from None
+        raise ValueError(f"{shown(text)}: write HOST:PORT, e.g. 127.0.0.1:9727")
+    if not _PORT_DIGITS.fullmatch(port_s):
+        raise ValueError(f"{shown(text)}: port must be a number (digits 0-9)")
+    port = int(port_s)
     if not 0 <= port <= 65535:
-        raise ValueError(f"{text!r}: port must be 0-65535")
+        raise ValueError(f"{shown(text)}: port must be 0-65535")
     return host.strip("[]") or "0.0.0.0", port
 
 
@@ -357,6 +369,13 @@ def _loc(loc: Sequence[int | str]) -> str:
 def load_config(path: str | os.PathLike[str]) -> Settings:
     """Read, parse and validate a config file (and the ``PORTQRY_`` environment).
 
+    The file is read once (:func:`read_config_file`): the bytes validated are the bytes applied.  Numbers and
+    booleans in the file must be TOML's own (``interval_seconds = 5``, not ``"5"``; ``protocol_probes = true``,
+    not ``"yes"``); ``PORTQRY_`` values are strings by nature and are converted.  A config with nothing to
+    probe (no targets, domains, modules or ``[probe] allow``) is refused unless ``[exporter] allow_empty``.
+    Blocking and CPU-bound (up to :data:`~exporter.configfile.MAX_CONFIG_BYTES` of TOML): the daemon calls it
+    off its event loop.
+
     Args:
         path: the TOML file.
 
@@ -365,24 +384,44 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
 
     Raises:
         ConfigError: unreadable file, bad TOML, unknown keys, bad values: one line per error, naming the file
-            (or the ``PORTQRY_`` variable that set the value), the key and the problem.
+            (or the ``PORTQRY_`` variable that set the value), the key and the problem (a value shown in it is
+            cut short).
     """
     name, text = read_config_file(path)
     try:
-        tomllib.loads(text)
+        return _load(name, text)
+    except ConfigError as exc:
+        raise _one_line_each(exc) from None
+
+
+def _load(name: str, text: str) -> Settings:
+    try:
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(name, "", f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(name, "", "not valid TOML: arrays or tables nested too deeply") from None
 
     class _FileSettings(Settings):
-        model_config = SettingsConfigDict(toml_file=Path(path))
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, InitSettingsSource(settings_cls, document))
 
     env = _environment()
+    lines: list[tuple[str, str, str]] = []
+    settings: Settings | None = None
     try:
-        settings: Settings = _FileSettings()
+        settings = _FileSettings()
     except SettingsError as exc:  # e.g. a PORTQRY_* variable holding bad JSON
         raise _settings_error(exc, name, env) from None
     except ValidationError as exc:
-        lines: list[tuple[str, str, str]] = []
         for error in exc.errors():
             key = _loc(error["loc"]) or "(top level)"
             problem = str(error["msg"]).removeprefix("Value error, ")
@@ -390,12 +429,17 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
                 problem = "unknown key"
             elif (
                 "input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], dict | list)
-            ) and repr(error["input"]) not in problem:
-                problem += f" (got {error['input']!r})"
+            ) and shown(error["input"]) not in problem:
+                problem += f" (got {shown(error['input'])})"
             line = (_source(error["loc"], name, env, missing=error["type"] == "missing"), key, problem)
             if line not in lines:
                 lines.append(line)
-        raise ConfigError(*lines[0], also=lines[1:]) from None
+    except (ValueError, TypeError, RecursionError) as exc:  # a PORTQRY_ value's JSON nested too deeply, ...
+        raise ConfigError(name, "", f"cannot be loaded: {type(exc).__name__}: {exc}") from None
+    keys = {key for _, key, _ in lines}
+    lines += [line for line in _quoted_scalars(document, name, env) if line[1] not in keys]
+    if lines or settings is None:
+        raise ConfigError(*lines[0], also=lines[1:])
     from exporter.plan import domain_plans, module_plans, plan
 
     try:
@@ -404,7 +448,66 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
         module_plans(settings)
     except ConfigError as exc:
         raise ConfigError(_source(_parse_key(exc.key), name, env), exc.key, exc.problem) from None
+    something = settings.targets or settings.domains or settings.modules or settings.probe.allow
+    if not (something or settings.exporter.allow_empty):
+        raise ConfigError(
+            name,
+            "",
+            "nothing to probe: no [[targets]], [[domains]], [modules.NAME] or [probe] allow (an empty or "
+            "cut-off file?); set [exporter] allow_empty = true to run with none",
+        )
     return settings
+
+
+#: What a TOML scalar given as a string (or of the wrong kind) should have been, by pydantic's strict error type.
+_SCALAR_KINDS = {"int_type": "a whole number", "float_type": "a number", "bool_type": "true or false"}
+
+
+@functools.cache
+def _strict_adapter(section: str) -> TypeAdapter[object]:
+    return TypeAdapter(Settings.model_fields[section].annotation)
+
+
+def _quoted_scalars(
+    document: dict[str, object], file: str, env: dict[tuple[str, ...], tuple[str, str]]
+) -> list[tuple[str, str, str]]:
+    """Numbers and booleans the file gives as strings (``"5"``, ``"yes"``), or of another kind (``3.0`` tries).
+
+    pydantic's lax mode, which the ``PORTQRY_`` strings need, converts them; the file's values are checked again
+    in strict mode, and a strict-only error is one line unless a variable sets that key.
+    """
+    lines: list[tuple[str, str, str]] = []
+    for section, value in document.items():
+        if section not in Settings.model_fields:
+            continue  # an unknown key: the main validation says so
+        try:
+            _strict_adapter(section).validate_python(value, strict=True)
+        except ValidationError as exc:
+            for error in exc.errors():
+                kind = _SCALAR_KINDS.get(error["type"])
+                given = error.get("input")
+                loc = (section, *error["loc"])
+                if kind is None or isinstance(given, dict | list) or _source(loc, file, env) != file:
+                    continue
+                how = ", written without quotes" if isinstance(given, str) else ""
+                lines.append((file, _loc(loc), f"must be {kind}{how} (got {shown(given)})"))
+        except (ValueError, TypeError, RecursionError):
+            continue  # the main validation reports what is wrong there
+    return lines
+
+
+def _one_line_each(exc: ConfigError) -> ConfigError:
+    """``exc`` with every problem on one line of at most :data:`MAX_PROBLEM_CHARS` characters, and at most
+    :data:`MAX_ERROR_LINES` lines (then one more saying how many were left out)."""
+
+    def cut(text: str) -> str:
+        flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: MAX_PROBLEM_CHARS * 2])
+        return flat if len(flat) <= MAX_PROBLEM_CHARS else flat[: MAX_PROBLEM_CHARS - 3] + "..."
+
+    lines = [(cut(path), cut(key), cut(problem)) for path, key, problem in exc.errors[:MAX_ERROR_LINES]]
+    if len(exc.errors) > MAX_ERROR_LINES:
+        lines.append((lines[0][0], "", f"and {len(exc.errors) - MAX_ERROR_LINES} more errors"))
+    return ConfigError(*lines[0], also=lines[1:])
 
 
 def _environment() -> dict[tuple[str, ...], tuple[str, str]]:
@@ -420,7 +523,7 @@ def _holds(value: str, rest: Sequence[int | str], *, missing: bool) -> bool:
     """Whether the JSON ``value`` of a variable holds the key path ``rest`` (its parent, for a missing key)."""
     try:
         node = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     for at, part in enumerate(rest):
         in_list = isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node)
@@ -467,21 +570,6 @@ def _settings_error(exc: SettingsError, file: str, env: dict[tuple[str, ...], tu
         return ConfigError(file, "environment", str(exc).split("\n", 1)[0])
     lines = [(variable, ".".join(parts), why or "cannot be parsed") for parts, variable, _ in sorted(bad)]
     return ConfigError(*lines[0], also=lines[1:])
-
-
-def read_config_file(path: str | os.PathLike[str]) -> tuple[str, str]:
-    """``(name, text)`` of a UTF-8 config file (the main config, the web config).
-
-    Raises:
-        ConfigError: the file is missing, unreadable or not UTF-8 (key ``""``).
-    """
-    name = str(path)
-    try:
-        return name, Path(path).read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(name, "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(name, "", f"cannot read: {exc}") from None
 
 
 def find_config(explicit: str | None) -> str:

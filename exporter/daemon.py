@@ -1,8 +1,11 @@
 """``portqry-exporter``: the daemon.  Probes targets on a schedule and serves ``/metrics`` (:mod:`exporter.http`).
 
-A reload (SIGHUP or ``POST /-/reload``) validates the new file first; a bad file is refused with a log line
-and the last good config keeps running.  It re-reads the web config (``--web.config.file``:
-:mod:`exporter.webconfig`) too, with the same rule.  SIGTERM/SIGINT stop it promptly.
+A reload (SIGHUP or ``POST /-/reload``) reads and validates the new file in a worker thread (the event loop
+keeps probing and serving) and applies it on the loop; a bad file is refused with a log line and the last good
+config keeps running.  It re-reads the web config (``--web.config.file``: :mod:`exporter.webconfig`) too, with
+the same rule.  SIGTERM/SIGINT stop it promptly.  The signal handlers are installed first thing in
+:func:`main`, before the heavy imports and the config: a SIGHUP during start-up (``systemctl reload`` right
+after ``start``) is a reload once the loop runs, never the default action that kills the process.
 
 Exit codes: 0 clean stop (or ``--config.check`` passed), 1 bad config at start, 3 usage error,
 4 the listen address cannot be bound.
@@ -17,17 +20,55 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from exporter import __version__, version_text
-from exporter.config import Settings, find_config, load_config, parse_listen_address
-from exporter.errors import ConfigError
 from exporter.logs import configure, get_logger
-from exporter.plan import domain_plans, plan
-from exporter.shard import UNSHARDED, parse_shard
-from exporter.webconfig import WebState, load_web_config
+
+if TYPE_CHECKING:  # the heavy modules are imported in main(), after the signal handlers are installed
+    from exporter.config import Settings
+    from exporter.errors import ConfigError
+    from exporter.plan import DomainPlan, TargetPlan
+    from exporter.webconfig import WebState
+
+    #: A reload's work off the loop: the validated config and its expansion, or why it was refused.
+    Loaded = tuple[Settings, list[TargetPlan], list[DomainPlan]] | ConfigError
 
 log = get_logger(component="daemon")
+
+
+class StartSignals:
+    """SIGHUP, SIGTERM and SIGINT from the start of :func:`main` until :meth:`Daemon.run` hands them to the loop.
+
+    SIGHUP's default action ends the process; here it is remembered (:attr:`reload_pending`) and becomes one
+    reload once the loop runs.  SIGTERM and SIGINT stop the start-up at once (exit 0, as a stop later does).
+    """
+
+    SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.reload_pending = False
+        self._saved: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Take over the three signals (main thread only), keeping the handlers they had for :meth:`restore`."""
+        self._saved = {sig: signal.getsignal(sig) for sig in self.SIGNALS}
+        signal.signal(signal.SIGHUP, self._hup)
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+
+    def restore(self) -> None:
+        """Give the signals back their handlers from before :meth:`install` (``main()`` called in process)."""
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+    def _hup(self, _signum: int, _frame: FrameType | None) -> None:
+        self.reload_pending = True
+
+    @staticmethod
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(0)
 
 
 class Daemon:
@@ -57,9 +98,11 @@ class Daemon:
         from exporter.collector import ExporterStatus, PortqryCollector
         from exporter.engine import Engine
         from exporter.http_limits import ConnectionLimits
+        from exporter.plan import domain_plans, plan
         from exporter.scheduler import Scheduler
+        from exporter.shard import UNSHARDED, parse_shard
         from exporter.store import ResultStore, duration_buckets
-        from exporter.webconfig import WebConfigCollector
+        from exporter.webconfig import WebConfigCollector, WebState
 
         self.config_path = config_path
         self.settings = settings
@@ -101,6 +144,9 @@ class Daemon:
         self.registry.register(self.probe.counters)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = asyncio.Event()
+        self.start_signals = StartSignals()
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[tuple[bool, str]]] = set()
 
     @staticmethod
     def _resolver(settings: Settings) -> Any:
@@ -109,37 +155,57 @@ class Daemon:
         r = settings.resolver
         return Resolver(r.nameservers, port=r.port, timeout=r.timeout_seconds, prefer=r.prefer)
 
-    def apply(self, settings: Settings) -> None:
-        """Make ``settings`` the running config (targets, resolver); listen address changes need a restart."""
+    def apply(
+        self, settings: Settings, plans: list[TargetPlan] | None = None, domains: list[DomainPlan] | None = None
+    ) -> None:
+        """Make ``settings`` the running config (targets, resolver); listen address changes need a restart.
+
+        ``plans`` and ``domains`` are its expansion when already made (off the loop, by a reload).
+        """
+        from exporter.plan import domain_plans, plan
+
         if settings.resolver != self.settings.resolver:
             self.engine.resolver = self._resolver(settings)
         self.engine.udp_pacing_seconds = settings.exporter.udp_pacing_seconds
         self.engine.udp_recheck_max = settings.exporter.udp_recheck_max
         self.engine.udp_recheck_gap_seconds = settings.exporter.udp_recheck_gap_seconds
         self.settings = settings
-        plans = plan(settings)
-        self.scheduler.apply(plans, domain_plans(settings))
+        plans = plan(settings) if plans is None else plans
+        self.scheduler.apply(plans, domain_plans(settings) if domains is None else domains)
         self.status.targets = len(plans)
         self.status.reload_successful = True
         self.status.reload_success_timestamp = time.time()
 
     def reload(self) -> tuple[bool, str]:
-        """Re-read the config file and the web config; a bad one is refused and its last good one kept.
+        """Re-read the config file and the web config, here and now (blocking: the loop uses :meth:`reload_async`).
 
         Returns:
             ``(ok, message)``: ok when both were good; one line for each.
         """
-        ok, message = self._reload_config()
+        ok, message = self._apply_loaded(self._load())
         web_ok, web_message = self.web.reload()
         return ok and web_ok, "\n".join(m for m in (message, web_message) if m)
 
-    def _reload_config(self) -> tuple[bool, str]:
+    def _load(self) -> Loaded:
+        """The config file read, validated and expanded (blocking, CPU-bound: a worker thread's job)."""
+        from exporter.config import load_config
+        from exporter.errors import ConfigError
+        from exporter.plan import domain_plans, plan
+
         try:
             settings = load_config(self.config_path)
+            return settings, plan(settings), domain_plans(settings)
         except ConfigError as exc:
+            return exc
+
+    def _apply_loaded(
+        self, loaded: tuple[Settings, list[TargetPlan], list[DomainPlan]] | Exception
+    ) -> tuple[bool, str]:
+        if isinstance(loaded, Exception):
             self.status.reload_successful = False
-            log.error("reload refused, keeping the last good config", error=str(exc))
-            return False, str(exc)
+            log.error("reload refused, keeping the last good config", error=str(loaded))
+            return False, str(loaded)
+        settings, plans, domains = loaded
         if settings.exporter.listen_address != self.file_listen_address:
             log.warning(
                 "listen_address changes take effect at restart",
@@ -148,7 +214,7 @@ class Daemon:
         if settings.exporter.concurrency != self.engine.concurrency:
             log.warning("concurrency changes take effect at restart", concurrency=settings.exporter.concurrency)
         self.file_listen_address = settings.exporter.listen_address
-        self.apply(settings)
+        self.apply(settings, plans, domains)
         log.info("config reloaded", path=self.config_path, targets=self.status.targets)
         return True, "config reloaded"
 
@@ -161,6 +227,8 @@ class Daemon:
 
         See https://prometheus.io/docs/prometheus/latest/http_sd/.
         """
+        from exporter.plan import domain_plans
+
         rows: list[tuple[str, str, str, frozenset[str]]] = []
         for target in self.scheduler.static_plans.values():
             rows.append((target.host, target.domain, target.site, frozenset()))
@@ -184,17 +252,28 @@ class Daemon:
         return self.scheduler.ready
 
     async def reload_async(self) -> tuple[bool, str]:
-        """:meth:`reload`, for ``POST /-/reload``."""
-        return self.reload()
+        """:meth:`reload` for SIGHUP and ``POST /-/reload``: the files are read and parsed in worker threads and
+        the result applied on the loop, one reload at a time (a second waits for the first)."""
+        async with self._reload_lock:
+            loaded = await asyncio.to_thread(self._load)
+            ok, message = self._apply_loaded(loaded)
+            web_ok, web_message = await asyncio.to_thread(self.web.reload)
+        return ok and web_ok, "\n".join(m for m in (message, web_message) if m)
+
+    def _on_sighup(self) -> None:
+        task = asyncio.ensure_future(self.reload_async())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT.  Returns the exit code."""
+        from exporter.config import parse_listen_address
         from exporter.http import build_app, serve
 
         self.loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)
-        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self.loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         host, port = parse_listen_address(self.settings.exporter.listen_address)
         try:
             app = build_app(
@@ -222,8 +301,12 @@ class Daemon:
             web_config=self.web.path or None,
             targets=self.status.targets,
         )
+        if self.start_signals.reload_pending:  # a SIGHUP during start-up, after the config was read
+            self._on_sighup()
         await self.stopping.wait()
         log.info("stopping")
+        for task in self._reloads:
+            task.cancel()
         await self.scheduler.stop(timeout=3.0)
         await runner.cleanup()
         log.info("stopped")
@@ -250,7 +333,24 @@ class _ArgParser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``portqry-exporter``; returns the exit code."""
+    """Entry point of ``portqry-exporter``; returns the exit code.
+
+    The signal handlers come first (:class:`StartSignals`), then the heavy imports.
+    """
+    start_signals = StartSignals()
+    start_signals.install()
+    try:
+        return _main(argv, start_signals)
+    finally:
+        start_signals.restore()
+
+
+def _main(argv: Sequence[str] | None, start_signals: StartSignals) -> int:
+    from exporter.config import find_config, load_config, parse_listen_address
+    from exporter.errors import ConfigError
+    from exporter.shard import parse_shard
+    from exporter.webconfig import WebState, load_web_config
+
     parser = _ArgParser(prog="portqry-exporter", description="PortQry as a Prometheus exporter.")
     parser.add_argument(
         "--config",
@@ -291,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     path = find_config(args.config)
+    start_signals.reload_pending = False  # the file is about to be read: a SIGHUP from now on is a reload
     try:
         settings = load_config(path)
     except ConfigError as exc:
@@ -335,6 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     configure(args.log_level or settings.exporter.log_level, args.log_format or settings.exporter.log_format)
     daemon = Daemon(path, settings, listen_in_file, web=web, enable_lifecycle=args.enable_lifecycle)
+    daemon.start_signals = start_signals
     try:
         return asyncio.run(daemon.run())
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown

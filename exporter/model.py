@@ -8,6 +8,7 @@ imports no sockets and no probe.  Who builds a :class:`PortSpec` applies the def
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -25,8 +26,61 @@ from exporter.wire.x509 import CertificateSummary
 Protocol = Literal["tcp", "udp"]
 
 
+#: How much of a bad value an error message shows (:func:`shown`): enough to recognise it, never a whole file.
+SHOWN_CHARS = 48
+_PORT_NUMBER = re.compile(r"[0-9]{1,5}")
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)``, cut to about ``limit`` characters (``'tcp/xxxx...'  (1000006 characters)``) for an error."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[:limit]}...{size}"
+
+
+def parse_port_range(text: str) -> tuple[tuple[Protocol, ...], int, int]:
+    """Parse ``tcp/389``, ``udp/389``, ``both/135`` or ``tcp/49152-49160`` without expanding the range.
+
+    Ports are ASCII digits only (no sign, no ``_``, no other script's digits, no spaces inside): ``int()``'s
+    wider syntax would make ``tcp/1_3`` port 13.
+
+    Returns:
+        ``(protocols, first, last)``: TCP before UDP for ``both``; ``first <= last``, both 1-65535.
+
+    Raises:
+        ValueError: with a message saying what is wrong (the value cut to :data:`SHOWN_CHARS`).
+    """
+    proto, sep, ports = text.strip().partition("/")
+    proto = proto.lower()
+    if not sep or proto not in ("tcp", "udp", "both"):
+        raise ValueError(f"{shown(text)}: write PROTOCOL/PORT with PROTOCOL tcp, udp or both, e.g. 'tcp/389'")
+    low_s, dash, high_s = ports.partition("-")
+    if not _PORT_NUMBER.fullmatch(low_s) or (dash and not _PORT_NUMBER.fullmatch(high_s)):
+        raise ValueError(f"{shown(text)}: port must be a number (digits 0-9) or a range START-END")
+    low = int(low_s)
+    high = int(high_s) if dash else low
+    if not (1 <= low <= 65535 and 1 <= high <= 65535):
+        raise ValueError(f"{shown(text)}: ports must be 1-65535")
+    if high < low:
+        raise ValueError(f"{shown(text)}: range end is below its start")
+    protos: tuple[Protocol, ...] = ("tcp", "udp") if proto == "both" else (proto,)  # type: ignore[assignment]
+    return protos, low, high
+
+
+def count_ports(text: str) -> int:
+    """How many ``(protocol, port)`` pairs the spec ``text`` names, without listing them.
+
+    Raises:
+        ValueError: as :func:`parse_port_range`.
+    """
+    protos, low, high = parse_port_range(text)
+    return len(protos) * (high - low + 1)
+
+
 def parse_port_spec(text: str) -> list[tuple[str, int]]:
-    """Parse ``tcp/389``, ``udp/389``, ``both/135`` or ``tcp/49152-49160``.
+    """Parse ``tcp/389``, ``udp/389``, ``both/135`` or ``tcp/49152-49160`` (:func:`parse_port_range`).
 
     Returns:
         ``[(protocol, port), ...]``, TCP before UDP for ``both``.
@@ -34,21 +88,7 @@ def parse_port_spec(text: str) -> list[tuple[str, int]]:
     Raises:
         ValueError: with a message saying what is wrong.
     """
-    proto, sep, ports = text.strip().partition("/")
-    proto = proto.lower()
-    if not sep or proto not in ("tcp", "udp", "both"):
-        raise ValueError(f"{text!r}: write PROTOCOL/PORT with PROTOCOL tcp, udp or both, e.g. 'tcp/389'")
-    low_s, dash, high_s = ports.partition("-")
-    try:
-        low = int(low_s)
-        high = int(high_s) if dash else low
-    except ValueError:
-        raise ValueError(f"{text!r}: port must be a number or a range START-END") from None
-    if not (1 <= low <= 65535 and 1 <= high <= 65535):
-        raise ValueError(f"{text!r}: ports must be 1-65535")
-    if high < low:
-        raise ValueError(f"{text!r}: range end is below its start")
-    protos = ("tcp", "udp") if proto == "both" else (proto,)
+    protos, low, high = parse_port_range(text)
     return [(p, port) for p in protos for port in range(low, high + 1)]
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from exporter.errors import ConfigError, PortqryError
-from exporter.model import PortSpec, ProbeOptions, ProbeParams, parse_port_spec
+from exporter.model import PortSpec, ProbeOptions, ProbeParams, count_ports, parse_port_spec, shown
 from exporter.probes import POSTURE_BINDINGS, port_spec
 
 if TYPE_CHECKING:
@@ -84,18 +84,50 @@ class DomainPlan:
         )
 
 
+def check_port_total(settings: Settings) -> int:
+    """Count the ports of every ``[[targets]]`` and ``[[domains]]`` entry's ``ports`` before expanding any range.
+
+    ``tcp/1-65535`` counts 65,535 and ``both/135`` 2; a port named twice counts twice (the bound is on the work of
+    expanding, which comes before de-duplication).  A domain counts once, whatever its number of DCs.
+
+    Returns:
+        The total.
+
+    Raises:
+        ConfigError: the total is more than ``[exporter] max_ports`` (key: the entry where it went over).
+    """
+    limit = settings.exporter.max_ports
+    total = 0
+    entries = [*(("targets", t) for t in settings.targets), *(("domains", d) for d in settings.domains)]
+    counters = {"targets": 0, "domains": 0}
+    for kind, entry in entries:
+        index = counters[kind]
+        counters[kind] += 1
+        for spec in entry.ports:
+            total += count_ports(spec)
+            if total > limit:
+                raise ConfigError(
+                    "",
+                    f"{kind}[{index}].ports",
+                    f"more than [exporter] max_ports {limit} ports in all (every range counted whole); "
+                    "probe fewer ports or raise max_ports",
+                )
+    return total
+
+
 def plan(settings: Settings) -> list[TargetPlan]:
-    """Expand every ``[[targets]]`` entry into a :class:`TargetPlan`.
+    """Expand every ``[[targets]]`` entry into a :class:`TargetPlan` (after :func:`check_port_total`).
 
     Raises:
         ConfigError: a duplicate target name, an unknown service or profile name (with suggestions), or
             too many ports (path ``""``).
     """
+    check_port_total(settings)
     plans: list[TargetPlan] = []
     seen: set[str] = set()
     for index, target in enumerate(settings.targets):
         if target.name in seen:
-            raise ConfigError("", f"targets[{index}].name", f"duplicate target name {target.name!r}")
+            raise ConfigError("", f"targets[{index}].name", f"duplicate target name {shown(target.name)}")
         seen.add(target.name)
         plans.append(
             _plan(
@@ -115,7 +147,7 @@ def domain_plans(settings: Settings) -> list[DomainPlan]:
     seen: set[str] = set()
     for index, domain in enumerate(settings.domains):
         if domain.name in seen:
-            raise ConfigError("", f"domains[{index}].name", f"duplicate domain {domain.name!r}")
+            raise ConfigError("", f"domains[{index}].name", f"duplicate domain {shown(domain.name)}")
         seen.add(domain.name)
         template = _plan(f"domains[{index}]", domain, settings.defaults, "", "", domain.name, "all", dc=True)
         out.append(
@@ -158,6 +190,11 @@ def module_plans(settings: Settings) -> dict[str, TargetPlan]:
     out: dict[str, TargetPlan] = {}
     for name, module in settings.modules.items():
         where = f"modules.{name}"
+        named = sum(count_ports(spec) for spec in module.ports)
+        if named > settings.probe.max_ports:  # before expanding: ranges counted whole
+            raise ConfigError(
+                "", f"{where}.ports", f"{named} ports is more than [probe] max_ports {settings.probe.max_ports}"
+            )
         out[name] = _plan(where, module, settings.defaults, "", "", "", "first")
         if len(out[name].specs) > settings.probe.max_ports:
             count = len(out[name].specs)

@@ -181,7 +181,7 @@ def test_several_config_errors_at_start_are_one_line_each(tmp_path: Path) -> Non
 
 
 def test_listen_address_in_use_is_one_line_on_stderr_and_a_log_line(tmp_path: Path) -> None:
-    cfg = write(tmp_path / "c.toml", config(""))
+    cfg = write(tmp_path / "c.toml", config('[[targets]]\nname = "a"\nhost = "127.0.0.1"\nports = ["tcp/9"]\n'))
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)

@@ -470,6 +470,8 @@ MODES: dict[str, dict[str, Any]] = {
     "probe": {
         "mode": "probe",
         "probe": {"targets": ["dc1.example.test", "dc2.example.test"], "monitor": {"enabled": True}},
+        # without an allow list (or targets) the exporter has nothing to probe and refuses to start
+        "config": {**VALUES["config"], "probe": {"allow": ["*.example.test"]}},
     },
 }
 MONITORING = {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}
@@ -827,6 +829,8 @@ def _every_key_config() -> dict[str, Any]:
             "log_level": "warning",
             "log_format": "json",
             "shard": "0/1",
+            "max_ports": 100000,
+            "allow_empty": False,
         },
         "resolver": {"nameservers": ["198.18.0.10"], "port": 53, "timeout_seconds": 1.0, "prefer": "ipv6"},
         "defaults": {
