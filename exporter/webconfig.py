@@ -282,7 +282,9 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(name, "", "not valid YAML: " + " ".join(str(exc).split())) from None
+        raise ConfigError(name, "", "not valid YAML: " + " ".join(str(exc).split())[:300]) from None
+    except RecursionError:
+        raise ConfigError(name, "", "not valid YAML: nested too deeply") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

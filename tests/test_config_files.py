@@ -478,3 +478,23 @@ def test_control_characters_in_keys_are_escaped_on_the_line(tmp_path: Path) -> N
         f"{path}: targets[0].c\\u2028d: unknown key",
     )
     assert all(len(line.splitlines()) == 1 for line in error.lines)
+
+
+def test_web_config_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
+    """A YAML web config 20,000 levels deep is a one-line ConfigError, not a RecursionError traceback."""
+    from exporter.webconfig import load_web_config
+
+    path = tmp_path / "web.yml"
+    path.write_text("a: " + "[" * 20000 + "]" * 20000 + "\n")
+    with pytest.raises(ConfigError) as raised:
+        load_web_config(str(path))
+    assert "nested too deeply" in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_portqry_ports_take_ascii_digits_only() -> None:
+    """``portqry -e １３`` (full-width digits) is refused, as the config's port syntax is."""
+    from exporter.cli.args import UsageError, parse_port
+
+    with pytest.raises(UsageError, match="is not a port number"):
+        parse_port("１３", "-e")
+    assert parse_port("13", "-e") == 13

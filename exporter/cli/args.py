@@ -187,7 +187,7 @@ def parse_port(text: str, flag: str, *, allow_zero: bool = False) -> int:
         UsageError: not a number, or out of range; the message names ``flag``.
     """
     low = 0 if allow_zero else 1
-    if not text.isdigit() or not low <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= 65535:
         raise UsageError(f"{flag}: {text!r} is not a port number ({low}-65535)")
     return int(text)
 
@@ -245,11 +245,11 @@ def _set(opts: Options, attr: str, flag: str, value: str | None) -> None:
     elif attr in ("watch_port",):
         opts.watch_port = parse_port(value, flag)
     elif attr == "watch_pid":
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):
             raise UsageError(f"{flag}: {value!r} is not a process id")
         opts.watch_pid = int(value)
     elif attr == "watch_time":
-        if not value.isdigit() or not 1 <= int(value) <= 1200:
+        if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 1200:
             raise UsageError(f"{flag}: the watch time must be 1-1200 seconds (got {value!r})")
         opts.watch_time = int(value)
     elif attr == "community":
@@ -257,7 +257,7 @@ def _set(opts: Options, attr: str, flag: str, value: str | None) -> None:
     elif attr == "timeout":
         opts.timeout = parse_number(value, flag, 0.001, 600)
     elif attr == "concurrency":
-        if not value.isdigit() or not 1 <= int(value) <= 65536:
+        if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65536:
             raise UsageError(f"{flag}: must be an integer 1-65536 (got {value!r})")
         opts.concurrency = int(value)
     elif attr == "udp_pacing":
