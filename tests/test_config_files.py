@@ -492,9 +492,9 @@ def test_web_config_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
 
 
 def test_portqry_ports_take_ascii_digits_only() -> None:
-    """``portqry -e １３`` (full-width digits) is refused, as the config's port syntax is."""
+    """``portqry -e`` with full-width digits (U+FF11 U+FF13) is refused, as the config's port syntax is."""
     from exporter.cli.args import UsageError, parse_port
 
     with pytest.raises(UsageError, match="is not a port number"):
-        parse_port("１３", "-e")
+        parse_port("\uff11\uff13", "-e")
     assert parse_port("13", "-e") == 13
