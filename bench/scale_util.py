@@ -1,4 +1,5 @@
-"""Helpers of the scale benchmark (``bench/scale.py``): server processes, /proc figures, timed HTTP GETs.
+"""Helpers of the scale benchmark (``bench/scale.py``): server processes, /proc figures, timed HTTP GETs, and
+the pristine copy of an older revision that the baseline daemon runs from.
 
 Everything here talks only to 127.0.0.1 (the servers the benchmark starts) and reads ``/proc`` of processes it
 started; nothing is left running: :class:`Server` stops its process on exit (TERM, then KILL), also after an error.
@@ -16,6 +17,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -69,6 +71,81 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def pristine_copy(repo: Path, rev: str, dest: Path) -> str:
+    """Extract the tree of commit ``rev`` of the git repository ``repo`` into the new directory ``dest``.
+
+    ``git -C REPO archive COMMIT | tar -x -C DEST``: files only, no ``.git`` and no worktree registered in
+    ``repo`` (removing ``dest`` removes every trace).
+
+    Returns:
+        The full commit id that ``rev`` names.
+
+    Raises:
+        RuntimeError: ``rev`` is not a commit of ``repo``, or ``git archive`` or ``tar`` failed.
+    """
+    found = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if found.returncode != 0:
+        raise RuntimeError(f"{rev!r} is not a commit of {repo}")
+    commit = found.stdout.strip()
+    dest.mkdir(parents=True)
+    with subprocess.Popen(["git", "-C", str(repo), "archive", commit], stdout=subprocess.PIPE) as archive:
+        assert archive.stdout is not None
+        tar = subprocess.run(
+            ["tar", "-x", "-C", str(dest)], stdin=archive.stdout, capture_output=True, timeout=120, check=False
+        )
+        archive.stdout.close()
+        archive.wait(30)
+    if archive.returncode != 0 or tar.returncode != 0:
+        raise RuntimeError(f"git archive {commit} | tar -x -C {dest} failed: {tar.stderr.decode(errors='replace')}")
+    return commit
+
+
+def imported_package(tree: Path, package: str = "exporter") -> Path:
+    """The ``__init__.py`` that ``python3 -m PACKAGE`` started in ``tree`` imports (this interpreter, environment).
+
+    ``-m`` puts the working directory first on ``sys.path`` and ``-c`` the empty entry, the same directory, so
+    the one-line check ``python3 -c 'import PACKAGE; print(PACKAGE.__file__)'`` run in ``tree`` finds what the
+    daemon will import: ``tree``'s own copy, unless it has none or ``PYTHONSAFEPATH`` drops that entry (then an
+    installed or editable one).
+
+    Raises:
+        RuntimeError: the import fails.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import {package}; print({package}.__file__)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tree,
+        check=False,
+    )
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise RuntimeError(f"import {package} in {tree} failed: {(proc.stderr or proc.stdout).strip()[-500:]}")
+    return Path(proc.stdout.strip().splitlines()[-1]).resolve()
+
+
+def check_tree(tree: Path, package: str = "exporter") -> Path:
+    """:func:`imported_package`, checked to be ``tree``'s own copy of ``package``.
+
+    Raises:
+        RuntimeError: ``python3 -m PACKAGE`` run in ``tree`` would import another tree (named in the message).
+    """
+    found = imported_package(tree, package)
+    want = (tree / package / "__init__.py").resolve()
+    if found != want:
+        raise RuntimeError(
+            f"python3 -m {package} run in {tree} would import {found}, not {want} (PYTHONSAFEPATH set, or no "
+            f"{package}/ there?): the daemon measured would not be the one asked for"
+        )
+    return found
 
 
 @dataclass
