@@ -427,7 +427,7 @@ class ProbeEndpoint:
             results, cut = await self._run(engine, target, found, module, options, deadline, note)
         took = time.monotonic() - started
         self.counters.requests[(module_name, "partial" if cut else "complete")] += 1
-        store = ResultStore((), "none")
+        store = ResultStore((), "none", history=0)
         store.record(target, results, domain=domain, site=site)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_ProbeFamilies(store, module_name, target, took))
@@ -503,13 +503,12 @@ async def _one(
 
 
 def _probe_help(body: bytes) -> bytes:
-    """The HELP lines say where /probe's values come from (the families' texts speak of the schedule)."""
+    """The HELP lines say where /probe's values come from (the families' texts speak of the schedule).
+
+    The schedule sentences occur only in HELP lines (a label value with them would be escaped text of ours).
+    """
     here = _FROM_PROBE.encode()
-
-    def fix(line: bytes) -> bytes:
-        return line.replace(PORT_SCHEDULE.encode(), here).replace(DETAIL_SCHEDULE.encode(), here)
-
-    return b"\n".join(fix(line) if line.startswith(b"# HELP ") else line for line in body.split(b"\n"))
+    return body.replace(PORT_SCHEDULE.encode(), here).replace(DETAIL_SCHEDULE.encode(), here)
 
 
 def _describe(name: str, module: TargetPlan) -> str:

@@ -118,9 +118,8 @@ def _local(exc: OSError, tries: int) -> Evidence:
 
 
 def _new_socket(family: int, kind: int, source_port: int | None) -> socket.socket:
-    sock = socket.socket(family, kind)
+    sock = socket.socket(family, kind | socket.SOCK_NONBLOCK)
     try:
-        sock.setblocking(False)
         _enable_recverr(sock, family)
         if source_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
