@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import socket
 import ssl
 import subprocess
@@ -95,7 +96,7 @@ def issue(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
         )
     names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
-    names += [x509.IPAddress(__import__("ipaddress").ip_address(ip)) for ip in ips]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     if eku is not None:
@@ -188,6 +189,7 @@ async def test_expired_certificate_is_observed_and_not_verified(tmp_path: Path) 
     assert tls.verified is False and "expired" in tls.verify_error
     got = samples(result)
     [(labels, not_after)] = got["portqry_tls_cert_not_after_timestamp_seconds"]
+    assert labels["subject"] == f"CN={HOST}"
     assert not_after == int(leaf.cert.not_valid_after_utc.timestamp()) < NOW.timestamp()
     [(_, not_before)] = got["portqry_tls_cert_not_before_timestamp_seconds"]
     assert not_before == int(leaf.cert.not_valid_before_utc.timestamp())

@@ -15,13 +15,13 @@ from __future__ import annotations
 import ipaddress
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from pyasn1.codec.der import decoder as der_decoder
 from pyasn1.error import PyAsn1Error
 from pyasn1_modules import rfc5280
@@ -44,6 +44,8 @@ MAX_CERT_BYTES = 64 * 1024
 MAX_NAMES = 64
 #: Fit for TLS server authentication: serverAuth (1.3.6.1.5.5.7.3.1), or anyExtendedKeyUsage (2.5.29.37.0).
 _SERVER_PURPOSES = frozenset({ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE})
+_EKU_OID = ExtensionOID.EXTENDED_KEY_USAGE.dotted_string
+_SAN_OID = ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string
 #: The name source when a certificate without a DNS name in its subjectAltName is matched on its CN.
 CN_FALLBACK = "subject CN, no DNS name in subjectAltName"
 
@@ -129,7 +131,7 @@ class CertificateChecks:
         days_left: the leaf's notAfter minus ``now``, days (negative once expired).
         extended_key_usage: the leaf's extendedKeyUsage purposes (``serverAuth``, ``clientAuth``; an unknown
             one as its OID), in certificate order; empty when the extension is absent.
-        eku_present: the leaf has an extendedKeyUsage extension.
+        eku_present: the leaf has an extendedKeyUsage extension (an unreadable one counts, with no purpose).
         server_auth: fit for TLS server authentication (RFC 5280 4.2.1.12): no extendedKeyUsage extension
             (no restriction: any purpose), or ``serverAuth`` (1.3.6.1.5.5.7.3.1) or ``anyExtendedKeyUsage``
             (2.5.29.37.0) among its purposes.
@@ -137,7 +139,8 @@ class CertificateChecks:
         name: the reference identity checked (the host we asked for, or its address), ``""`` for none.
         name_match: the leaf names ``name`` (RFC 6125 6.4); ``None`` without a name.
         name_source: where the match looked: ``"subjectAltName"``, or :data:`CN_FALLBACK` when the
-            subjectAltName has no DNS name (RFC 6125 6.4.4); ``""`` without a name.
+            subjectAltName has no DNS name (RFC 6125 6.4.4), or ``"subjectAltName unreadable"`` (no match);
+            ``""`` without a name.
         signature_algorithm: the leaf's signature algorithm (``sha256WithRSAEncryption``; unknown: the OID).
         key_type: ``RSA``, ``EC``, ``Ed25519``, ``Ed448`` or ``DSA``; ``""`` when the key could not be read.
         key_size: the public key's size in bits (RSA modulus, EC curve, DSA p; Ed25519 256, Ed448 456); 0 unknown.
@@ -202,11 +205,13 @@ def check_certificates(
         raise DecodeError("no certificate", 0)
     cert = load_certificate(chain[0])
     errors: list[str] = []
-    purposes, eku_present = _purposes(cert, errors)
-    dns_names, ips = _alt_names(cert, errors)
+    ext = _read_extensions(cert, chain[0], errors)
+    purposes, eku_present, dns_names, ips = ext.purposes, ext.eku_present, ext.dns_names, ext.ips
     match: bool | None = None
     source = ""
-    if name:
+    if name and ext.san_unreadable:
+        match, source = False, "subjectAltName unreadable"
+    elif name:
         match, source = _match(name, dns_names, ips, _common_names(cert, errors))
     key_type, key_size, curve = _key(cert, errors)
     oid = cert.signature_algorithm_oid
@@ -234,41 +239,83 @@ def _oid_name(oid: x509.ObjectIdentifier) -> str:
     return oid.dotted_string if name == "Unknown OID" else name
 
 
-def _purposes(cert: x509.Certificate, errors: list[str]) -> tuple[list[x509.ObjectIdentifier], bool]:
-    try:
-        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        return [], False
-    except ValueError as exc:  # a malformed or duplicated extension: present, but no purpose we can trust
-        errors.append(f"extendedKeyUsage: {exc}")
-        return [], True
-    return list(eku), True
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def _alt_names(
-    cert: x509.Certificate, errors: list[str]
-) -> tuple[list[str], list[ipaddress.IPv4Address | ipaddress.IPv6Address]]:
+@dataclass(slots=True)
+class _Extensions:
+    """The leaf's extendedKeyUsage and subjectAltName facts."""
+
+    purposes: list[x509.ObjectIdentifier] = field(default_factory=list)
+    eku_present: bool = False
+    dns_names: list[str] = field(default_factory=list)
+    ips: list[IPAddress] = field(default_factory=list)
+    san_unreadable: bool = False
+
+
+def _read_extensions(cert: x509.Certificate, der: bytes, errors: list[str]) -> _Extensions:
+    """EKU and SAN through ``cryptography``; when it refuses any extension (it parses them all at once, and more
+    strictly than OpenSSL), the two through pyasn1, so that a quirk elsewhere does not hide them."""
     try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        extensions = cert.extensions
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        errors.append(f"extensions: {str(exc)[:200]} (extendedKeyUsage and subjectAltName read with pyasn1)")
+        return _asn1_extensions(der, errors)
+    out = _Extensions()
+    try:
+        out.purposes = list(extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+        out.eku_present = True
     except x509.ExtensionNotFound:
-        return [], []
-    except ValueError as exc:
-        errors.append(f"subjectAltName: {exc}")
-        return [], []
-    dns_names = [n for n in san.get_values_for_type(x509.DNSName) if isinstance(n, str)]
-    ips = [
-        ip
-        for ip in san.get_values_for_type(x509.IPAddress)
-        if not isinstance(ip, ipaddress.IPv4Network | ipaddress.IPv6Network)
-    ]
-    return dns_names, ips
+        pass
+    try:
+        san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return out
+    out.dns_names = [n for n in san.get_values_for_type(x509.DNSName) if isinstance(n, str)]
+    out.ips = [ip for ip in san.get_values_for_type(x509.IPAddress) if isinstance(ip, IPAddress)]
+    return out
+
+
+def _asn1_extensions(der: bytes, errors: list[str]) -> _Extensions:
+    """RFC 5280 4.2.1.6 and 4.2.1.12 with pyasn1-modules; an unreadable one counts as present and unfit."""
+    out = _Extensions()
+    try:
+        cert, _rest = der_decoder.decode(der, asn1Spec=rfc5280.Certificate())
+        extensions = cert["tbsCertificate"]["extensions"]
+        items = list(extensions) if extensions.isValue else []
+    except (PyAsn1Error, ValueError, TypeError, KeyError):
+        errors.append("extensions unreadable")
+        out.eku_present = out.san_unreadable = True
+        return out
+    for item in items:
+        oid, value = str(item["extnID"]), bytes(item["extnValue"])
+        if oid == _EKU_OID:
+            out.eku_present = True
+            try:
+                usage, _ = der_decoder.decode(value, asn1Spec=rfc5280.ExtKeyUsageSyntax())
+                out.purposes += [x509.ObjectIdentifier(str(purpose)) for purpose in usage]
+            except (PyAsn1Error, ValueError, TypeError):
+                errors.append("extendedKeyUsage unreadable")
+        elif oid == _SAN_OID:
+            try:
+                names, _ = der_decoder.decode(value, asn1Spec=rfc5280.SubjectAltName())
+                for general in names:
+                    kind = general.getName()
+                    if kind == "dNSName":
+                        out.dns_names.append(str(general[kind]))
+                    elif kind == "iPAddress" and len(bytes(general[kind])) in (4, 16):
+                        out.ips.append(ipaddress.ip_address(bytes(general[kind])))
+            except (PyAsn1Error, ValueError, TypeError, UnicodeError):
+                errors.append("subjectAltName unreadable")
+                out.san_unreadable = True
+    return out
 
 
 def _common_names(cert: x509.Certificate, errors: list[str]) -> list[str]:
     try:
         return [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     except ValueError as exc:
-        errors.append(f"subject: {exc}")
+        errors.append(f"subject: {str(exc)[:200]}")
         return []
 
 
@@ -276,7 +323,7 @@ def _key(cert: x509.Certificate, errors: list[str]) -> tuple[str, int, str]:
     try:
         key = cert.public_key()
     except (ValueError, TypeError) as exc:  # an unsupported algorithm or curve, or a malformed key
-        errors.append(f"public key: {exc}")
+        errors.append(f"public key: {str(exc)[:200]}")
         return "", 0, ""
     if isinstance(key, rsa.RSAPublicKey):
         return "RSA", key.key_size, ""
