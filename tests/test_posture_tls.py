@@ -25,21 +25,26 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+from hypothesis import given
+from hypothesis import strategies as st
 
+from exporter.adapters.openssl import verify_chain
 from exporter.cli.blocks import protocol_block
 from exporter.config import load_config
 from exporter.detail_metrics import detail_families
 from exporter.engine import Engine
-from exporter.errors import ConfigError
+from exporter.errors import ConfigError, DecodeError
 from exporter.model import ProbeOptions, ProbeParams, TlsDetails
 from exporter.plan import plan
 from exporter.probes import port_spec
+from exporter.probes.tls import CertificatePolicy, describe_chain
 from exporter.resolve import Resolved, Resolver
 from exporter.result import ProbeResult
 from exporter.states import PortState, Reason
 from exporter.wire.x509 import CN_FALLBACK, check_certificates
 from tests import testbed
 from tests.encoders import encode_search_response
+from tests.helpers import FUZZ, mutated
 
 HOST = "tls.portqry.test"  # never resolved: the probes get 127.0.0.1 as their address
 NOW = dt.datetime.now(dt.UTC)
@@ -487,3 +492,18 @@ def test_unreadable_san_or_eku_is_unfit() -> None:
     quirky = issue(HOST, ips=("127.0.0.1",), raw_extensions=[policies])
     by_address = check_certificates([quirky.der], name="127.0.0.1", now=NOW)  # read through pyasn1
     assert by_address.names == (HOST, "127.0.0.1") and by_address.name_match is True
+
+
+FUZZ_LEAF = issue(HOST, ips=("127.0.0.1",), eku=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH))
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_certificates_never_raise(data: st.DataObject) -> None:
+    """Mutated DER: the checks raise only DecodeError, the verification and describe_chain never raise."""
+    der = mutated(data, FUZZ_LEAF.der, max_edits=6)
+    with suppress(DecodeError):
+        check_certificates([der], name=HOST, now=NOW)
+    assert verify_chain([der, der]).verified is False  # self-signed or broken: never trusted by the system store
+    details, _error = describe_chain([der], CertificatePolicy(HOST))
+    assert details.verified is not None
