@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
-from exporter.model import DnsDetails, DomainState, LdapDetails, RpcDetails, SmbDetails, TlsDetails
+from exporter.model import DnsDetails, DomainState, KdcClock, LdapDetails, RpcDetails, SmbDetails, TlsDetails
 from exporter.result import ProbeResult
 from exporter.wire.kerberos import KrbError
 from exporter.wire.netlogon import DS_FLAG_NAMES
@@ -92,6 +92,13 @@ def detail_families(
         "error-code of the KRB-ERROR answering our AS-REQ (RFC 4120 7.5.9; 6 = C_PRINCIPAL_UNKNOWN).",
         _WHERE,
     )
+    kdc_clock = _gauge(
+        "portqry_kerberos_clock_offset_seconds",
+        "KDC time (KRB-ERROR stime/susec) minus the exporter's clock at the middle of the exchange, seconds "
+        "(Kerberos fails beyond 300).",
+        _WHERE,
+    )
+    tls_certs = _TlsFamilies()
     smb = _SmbFamilies()
     pinged: set[str] = set()
     # A target may bind `rpc` to more than one port: the first dump wins per label set, so that no scrape
@@ -153,16 +160,73 @@ def detail_families(
             not_after.add_metric(
                 [r.target, r.address, str(r.port), domain, site, cert.subject, cert.issuer], cert.not_after.timestamp()
             )
+        if isinstance(tls, TlsDetails):
+            tls_certs.add([r.target, r.address, str(r.port), domain, site], tls)
         kerberos = r.details.get("kerberos")
         if isinstance(kerberos, KrbError):
             krb.add_metric(where, float(kerberos.error_code))
+        kdc = r.details.get("kerberos_clock")
+        if isinstance(kdc, KdcClock):
+            kdc_clock.add_metric(where, kdc.offset_seconds)
         negotiate = r.details.get("smb")
         if isinstance(negotiate, SmbDetails):
             smb.add([r.target, r.address, str(r.port), domain, site], negotiate)
     yield from (rpc_endpoints, rpc_reachable, root_dse, usn, synced, gc_ready, clock)
     yield from domain_families(domains, role, client_site, pinged)
-    yield from (rcode, not_after, krb)
+    yield from (rcode, not_after, *tls_certs.families(), krb, kdc_clock)
     yield from smb.families()
+
+
+class _TlsFamilies:
+    """The certificate families beside ``portqry_tls_cert_not_after_timestamp_seconds`` (RFC 5280, RFC 6125)."""
+
+    def __init__(self) -> None:
+        self.not_before = _gauge(
+            "portqry_tls_cert_not_before_timestamp_seconds",
+            "notBefore of the server certificate, Unix time.",
+            [*_AT, "subject", "issuer"],
+        )
+        self.server_auth = _gauge(
+            "portqry_tls_cert_server_auth",
+            "1 when the server certificate may serve TLS server authentication: no extendedKeyUsage (any "
+            "purpose), or serverAuth or anyExtendedKeyUsage in it (RFC 5280 4.2.1.12); else 0.",
+            _AT,
+        )
+        self.name_match = _gauge(
+            "portqry_tls_cert_name_match",
+            "1 when the server certificate names the probed host (subjectAltName, RFC 6125; the CN only without "
+            "a DNS name in subjectAltName), else 0.",
+            _AT,
+        )
+        self.verified = _gauge(
+            "portqry_tls_cert_verified",
+            "1 when the chain the server sent verifies against the trusted CAs (tls_ca_file, else the system "
+            "store): path, signatures, dates (OpenSSL, in memory); else 0.",
+            _AT,
+        )
+        self.info = _gauge(
+            "portqry_tls_cert_info",
+            "Always 1: chain depth as sent, the leaf's signature algorithm, key type and key size in bits.",
+            [*_AT, "chain_depth", "signature_algorithm", "key_type", "key_size"],
+        )
+
+    def add(self, at: list[str], tls: TlsDetails) -> None:
+        """Add one TLS result's series; ``at`` = target, address, port, domain, site."""
+        cert, checks = tls.certificate, tls.checks
+        if cert is not None:
+            self.not_before.add_metric([*at, cert.subject, cert.issuer], cert.not_before.timestamp())
+        if checks is not None:
+            self.server_auth.add_metric(at, 1.0 if checks.server_auth else 0.0)
+            if checks.name_match is not None:
+                self.name_match.add_metric(at, 1.0 if checks.name_match else 0.0)
+            depth, size = str(checks.chain_depth), str(checks.key_size)
+            self.info.add_metric([*at, depth, checks.signature_algorithm, checks.key_type, size], 1.0)
+        if tls.verified is not None:
+            self.verified.add_metric(at, 1.0 if tls.verified else 0.0)
+
+    def families(self) -> tuple[GaugeMetricFamily, ...]:
+        """The five families, in the README's order."""
+        return (self.not_before, self.server_auth, self.name_match, self.verified, self.info)
 
 
 class _SmbFamilies:

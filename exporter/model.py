@@ -21,7 +21,7 @@ from exporter.wire.nbstat import NodeStatus
 from exporter.wire.netlogon import NetlogonSamLogonResponseEx
 from exporter.wire.rootdse import RootDSE
 from exporter.wire.snmp import SnmpResponse
-from exporter.wire.x509 import CertificateSummary
+from exporter.wire.x509 import CertificateChecks, CertificateSummary
 
 Protocol = Literal["tcp", "udp"]
 
@@ -124,6 +124,7 @@ class ProbeParams:
         snmp_version: ``"v1"`` (RFC 1157) or ``"v2c"`` (RFC 1901).
         dns_query_name: the DNS probe's name; ``""`` = the domain's SOA, else PortQry's name.
         dns_query_type: the DNS probe's record type; ``""`` = SOA with a domain, else A.
+        tls_ca_file: PEM file of the CAs TLS certificates are verified against; ``""`` = the system store.
     """
 
     domain: str = ""
@@ -131,6 +132,7 @@ class ProbeParams:
     snmp_version: Literal["v1", "v2c"] = "v2c"
     dns_query_name: str = ""
     dns_query_type: str = ""
+    tls_ca_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,11 +205,19 @@ class TlsDetails:
         version: negotiated protocol (``TLSv1.3``).
         cipher: negotiated cipher suite name.
         certificate: the server certificate, or ``None`` when it could not be parsed.
+        checks: purpose, host name, chain depth, signature and key of the chain sent (``None``: unreadable).
+        verified: the chain verifies against ``trust_store`` (``None``: not checked).
+        verify_error: why not, in OpenSSL's words, or ``""``.
+        trust_store: the CA file verified against, or ``"system"``.
     """
 
     version: str
     cipher: str
     certificate: CertificateSummary | None
+    checks: CertificateChecks | None = None
+    verified: bool | None = None
+    verify_error: str = ""
+    trust_store: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,8 +310,23 @@ class SmbDetails:
     auth_error: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class KdcClock:
+    """The KDC's clock against ours, from a KRB-ERROR's ``stime``/``susec`` (RFC 4120 5.9.1).
+
+    Attributes:
+        offset_seconds: KDC time minus ours at the middle of the exchange (request sent + half the round
+            trip), seconds; the reading is good to +- half the round trip.
+        round_trip_seconds: request sent to reply received, seconds.
+    """
+
+    offset_seconds: float
+    round_trip_seconds: float
+
+
 #: What one protocol-aware probe keeps, under its binding's key in ``ProbeResult.details`` (``"ldap"``, ``"tls"``,
-#: ``"rpc"``, ``"dns"``, ``"kerberos"``, ``"netbios"``, ``"snmp"``, ``"mssql"``, ``"smb"``).
+#: ``"rpc"``, ``"dns"``, ``"kerberos"``, ``"netbios"``, ``"snmp"``, ``"mssql"``, ``"smb"``; the Kerberos probe
+#: adds ``"kerberos_clock"``).
 Detail = (
     LdapDetails
     | TlsDetails
@@ -312,6 +337,7 @@ Detail = (
     | NodeStatus
     | SnmpResponse
     | SmbDetails
+    | KdcClock
     | tuple[SqlInstance, ...]
 )
 

@@ -174,6 +174,7 @@ class _ProfileModule:
     snmp_version: Literal["v1", "v2c"] | None = None
     dns_query_name: str | None = None
     dns_query_type: str | None = None
+    tls_ca_file: str | None = None
     addresses: Addresses | None = None
 
 
@@ -242,6 +243,7 @@ def _plan(
         snmp_version=entry.snmp_version or d.snmp_version,
         dns_query_name=entry.dns_query_name or "",
         dns_query_type=entry.dns_query_type or "",
+        tls_ca_file=entry.tls_ca_file or d.tls_ca_file,
     )
     options = ProbeOptions(
         timeout_seconds=entry.timeout_seconds or d.timeout_seconds,

@@ -93,6 +93,18 @@ async def test_kerberos_udp_and_tcp_answer_with_krb_error(dc: testbed.SambaDC) -
         assert r.details["kerberos"].realm == dc.realm
 
 
+async def test_kerberos_clock_offset_of_the_dc(dc: testbed.SambaDC) -> None:
+    """Same machine, same clock: the KDC's stime/susec against ours is within a second, beside rootDSE's."""
+    udp, tcp, ldap = await probe(dc, port_spec("udp", 88), port_spec("tcp", 88), port_spec("tcp", 389))
+    for r in (udp, tcp):
+        assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_REPLY), r.error
+        clock = r.details["kerberos_clock"]
+        assert abs(clock.offset_seconds) < 1.0, clock
+        assert 0 < clock.round_trip_seconds < 2.0
+        assert r.details["kerberos"].susec == r.details["kerberos"].stime.microsecond
+    assert abs(ldap.details["ldap"].clock_offset_seconds) < 2  # currentTime has whole seconds
+
+
 async def test_netbios_node_status_names(dc: testbed.SambaDC) -> None:
     # Samba registers DC1/PQTEST about 2 s after it starts serving: ask again, bounded, until they are there
     for _ in range(20):

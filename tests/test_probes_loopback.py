@@ -337,3 +337,66 @@ async def test_garbage_snmp_reply_is_listening_not_filtered() -> None:
     thread.join(2)
     sock.close()
     assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_ERROR)
+
+
+async def test_kdc_clock_offset_from_a_fake_kdc_600_s_ahead() -> None:
+    """A loopback KDC answering every AS-REQ with a KRB-ERROR whose stime is 600.25 s ahead of our clock."""
+    from exporter.cli.blocks import protocol_block
+    from exporter.detail_metrics import detail_families
+    from exporter.model import KdcClock
+    from exporter.wire.kerberos import frame_tcp
+    from tests.encoders import encode_krb_error
+
+    skew = 600.25
+    delay = 0.2  # the KDC answers after this: the offset is taken at the middle of the exchange
+
+    def ahead() -> bytes:
+        kdc_time = datetime.fromtimestamp(time.time() + skew, UTC)
+        return encode_krb_error(6, "FAKE.TEST", kdc_time.replace(microsecond=0), susec=kdc_time.microsecond)
+
+    class Kdc(asyncio.DatagramProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            reply = ahead()  # stamped when the request arrives, sent `delay` later
+            asyncio.get_running_loop().call_later(delay, self.transport.sendto, reply, addr)  # type: ignore[attr-defined]
+
+    async def tcp_kdc(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(4096)
+        reply = ahead()
+        await asyncio.sleep(delay)
+        writer.write(frame_tcp(reply))
+        await writer.drain()
+        await reader.read(1)
+
+    loop = asyncio.get_running_loop()
+    udp, _ = await loop.create_datagram_endpoint(Kdc, local_addr=("127.0.0.1", 0))
+    try:
+        async with serving(tcp_kdc) as port:
+            udp_port = udp.get_extra_info("sockname")[1]
+            results = await Engine(udp_pacing_seconds=0).probe_target(
+                "kdc",
+                "127.0.0.1",
+                [port_spec("udp", udp_port, binding="kerberos"), port_spec("tcp", port, binding="kerberos")],
+                ProbeOptions(timeout_seconds=2.0),
+            )
+    finally:
+        udp.close()
+    for r in results:
+        assert (r.state, r.reason) == (PortState.LISTENING, Reason.PROTOCOL_REPLY), r.error
+        clock = r.details["kerberos_clock"]
+        assert isinstance(clock, KdcClock)
+        assert delay <= clock.round_trip_seconds < delay + 0.5
+        # stamped at arrival, i.e. about half a round trip before the reply: offset = skew - delay/2 (+- jitter)
+        assert abs(clock.offset_seconds - (skew - delay / 2)) < 0.05, clock
+        line = next(x for x in protocol_block("kerberos", r) if x.startswith("clock offset:"))
+        assert line.startswith("clock offset: +600.")
+    samples = {
+        (s.labels["protocol"], s.labels["port"]): s.value
+        for family in detail_families(results)
+        if family.name == "portqry_kerberos_clock_offset_seconds"
+        for s in family.samples
+    }
+    assert set(samples) == {("udp", str(udp_port)), ("tcp", str(port))}
+    assert all(599.5 < v < 600.5 for v in samples.values())

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from exporter.model import Detail, DnsDetails, LdapDetails, RpcDetails, SmbDetails, TlsDetails
+from exporter.model import Detail, DnsDetails, KdcClock, LdapDetails, RpcDetails, SmbDetails, TlsDetails
 from exporter.result import ProbeResult
 from exporter.states import PortState
 from exporter.wire.epm import EpmEntry
@@ -111,7 +111,8 @@ def protocol_block(name: str, result: ProbeResult, *, community: str = "public")
     if name == "dns":
         return dns_block(_of(DnsDetails, details), proto, port)
     if name == "kerberos":
-        return kerberos_block(details if isinstance(details, KrbError | KdcRep) else None, proto, port)
+        clock = _of(KdcClock, result.details.get("kerberos_clock"))
+        return kerberos_block(details if isinstance(details, KrbError | KdcRep) else None, proto, port, clock)
     if name == "tls":
         return tls_block(_of(TlsDetails, details), port)
     if name == "ldaps":  # LDAP over TLS (636, 3269): the handshake, then the rootDSE read through it
@@ -299,8 +300,13 @@ def dns_block(details: DnsDetails | None, protocol: str, port: int) -> list[str]
 # --------------------------------------------------------------------------------------------- Kerberos
 
 
-def kerberos_block(details: KrbError | KdcRep | None, protocol: str, port: int) -> list[str]:
-    """Our Kerberos block (PortQry has none): the KDC's answer to an AS-REQ for a made-up principal (RFC 4120)."""
+def kerberos_block(
+    details: KrbError | KdcRep | None, protocol: str, port: int, clock: KdcClock | None = None
+) -> list[str]:
+    """Our Kerberos block (PortQry has none): the KDC's answer to an AS-REQ for a made-up principal (RFC 4120).
+
+    ``clock`` (from the KRB-ERROR's stime) adds ``clock offset: +0.012 s (KDC - us, round trip 0.8 ms)``.
+    """
     lines = [f"Sending Kerberos AS-REQ to {protocol.upper()} port {port}...", ""]
     if details is None:
         return lines
@@ -317,6 +323,9 @@ def kerberos_block(details: KrbError | KdcRep | None, protocol: str, port: int) 
         lines.append(f"server: {sname}")
     if isinstance(details, KrbError):
         lines.append(f"server time: {details.stime.astimezone(UTC).strftime('%m/%d/%Y %H:%M:%S')} (GMT)")
+    if clock is not None:
+        rtt = f"{clock.round_trip_seconds * 1000:.1f} ms"
+        lines.append(f"clock offset: {clock.offset_seconds:+.3f} s (KDC - us, round trip {rtt})")
     lines += ["", "======== End of Kerberos response ========", ""]
     return lines
 
@@ -344,9 +353,53 @@ def tls_block(details: TlsDetails | None, port: int) -> list[str]:
             body.append(f"{label}: {value.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S GMT')}")
         elif value:
             body.append(f"{label}: {value}")
+    body += certificate_check_lines(details)
     if body:
         lines += ["TLS handshake response:", "", *body, "", "======== End of TLS handshake response ========", ""]
     return lines
+
+
+def certificate_check_lines(details: TlsDetails) -> list[str]:
+    """The certificate checks and the verification (RFC 5280, RFC 6125), e.g.::
+
+    Days left: 699.9
+    Server authentication: yes (extendedKeyUsage serverAuth)
+    Names dc1.pqtest.test: yes (subject CN (no DNS name in subjectAltName))
+    Chain depth: 1 (as sent)
+    Signature algorithm: sha256WithRSAEncryption
+    Key: RSA 4096 bits
+    Verified: no (unable to get local issuer certificate (depth 0); trusted: system)
+    """
+    lines: list[str] = []
+    checks = details.checks
+    if checks is not None:
+        eku = (
+            f"extendedKeyUsage {', '.join(checks.extended_key_usage)}" if checks.eku_present else "no EKU: any purpose"
+        )
+        key = " ".join(p for p in (checks.key_type, checks.key_curve) if p) or "unreadable"
+        lines += [
+            f"Days left: {checks.days_left:.1f}",
+            f"Server authentication: {_yes(checks.server_auth)} ({eku})",
+        ]
+        if checks.name_match is not None:
+            named = "named" if checks.name_match else "not named"
+            lines.append(f"Host name {checks.name}: {named} ({checks.name_source})")
+        sent = "as sent" if checks.chain_as_sent else "the leaf only was readable"
+        lines += [
+            f"Chain depth: {checks.chain_depth} ({sent})",
+            f"Signature algorithm: {checks.signature_algorithm}",
+            f"Key: {key} {checks.key_size} bits" if checks.key_size else f"Key: {key}",
+        ]
+        if checks.error:
+            lines.append(f"Certificate problems: {checks.error}")
+    if details.verified is not None:
+        why = f"{details.verify_error}; " if details.verify_error else ""
+        lines.append(f"Verified: {_yes(details.verified)} ({why}trusted: {details.trust_store})")
+    return lines
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
 
 
 # --------------------------------------------------------------------------------------------- SQL Server

@@ -29,11 +29,13 @@ __all__ = [
 ]
 
 #: Binding name -> protocol-aware probe.  ``ldap`` and ``ldaps`` share a module; the probe reads ``ctx.binding``.
+#: ``ldaps`` checks its certificate against the target's host name and ``tls_ca_file``
+#: (:func:`.tls.with_certificate_policy`).
 PROBES: dict[str, ProtocolProbe] = {
     "dns": dns.probe,
     "kerberos": kerberos.probe,
     "ldap": ldap.probe,
-    "ldaps": ldap.probe,
+    "ldaps": tls.with_certificate_policy(ldap.probe),
     "mssql": mssql.probe,
     "netbios": netbios.probe,
     "rpc": rpc.probe,
