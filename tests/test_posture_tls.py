@@ -429,7 +429,7 @@ tls_ca_file = "{other}"
     assert (a.options.params.tls_ca_file, b.options.params.tls_ca_file) == (str(ca), str(other))
 
 
-@pytest.mark.parametrize(("content", "message"), [(None, "No such file"), (b"not a certificate\n", "no PEM")])
+@pytest.mark.parametrize(("content", "message"), [(None, "file not found"), (b"not a certificate\n", "no PEM")])
 def test_tls_ca_file_must_hold_a_certificate(tmp_path: Path, content: bytes | None, message: str) -> None:
     ca = tmp_path / "ca.pem"
     if content is not None:
