@@ -41,6 +41,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from exporter.configfile import check_ca_file
 from exporter.configfile import read_config_file as read_config_file  # noqa: PLC0414  (re-exported: the web config)
 from exporter.errors import ConfigError
 from exporter.model import SHOWN_CHARS, parse_port_range, shown
@@ -126,21 +127,6 @@ class ResolverSection(_Section):
         return value
 
 
-def _check_ca_file(value: str | None) -> str | None:
-    """A ``tls_ca_file`` must be a readable PEM file with at least one certificate."""
-    if value:
-        from cryptography import x509
-
-        try:
-            _name, text = read_config_file(value)  # a regular file, bounded, never a FIFO
-            x509.load_pem_x509_certificates(text.encode())
-        except ConfigError as exc:
-            raise ValueError(f"{shown(value)}: {exc.problem}") from None
-        except ValueError:
-            raise ValueError(f"{value!r}: no PEM certificate in the file") from None
-    return value
-
-
 class ProbeDefaults(_Section):
     """``[defaults]``: per-target settings that a target may override."""
 
@@ -155,7 +141,7 @@ class ProbeDefaults(_Section):
     )
     snmp_community: str = "public"
     snmp_version: Literal["v1", "v2c"] = "v2c"
-    tls_ca_file: Annotated[str, AfterValidator(_check_ca_file)] = Field(
+    tls_ca_file: Annotated[str, AfterValidator(check_ca_file)] = Field(
         "", description="PEM file of the CAs TLS certificates are verified against; empty = the system store"
     )
     addresses: Literal["all", "first"] | None = Field(
@@ -184,7 +170,7 @@ class _ProbeKeys(_Section):
     snmp_version: Literal["v1", "v2c"] | None = None
     dns_query_name: str | None = Field(None, description="DNS probe: name to ask (default: domain SOA, else PortQry's)")
     dns_query_type: str | None = Field(None, description="DNS probe: record type to ask")
-    tls_ca_file: Annotated[str | None, AfterValidator(_check_ca_file)] = None
+    tls_ca_file: Annotated[str | None, AfterValidator(check_ca_file)] = None
     addresses: Literal["all", "first"] | None = None
     protocols: dict[str, str] = Field(
         default_factory=dict, description='bind a protocol-aware probe to a port: {"tcp/1389" = "ldap"}'

@@ -62,3 +62,22 @@ def _file_kind(mode: int) -> str:
     kinds = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device"}
     kinds |= {stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
     return kinds.get(stat.S_IFMT(mode), "not a file")
+
+
+def check_ca_file(value: str | None) -> str | None:
+    """A ``tls_ca_file`` (a pydantic validator): a config-like file, read as one, with a PEM certificate.
+
+    Raises:
+        ValueError: unreadable, not a regular file, too large, or no PEM certificate in it.
+    """
+    if value:
+        from cryptography import x509
+
+        try:
+            _name, text = read_config_file(value)  # a regular file, bounded, never a FIFO
+            x509.load_pem_x509_certificates(text.encode())
+        except ConfigError as exc:
+            raise ValueError(f"{value[:48]!r}: {exc.problem}") from None
+        except ValueError:
+            raise ValueError(f"{value!r}: no PEM certificate in the file") from None
+    return value
