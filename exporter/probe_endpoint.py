@@ -66,6 +66,7 @@ from exporter.detail_metrics import detail_families
 from exporter.engine import Engine, resolve_failed
 from exporter.errors import ResolveError
 from exporter.exposition import _SCHEDULE as PORT_SCHEDULE
+from exporter.exposition import Family, escape, join, render_target
 from exporter.logs import get_logger
 from exporter.model import PortSpec, ProbeOptions
 from exporter.plan import DEFAULT_DOMAIN_PROFILE, TargetPlan, domain_plans, module_plans
@@ -211,6 +212,20 @@ class ProbeCounters(Collector):
         yield requests
 
 
+_MODULE_DURATION = Family(
+    "portqry_probe_module_duration_seconds",
+    "gauge",
+    "gauge",
+    "Wall time of this /probe request: resolution and every port of the module, seconds.",
+)
+
+
+def _module_duration(module: str, target: str, seconds: float, *, openmetrics: bool) -> bytes:
+    """The ``portqry_probe_module_duration_seconds`` family (and OpenMetrics' ``# EOF``), as text."""
+    sample = f'{_MODULE_DURATION.name}{{module="{escape(module)}",target="{escape(target)}"}} {seconds!r}\n'
+    return _MODULE_DURATION.header(openmetrics=openmetrics) + sample.encode() + (b"# EOF\n" if openmetrics else b"")
+
+
 class _ProbeFamilies(Collector):
     """The protocol-detail families of one /probe answer and its module duration."""
 
@@ -222,11 +237,7 @@ class _ProbeFamilies(Collector):
         if snap.results:  # only families with samples: a module without protocol probes answers only its ports
             families = detail_families(snap.results, snap.labels)
             yield from (m for m in families if m.samples and not m.name.startswith(_DOMAIN_FAMILIES))
-        duration = GaugeMetricFamily(
-            "portqry_probe_module_duration_seconds",
-            "Wall time of this /probe request: resolution and every port of the module, seconds.",
-            labels=["module", "target"],
-        )
+        duration = GaugeMetricFamily(_MODULE_DURATION.name, _MODULE_DURATION.help, labels=["module", "target"])
         duration.add_metric([self.module, self.target], self.duration)
         yield duration
 
@@ -427,13 +438,20 @@ class ProbeEndpoint:
             results, cut = await self._run(engine, target, found, module, options, deadline, note)
         took = time.monotonic() - started
         self.counters.requests[(module_name, "partial" if cut else "complete")] += 1
-        store = ResultStore((), "none", history=0)
-        store.record(target, results, domain=domain, site=site)
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_ProbeFamilies(store, module_name, target, took))
         debug = request.query.get("debug", "").lower() in ("true", "1", "yes")
         openmetrics = not debug and "application/openmetrics-text" in request.headers.get("Accept", "")
-        body = _probe_help(render(store, registry, openmetrics=openmetrics))
+        if any(r.details for r in results):
+            store = ResultStore((), "none", history=0)
+            store.record(target, results, domain=domain, site=site)
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(_ProbeFamilies(store, module_name, target, took))
+            body = _probe_help(render(store, registry, openmetrics=openmetrics))
+        else:  # only port families and the module duration: rendered as the store renders them, no registry
+            ordered = sorted(results, key=lambda r: (r.address, r.protocol, r.port))
+            resolved = all(r.address for r in results)
+            parts = render_target(ordered, domain, site, {}, "none", target=target, resolved=resolved)
+            ports = join([parts], openmetrics=openmetrics)
+            body = _probe_help(ports) + _module_duration(module_name, target, took, openmetrics=openmetrics)
         note(f"done: {len(results)} results, {cut} ports cut by the deadline, {took:.3f}s")
         if debug:
             text = (
