@@ -6,7 +6,8 @@ An anonymous base-object search of the rootDSE (RFC 4511 section 4.5.1; AD's att
 domain, forest, DC name and site names.  Without a configured ``domain`` the filter is ``(NtVer=...)`` alone
 (MS-ADTS 6.3.3.2) and any DC answers for its own domain.  The clock offset (DC ``currentTime`` minus our
 clock at the reply) is kept: Kerberos fails beyond five minutes.  Bindings: ``ldap`` (plain) and ``ldaps``
-(TLS first; also records the TLS details).
+(TLS first; also records the TLS details, the certificate checked against the target's
+:class:`~exporter.probes.tls.CertificatePolicy`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from exporter.errors import DecodeError, ProtocolError, plain_error
 from exporter.model import Detail, LdapDetails
 from exporter.probes.context import ProbeContext, ProtocolOutcome
-from exporter.probes.tls import client_context, describe
+from exporter.probes.tls import CertificatePolicy, client_context, describe
 from exporter.states import Finding, PortState
 from exporter.wire.ldap import (
     MAX_REPLY_BYTES,
@@ -80,7 +81,7 @@ async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
     notes: list[str] = []
 
     def record_tls(writer: asyncio.StreamWriter) -> None:
-        tls_details, error = describe(writer.get_extra_info("ssl_object"))
+        tls_details, error = describe(writer.get_extra_info("ssl_object"), CertificatePolicy.of(ctx))
         if tls_details is not None:
             details["tls"] = tls_details
         if error:
