@@ -7,7 +7,9 @@ domain, forest, DC name and site names.  Without a configured ``domain`` the fil
 (MS-ADTS 6.3.3.2) and any DC answers for its own domain.  The clock offset (DC ``currentTime`` minus our
 clock at the reply) is kept: Kerberos fails beyond five minutes.  Bindings: ``ldap`` (plain) and ``ldaps``
 (TLS first; also records the TLS details, the certificate checked against the target's
-:class:`~exporter.probes.tls.CertificatePolicy`).
+:class:`~exporter.probes.tls.CertificatePolicy`).  On tcp/389, with ``posture_checks`` on, the rootDSE reply
+is followed by the transport-rule checks of :mod:`exporter.probes.ldap_posture` (a simple bind meant to fail,
+StartTLS), which add their details and never change the port's state.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 
 from exporter.errors import DecodeError, ProtocolError, plain_error
 from exporter.model import Detail, LdapDetails
+from exporter.probes import ldap_posture
 from exporter.probes.context import ProbeContext, ProtocolOutcome
 from exporter.probes.tls import CertificatePolicy, client_context, describe
 from exporter.states import Finding, PortState
@@ -99,6 +102,8 @@ async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
     if isinstance(reply, ProtocolOutcome):
         return dataclasses.replace(reply, details=details)
     received = time.time()
+    if ldap_posture.applies(ctx):
+        details.update(await ldap_posture.posture_details(ctx))
     try:  # on the event loop: the decoder's caps bound a reply to a few milliseconds of CPU
         dse = parse_root_dse(decode_search_response(reply[: reply_end.end]))
     except ProtocolError as exc:
