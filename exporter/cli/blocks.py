@@ -2,8 +2,9 @@
 
 One function per protocol (:func:`ldap_block`, :func:`rpc_block`, :func:`netbios_block`, :func:`snmp_block`,
 :func:`dns_block`, :func:`kerberos_block`, :func:`tls_block`, :func:`mssql_block`, :func:`smb_block`; on tcp/389
-:func:`ldap_posture_block` follows the LDAP one), chosen by :func:`protocol_block`.  Each takes the object the probe left in ``ProbeResult.details[<name>]`` and returns
-lines without newlines, each block ending with a blank line.  The layouts follow PortQry 2.0's documented
+:func:`ldap_posture_block` follows the LDAP one), chosen by :func:`protocol_block`.  Each takes the object the
+probe left in ``ProbeResult.details[<name>]`` and returns lines without newlines, each block ending with a blank
+line.  The layouts follow PortQry 2.0's documented
 sample outputs (KB 310099, KB 832919, "Using the PortQry command-line tool", 2023), e.g.::
 
     Sending LDAP query to UDP port 389...
