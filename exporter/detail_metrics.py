@@ -15,7 +15,17 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
-from exporter.model import DnsDetails, DomainState, KdcClock, LdapDetails, RpcDetails, SmbDetails, TlsDetails
+from exporter.model import (
+    DnsDetails,
+    DomainState,
+    KdcClock,
+    LdapBindCheck,
+    LdapDetails,
+    RpcDetails,
+    SmbDetails,
+    StartTlsCheck,
+    TlsDetails,
+)
 from exporter.result import ProbeResult
 from exporter.wire.kerberos import KrbError
 from exporter.wire.netlogon import DS_FLAG_NAMES
@@ -100,6 +110,7 @@ def detail_families(
     )
     tls_certs = _TlsFamilies()
     smb = _SmbFamilies()
+    ldap_posture = _LdapPostureFamilies()
     pinged: set[str] = set()
     # A target may bind `rpc` to more than one port: the first dump wins per label set, so that no scrape
     # ever carries a duplicate series (Prometheus rejects such a scrape).
@@ -108,6 +119,7 @@ def detail_families(
         domain, site = labels.get(r.target, ("", ""))
         where = [r.target, r.address, r.protocol, str(r.port), domain, site]
         who = [r.target, r.address, domain, site]
+        at = [r.target, r.address, str(r.port), domain, site]
         rpc = r.details.get("rpc")
         if isinstance(rpc, RpcDetails):
             for seq, count in sorted(rpc.protocol_sequence_counts.items()):
@@ -154,14 +166,15 @@ def detail_families(
         dns = r.details.get("dns")
         if isinstance(dns, DnsDetails):
             rcode.add_metric(where, float(dns.rcode))
-        tls = r.details.get("tls")
-        if isinstance(tls, TlsDetails) and tls.certificate is not None:
-            cert = tls.certificate
-            not_after.add_metric(
-                [r.target, r.address, str(r.port), domain, site, cert.subject, cert.issuer], cert.not_after.timestamp()
-            )
-        if isinstance(tls, TlsDetails):
-            tls_certs.add([r.target, r.address, str(r.port), domain, site], tls)
+        for tls_key in ("tls", "starttls"):  # 636/3269 and the like, and the StartTLS upgrade of 389: the port tells
+            tls = r.details.get(tls_key)
+            if not isinstance(tls, TlsDetails):
+                continue
+            if tls.certificate is not None:
+                cert = tls.certificate
+                not_after.add_metric([*at, cert.subject, cert.issuer], cert.not_after.timestamp())
+            tls_certs.add(at, tls)
+        ldap_posture.add(at, r.details.get("ldap_bind"), r.details.get("ldap_starttls"))
         kerberos = r.details.get("kerberos")
         if isinstance(kerberos, KrbError):
             krb.add_metric(where, float(kerberos.error_code))
@@ -170,11 +183,12 @@ def detail_families(
             kdc_clock.add_metric(where, kdc.offset_seconds)
         negotiate = r.details.get("smb")
         if isinstance(negotiate, SmbDetails):
-            smb.add([r.target, r.address, str(r.port), domain, site], negotiate)
+            smb.add(at, negotiate)
     yield from (rpc_endpoints, rpc_reachable, root_dse, usn, synced, gc_ready, clock)
     yield from domain_families(domains, role, client_site, pinged)
     yield from (rcode, not_after, *tls_certs.families(), krb, kdc_clock)
     yield from smb.families()
+    yield from ldap_posture.families()
 
 
 class _TlsFamilies:
@@ -268,6 +282,37 @@ class _SmbFamilies:
     def families(self) -> tuple[GaugeMetricFamily, ...]:
         """The four families, in the README's order."""
         return (self.dialect, self.signing, self.smb1, self.mechanism)
+
+
+class _LdapPostureFamilies:
+    """The LDAP transport-rule families of tcp/389 (RFC 4511 4.2 simple bind, 4.14 StartTLS)."""
+
+    def __init__(self) -> None:
+        self.bind_refused = _gauge(
+            "portqry_ldap_plaintext_bind_refused",
+            "1 when a simple bind over plain LDAP with a made-up DN and password got strongerAuthRequired (8: "
+            "plain-text binds refused), 0 for any other result code (49 invalidCredentials: the password would be "
+            "checked); absent when the check could not finish.",
+            _AT,
+        )
+        self.starttls = _gauge(
+            "portqry_ldap_starttls_supported",
+            "1 when the StartTLS extended request (1.3.6.1.4.1.1466.20037) got success, 0 for any other result "
+            "code; absent when the check could not finish.  Its certificate is in the portqry_tls_cert_* families "
+            "with this port label (389).",
+            _AT,
+        )
+
+    def add(self, at: list[str], bind: object, starttls: object) -> None:
+        """Add one tcp/389 result's series; ``at`` = target, address, port, domain, site."""
+        if isinstance(bind, LdapBindCheck) and bind.plaintext_refused is not None:
+            self.bind_refused.add_metric(at, 1.0 if bind.plaintext_refused else 0.0)
+        if isinstance(starttls, StartTlsCheck) and starttls.supported is not None:
+            self.starttls.add_metric(at, 1.0 if starttls.supported else 0.0)
+
+    def families(self) -> tuple[GaugeMetricFamily, ...]:
+        """The two families, in the README's order."""
+        return (self.bind_refused, self.starttls)
 
 
 def domain_families(

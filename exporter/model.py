@@ -146,9 +146,10 @@ class ProbeOptions:
         source_port: local source port of the state probe (PortQry ``-sp``), or ``None``.
         slow_link: double the UDP wait (PortQry ``-sl``).
         protocol_probes: run protocol-aware follow-ups at all.
-        posture_checks: the security-posture checks (the ``smb`` negotiate on 445) are on.  The plan of a
-            target with them off has dropped their bindings (:data:`exporter.probes.POSTURE_BINDINGS`), so those
-            ports get the plain state probe; a probe with a posture step of its own reads this flag.
+        posture_checks: the security-posture checks (the ``smb`` negotiate on 445; the LDAP bind and StartTLS
+            checks on tcp/389) are on.  The plan of a target with them off has dropped their bindings
+            (:data:`exporter.probes.POSTURE_BINDINGS`), so those ports get the plain state probe; a probe with a
+            posture step of its own (``ldap`` on tcp/389) reads this flag.
         udp_unformatted_first: on a UDP port with a protocol-aware probe, first send PortQry's unformatted
             datagram (the CLI does, for parity); when false the protocol query is the first datagram.
         params: protocol parameters.
@@ -240,6 +241,58 @@ class LdapDetails:
 
 
 @dataclass(frozen=True, slots=True)
+class LdapBindCheck:
+    """A simple bind with a made-up DN and password over plain LDAP (RFC 4511 4.2), meant to fail.
+
+    Attributes:
+        dn: the made-up DN sent (``cn=portqry-posture-check-<random>,dc=invalid``; the password, random per
+            probe too, is never kept).
+        result_code: the BindResponse resultCode (8 strongerAuthRequired: plain-text binds refused; 49
+            invalidCredentials: the password would be checked), ``None`` when the check could not finish.
+        result_name: its RFC 4511 name, or ``""``.
+        diagnostic_message: the server's diagnosticMessage (``""`` if none).
+        error: why the check could not finish, or ``""``.
+    """
+
+    dn: str
+    result_code: int | None
+    result_name: str = ""
+    diagnostic_message: str = ""
+    error: str = ""
+
+    @property
+    def plaintext_refused(self) -> bool | None:
+        """Whether the server refuses simple binds over plain LDAP (``strongerAuthRequired``); ``None``: unknown."""
+        return None if self.result_code is None else self.result_code == 8
+
+
+@dataclass(frozen=True, slots=True)
+class StartTlsCheck:
+    """A StartTLS extended request over plain LDAP (RFC 4511 4.14), and the TLS upgrade after a success.
+
+    Attributes:
+        result_code: the ExtendedResponse resultCode (0 success; 2 protocolError or 52 unavailable from a server
+            without StartTLS), ``None`` when the check could not finish.
+        result_name: its RFC 4511 name, or ``""``.
+        diagnostic_message: the server's diagnosticMessage (``""`` if none).
+        error: why the check could not finish, or ``""``.
+        tls_error: why the TLS handshake after a success failed (then no ``starttls`` certificate details), or
+            ``""``.
+    """
+
+    result_code: int | None
+    result_name: str = ""
+    diagnostic_message: str = ""
+    error: str = ""
+    tls_error: str = ""
+
+    @property
+    def supported(self) -> bool | None:
+        """Whether the server accepted StartTLS (resultCode success); ``None``: the check could not finish."""
+        return None if self.result_code is None else self.result_code == 0
+
+
+@dataclass(frozen=True, slots=True)
 class DynamicPort:
     """A dynamic ``ncacn_ip_tcp`` port from an endpoint-mapper dump and what a TCP probe of it found.
 
@@ -326,9 +379,12 @@ class KdcClock:
 
 #: What one protocol-aware probe keeps, under its binding's key in ``ProbeResult.details`` (``"ldap"``, ``"tls"``,
 #: ``"rpc"``, ``"dns"``, ``"kerberos"``, ``"netbios"``, ``"snmp"``, ``"mssql"``, ``"smb"``; the Kerberos probe
-#: adds ``"kerberos_clock"``).
+#: adds ``"kerberos_clock"``, the LDAP probe on tcp/389 its posture checks ``"ldap_bind"``, ``"ldap_starttls"``
+#: and the StartTLS certificate ``"starttls"`` (a :class:`TlsDetails`)).
 Detail = (
     LdapDetails
+    | LdapBindCheck
+    | StartTlsCheck
     | TlsDetails
     | RpcDetails
     | DnsDetails

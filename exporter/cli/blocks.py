@@ -1,9 +1,10 @@
 """PortQry's protocol blocks: what ``portqry`` prints after a port's state line when a protocol-aware follow-up ran.
 
 One function per protocol (:func:`ldap_block`, :func:`rpc_block`, :func:`netbios_block`, :func:`snmp_block`,
-:func:`dns_block`, :func:`kerberos_block`, :func:`tls_block`, :func:`mssql_block`, :func:`smb_block`), chosen by
-:func:`protocol_block`.  Each takes the object the probe left in ``ProbeResult.details[<name>]`` and returns
-lines without newlines, each block ending with a blank line.  The layouts follow PortQry 2.0's documented
+:func:`dns_block`, :func:`kerberos_block`, :func:`tls_block`, :func:`mssql_block`, :func:`smb_block`; on tcp/389
+:func:`ldap_posture_block` follows the LDAP one), chosen by :func:`protocol_block`.  Each takes the object the
+probe left in ``ProbeResult.details[<name>]`` and returns lines without newlines, each block ending with a blank
+line.  The layouts follow PortQry 2.0's documented
 sample outputs (KB 310099, KB 832919, "Using the PortQry command-line tool", 2023), e.g.::
 
     Sending LDAP query to UDP port 389...
@@ -26,7 +27,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from exporter.model import Detail, DnsDetails, KdcClock, LdapDetails, RpcDetails, SmbDetails, TlsDetails
+from exporter.model import (
+    Detail,
+    DnsDetails,
+    KdcClock,
+    LdapBindCheck,
+    LdapDetails,
+    RpcDetails,
+    SmbDetails,
+    StartTlsCheck,
+    TlsDetails,
+)
 from exporter.result import ProbeResult
 from exporter.states import PortState
 from exporter.wire.epm import EpmEntry
@@ -100,8 +111,14 @@ def protocol_block(name: str, result: ProbeResult, *, community: str = "public")
     """
     details = result.details.get(name)
     proto, port = result.protocol, result.port
-    if name == "ldap":
-        return ldap_block(_of(LdapDetails, details), proto, port)
+    if name == "ldap":  # on tcp/389 the transport-rule checks follow the rootDSE
+        posture = ldap_posture_block(
+            _of(LdapBindCheck, result.details.get("ldap_bind")),
+            _of(StartTlsCheck, result.details.get("ldap_starttls")),
+            _of(TlsDetails, result.details.get("starttls")),
+            port,
+        )
+        return ldap_block(_of(LdapDetails, details), proto, port) + posture
     if name == "rpc":
         return rpc_block(_of(RpcDetails, details))
     if name == "netbios":
@@ -207,6 +224,56 @@ def ldap_block(details: LdapDetails | None, protocol: str, port: int, *, over_tl
         lines += ["======== End of LDAP ping response ========", ""]
     elif details.ping_error:
         lines += [f"LDAP ping: {details.ping_error}", ""]
+    return lines
+
+
+def ldap_posture_block(
+    bind: LdapBindCheck | None, starttls: StartTlsCheck | None, tls: TlsDetails | None, port: int
+) -> list[str]:
+    """Our LDAP transport-rule lines (PortQry has none): the made-up simple bind and StartTLS (RFC 4511 4.2, 4.14).
+
+    Empty when the checks did not run (``posture_checks`` off, or not tcp/389); the StartTLS certificate is
+    printed as :func:`tls_block` prints a TLS port's, e.g.::
+
+        Sending LDAP simple bind (made-up DN cn=portqry-posture-check-5f0c...,dc=invalid) to TCP port 389...
+
+        Bind response: strongerAuthRequired (8): plain-text simple binds refused
+        Diagnostic: BindSimple: Transport encryption required.
+
+        Sending LDAP StartTLS request to TCP port 389...
+
+        StartTLS response: success (0): offered
+
+        Starting TLS handshake on TCP port 389...
+        ...
+    """
+    lines: list[str] = []
+    if bind is not None:
+        lines += [f"Sending LDAP simple bind (made-up DN {bind.dn}) to TCP port {port}...", ""]
+        if bind.result_code is None:
+            lines.append(f"Bind check: could not finish ({bind.error})")
+        else:
+            verdict = "plain-text simple binds refused" if bind.plaintext_refused else "plain-text simple binds allowed"
+            if bind.result_code == 49:
+                verdict = "plain-text simple binds allowed: the password would be checked"
+            lines.append(f"Bind response: {bind.result_name} ({bind.result_code}): {verdict}")
+            if bind.diagnostic_message:
+                lines.append(f"Diagnostic: {bind.diagnostic_message}")
+        lines.append("")
+    if starttls is not None:
+        lines += [f"Sending LDAP StartTLS request to TCP port {port}...", ""]
+        if starttls.result_code is None:
+            lines.append(f"StartTLS check: could not finish ({starttls.error})")
+        else:
+            offered = "offered" if starttls.supported else "not offered"
+            lines.append(f"StartTLS response: {starttls.result_name} ({starttls.result_code}): {offered}")
+            if starttls.diagnostic_message:
+                lines.append(f"Diagnostic: {starttls.diagnostic_message}")
+        if starttls.tls_error:
+            lines.append(f"TLS after StartTLS: {starttls.tls_error}")
+        lines.append("")
+        if tls is not None:
+            lines += tls_block(tls, port)
     return lines
 
 

@@ -29,13 +29,11 @@ __all__ = [
 ]
 
 #: Binding name -> protocol-aware probe.  ``ldap`` and ``ldaps`` share a module; the probe reads ``ctx.binding``.
-#: ``ldaps`` checks its certificate against the target's host name and ``tls_ca_file``
-#: (:func:`.tls.with_certificate_policy`).
 PROBES: dict[str, ProtocolProbe] = {
     "dns": dns.probe,
     "kerberos": kerberos.probe,
     "ldap": ldap.probe,
-    "ldaps": tls.with_certificate_policy(ldap.probe),
+    "ldaps": ldap.probe,
     "mssql": mssql.probe,
     "netbios": netbios.probe,
     "rpc": rpc.probe,
@@ -64,7 +62,8 @@ DEFAULT_BINDINGS: dict[tuple[str, int], str] = {
 }
 
 #: Bindings that are security-posture checks: a plan with ``posture_checks`` off drops them (the port then gets
-#: the plain state probe).
+#: the plain state probe).  The ``ldap`` probe's posture step on tcp/389 reads ``ProbeOptions.posture_checks``
+#: instead (its rootDSE search still runs).
 POSTURE_BINDINGS: frozenset[str] = frozenset({"smb"})
 
 

@@ -6,7 +6,10 @@ An anonymous base-object search of the rootDSE (RFC 4511 section 4.5.1; AD's att
 domain, forest, DC name and site names.  Without a configured ``domain`` the filter is ``(NtVer=...)`` alone
 (MS-ADTS 6.3.3.2) and any DC answers for its own domain.  The clock offset (DC ``currentTime`` minus our
 clock at the reply) is kept: Kerberos fails beyond five minutes.  Bindings: ``ldap`` (plain) and ``ldaps``
-(TLS first; also records the TLS details).
+(TLS first; also records the TLS details, the certificate checked against the target's
+:class:`~exporter.probes.tls.CertificatePolicy`).  On tcp/389, with ``posture_checks`` on, the rootDSE reply
+is followed by the transport-rule checks of :mod:`exporter.probes.ldap_posture` (a simple bind meant to fail,
+StartTLS), which add their details and never change the port's state.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import time
 
 from exporter.errors import DecodeError, ProtocolError, plain_error
 from exporter.model import Detail, LdapDetails
+from exporter.probes import ldap_posture
 from exporter.probes.context import ProbeContext, ProtocolOutcome
-from exporter.probes.tls import client_context, describe
+from exporter.probes.tls import CertificatePolicy, client_context, describe
 from exporter.states import Finding, PortState
 from exporter.wire.ldap import (
     MAX_REPLY_BYTES,
@@ -80,7 +84,7 @@ async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
     notes: list[str] = []
 
     def record_tls(writer: asyncio.StreamWriter) -> None:
-        tls_details, error = describe(writer.get_extra_info("ssl_object"))
+        tls_details, error = describe(writer.get_extra_info("ssl_object"), CertificatePolicy.of(ctx))
         if tls_details is not None:
             details["tls"] = tls_details
         if error:
@@ -98,6 +102,8 @@ async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
     if isinstance(reply, ProtocolOutcome):
         return dataclasses.replace(reply, details=details)
     received = time.time()
+    if ldap_posture.applies(ctx):
+        details.update(await ldap_posture.posture_details(ctx))
     try:  # on the event loop: the decoder's caps bound a reply to a few milliseconds of CPU
         dse = parse_root_dse(decode_search_response(reply[: reply_end.end]))
     except ProtocolError as exc:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from exporter.adapters.openssl import verify_chain
 from exporter.errors import DecodeError, plain_error
 from exporter.model import TlsDetails
-from exporter.probes.context import ProbeContext, ProtocolOutcome, ProtocolProbe
+from exporter.probes.context import ProbeContext, ProtocolOutcome
 from exporter.states import Finding
 from exporter.wire.x509 import CertificateChecks, CertificateSummary, check_certificates, parse_certificate
 
@@ -46,27 +45,6 @@ class CertificatePolicy:
     def of(cls, ctx: ProbeContext) -> CertificatePolicy:
         """The target's policy: its configured host (name or address) and its ``tls_ca_file``."""
         return cls(ctx.host, ctx.params.tls_ca_file)
-
-
-#: The policy :func:`describe` applies when called without one (set by :func:`with_certificate_policy`).
-_POLICY: ContextVar[CertificatePolicy | None] = ContextVar("certificate_policy", default=None)
-
-
-def with_certificate_policy(probe: ProtocolProbe) -> ProtocolProbe:
-    """``probe``, with the target's :class:`CertificatePolicy` in force for every :func:`describe` it makes.
-
-    For probes that describe a TLS session without a policy of their own (``ldaps``: the LDAP probe calls
-    ``describe(ssl_object)``), so that they honour the target's host name and ``tls_ca_file``.
-    """
-
-    async def checked(ctx: ProbeContext) -> ProtocolOutcome:
-        token = _POLICY.set(CertificatePolicy.of(ctx))
-        try:
-            return await probe(ctx)
-        finally:
-            _POLICY.reset(token)
-
-    return checked
 
 
 def client_context() -> ssl.SSLContext:
@@ -104,12 +82,12 @@ def describe(
 
     Args:
         ssl_object: the connection's TLS object (``writer.get_extra_info("ssl_object")``), or ``None``.
-        policy: what to check the certificate against; default: the one :func:`with_certificate_policy` set,
-            else the SNI name sent and the system store.
+        policy: what to check the certificate against (:meth:`CertificatePolicy.of` the probe's context);
+            default: the SNI name sent and the system store.
     """
     if ssl_object is None:
         return None, "no TLS session"
-    policy = policy or _POLICY.get() or CertificatePolicy(ssl_object.server_hostname or "")
+    policy = policy or CertificatePolicy(ssl_object.server_hostname or "")
     chain, as_sent = peer_chain(ssl_object)
     cipher = ssl_object.cipher()
     return describe_chain(
