@@ -231,7 +231,7 @@ RULE_MUTATIONS = {
 
 @pytest.mark.parametrize(("old", "new", "alert"), RULE_MUTATIONS.values(), ids=RULE_MUTATIONS.keys())
 def test_promtool_unit_tests_catch_rule_changes(tmp_path: Path, old: str, new: str, alert: str) -> None:
-    """The domain, schedule-lag and posture rules' unit tests are not vacuous either: each mutation fails its alert's test."""
+    """The domain, schedule-lag and posture rules' unit tests are not vacuous: each mutation fails its alert's test."""
     text = RULES.read_text(encoding="utf-8")
     assert text.count(old) == 1, f"{old!r} not found once in {RULES.name}"
     (tmp_path / RULES.name).write_text(text.replace(old, new), encoding="utf-8")
