@@ -3,7 +3,8 @@
 One module-scoped stack, all of it real and on loopback:
 
 - the test bed's Samba AD DC in its namespace (``dc``, ``dc_firewall``);
-- the exporter (``python -m exporter``) probing it every 2 s with a 1 s timeout;
+- the exporter (``python -m exporter``) probing it every 2 s with a 1 s timeout, with the posture checks on
+  and Samba's own CA as ``tls_ca_file`` (so the healthy DC raises no posture alert either);
 - a webhook receiver thread on 127.0.0.1 recording what Alertmanager POSTs;
 - ``prometheus-alertmanager`` on 127.0.0.1 with clustering disabled, one group per alert, 1 s group timings;
 - ``prometheus`` on 127.0.0.1 with ``deploy/prometheus/prometheus.yml`` rewritten only in its timings (1 s),
@@ -47,7 +48,7 @@ from tests.alerting import (
     webhook_receiver,
 )
 from tests.daemon import RunningDaemon, run_daemon
-from tests.dashboards import DASHBOARD, EMPTY_WHEN_HEALTHY, RULES, dashboard_queries, runnable
+from tests.dashboards import DASHBOARD, EMPTY_WHEN_HEALTHY, RULES, dashboard_queries, metric_names, runnable
 from tests.test_deploy_prometheus import SCRAPE_CONFIG, rules_with_for
 
 TARGET = "dc1"
@@ -61,6 +62,9 @@ PORTS = ["tcp/389", "udp/389", "tcp/636", "tcp/3268", "tcp/135", "tcp/88", "udp/
 UNREACHABLE_PANEL = "Unreachable dynamic RPC endpoints"
 STATE_MATRIX_PANEL = "State matrix (target x port)"
 NOT_LISTENING_PANEL = "Ports not listening (with reason)"
+PENDING_METRICS = frozenset({"portqry_ldap_plaintext_bind_refused", "portqry_ldap_starttls_supported"})
+"""Issue 14's LDAP transport metrics, landing separately: their panels may be empty only while the exporter emits
+neither (every other panel, and these once either is emitted, must fill)."""
 
 
 def exporter_config(dc: testbed.SambaDC) -> str:
@@ -81,6 +85,8 @@ name = "{TARGET}"
 host = "{dc.fqdn}"
 domain = "{dc.dns_domain}"
 ports = [{ports}]
+posture_checks = true
+tls_ca_file = "{dc.target_dir / "private" / "tls" / "ca.pem"}"
 """
 
 
@@ -198,6 +204,19 @@ def test_healthy_dc_pages_nothing(stack: Stack) -> None:
         ("tcp", "445"),
     ]:
         assert states[key] == "listening", (key, states)
+    # The posture series the posture rules read exist and read healthy on the Samba DC (so their silence below
+    # is the DC's answer, not a missing series)
+    samples = stack.daemon.samples()
+
+    def values(name: str) -> dict[str, float]:
+        return {labels["port"]: value for labels, value in samples.get(name, []) if labels["target"] == TARGET}
+
+    assert values("portqry_smb_signing_required") == {"445": 1.0}, samples.get("portqry_smb_signing_required")
+    assert values("portqry_smb1_enabled") == {"445": 0.0}, samples.get("portqry_smb1_enabled")
+    for check in ("verified", "server_auth", "name_match"):
+        assert values(f"portqry_tls_cert_{check}").get("636") == 1.0, (check, samples.get(f"portqry_tls_cert_{check}"))
+    offsets = [value for labels, value in samples.get("portqry_kerberos_clock_offset_seconds", [])]
+    assert offsets and all(abs(value) < 240 for value in offsets), offsets
     # Several evaluations with every for: elapsed: no rule fires, nothing was paged (the exporter was ready
     # before Prometheus started, so not even PortqryExporterNotReady).
     time.sleep(6)
@@ -209,6 +228,10 @@ def test_every_dashboard_query_runs_and_fills(stack: Stack) -> None:
     queries = dashboard_queries(DASHBOARD)
     assert queries
     pending = {(title, expr) for title, expr in queries}
+    emitted = set(stack.daemon.samples())
+    may_be_empty = set(EMPTY_WHEN_HEALTHY)
+    if not emitted & PENDING_METRICS:
+        may_be_empty |= {title for title, expr in queries if metric_names(runnable(expr)) <= PENDING_METRICS}
     errors: dict[tuple[str, str], str] = {}
 
     def all_filled() -> bool:
@@ -217,7 +240,7 @@ def test_every_dashboard_query_runs_and_fills(stack: Stack) -> None:
             if answer.get("status") != "success":
                 errors[(title, expr)] = str(answer)
                 pending.discard((title, expr))
-            elif answer["data"]["result"] or title in EMPTY_WHEN_HEALTHY:
+            elif answer["data"]["result"] or title in may_be_empty:
                 pending.discard((title, expr))
         return not pending
 

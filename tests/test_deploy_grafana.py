@@ -48,6 +48,7 @@ from tests.dashboards import (
     selectors,
     unknown_grouping_labels,
 )
+from tests.dashboards import RULES as RULES_PATH
 from tests.helpers import run_promtool
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -58,7 +59,16 @@ PANEL_TYPES = frozenset(
 )
 
 # Sections issue 6 asks for, by row title, and issue 10's domains.
-ROWS = ["Domains", "DC connectivity", "Probe latency", "RPC endpoint mapper", "LDAP health", "TLS", "Exporter health"]
+ROWS = [
+    "Domains",
+    "DC connectivity",
+    "Probe latency",
+    "RPC endpoint mapper",
+    "LDAP health",
+    "TLS",
+    "Posture",
+    "Exporter health",
+]
 DOMAIN_MATRIX = "Domain matrix (domain / site / DC x port)"
 DC_ROLES = "DC roles (LDAP ping)"
 
@@ -153,6 +163,16 @@ _HEALTHY_SERIES: list[tuple[str, str]] = [
         "1e9x20",
     ),
     (f'portqry_kerberos_error_code{{{_DC},protocol="udp",port="88"}}', "6x20"),
+    # issue 14: the posture of the DC (SMB on 445, LDAP transport on 389, certificates, the KDC's clock)
+    (f'portqry_smb_dialect_info{{{_DC},port="445",dialect="3.1.1"}}', "1x20"),
+    (f'portqry_smb_signing_required{{{_DC},port="445"}}', "1x20"),
+    (f'portqry_smb1_enabled{{{_DC},port="445"}}', "0x20"),
+    (f'portqry_smb_auth_mechanism{{{_DC},port="445",mechanism="Kerberos"}}', "1x20"),
+    (f'portqry_smb_auth_mechanism{{{_DC},port="445",mechanism="NEGOEX"}}', "0x20"),
+    (f'portqry_ldap_plaintext_bind_refused{{{_DC},port="389"}}', "1x20"),
+    (f'portqry_ldap_starttls_supported{{{_DC},port="389"}}', "1x20"),
+    *[(f'portqry_tls_cert_{check}{{{_DC},port="636"}}', "1x20") for check in ("verified", "server_auth", "name_match")],
+    (f'portqry_kerberos_clock_offset_seconds{{{_DC},protocol="tcp",port="88"}}', "-0.4x20"),
 ]
 
 
@@ -541,3 +561,133 @@ def test_dashboard_file_is_formatted() -> None:
     """Two-space JSON with a final newline, so diffs stay readable."""
     text = DASHBOARD.read_text(encoding="utf-8")
     assert text == json.dumps(json.loads(text), indent=2, ensure_ascii=False) + "\n"
+
+
+POSTURE_ROW = "Posture: $target"
+CERT_CHECKS = "Certificate checks by port"
+CLOCK_PANEL = "Clock offset: KDC and rootDSE"
+# What issue 14 asks the posture row to show, by the metrics it reads.
+POSTURE_METRICS = frozenset(
+    {
+        "portqry_smb_dialect_info",
+        "portqry_smb_signing_required",
+        "portqry_smb1_enabled",
+        "portqry_smb_auth_mechanism",
+        "portqry_ldap_plaintext_bind_refused",
+        "portqry_ldap_starttls_supported",
+        "portqry_tls_cert_not_after_timestamp_seconds",
+        "portqry_tls_cert_verified",
+        "portqry_tls_cert_server_auth",
+        "portqry_tls_cert_name_match",
+        "portqry_kerberos_clock_offset_seconds",
+        "portqry_ldap_clock_offset_seconds",
+    }
+)
+
+
+def _posture_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """The panels between the posture row and the next row."""
+    top = dashboard["panels"]
+    (start,) = [i for i, panel in enumerate(top) if panel["type"] == "row" and panel["title"] == POSTURE_ROW]
+    end = next(i for i in range(start + 1, len(top)) if top[i]["type"] == "row")
+    return top[start + 1 : end]
+
+
+def test_posture_row_repeats_per_dc_and_shows_the_posture(dashboard: dict[str, Any]) -> None:
+    """One "Posture" row per DC (Grafana repeats it for each value of ``$target``), with every posture metric."""
+    (row,) = [panel for panel in dashboard["panels"] if panel.get("title") == POSTURE_ROW]
+    assert row["repeat"] == "target" and row["collapsed"] is False and row["panels"] == []
+    panels = _posture_panels(dashboard)
+    bottom = (
+        row["gridPos"]["y"]
+        + 1
+        + max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels)
+        - min(p["gridPos"]["y"] for p in panels)
+    )
+    for panel in panels:
+        assert row["gridPos"]["y"] < panel["gridPos"]["y"] < bottom, panel["title"]
+    read = {name for panel in panels for target in panel["targets"] for name in metric_names(runnable(target["expr"]))}
+    assert read == POSTURE_METRICS, read ^ POSTURE_METRICS
+
+
+def _value_colors(panel: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
+    assert mapping["type"] == "value"
+    return {value: (option["text"], option["color"]) for value, option in mapping["options"].items()}
+
+
+def test_posture_panels_colour_the_bad_side_red(dashboard: dict[str, Any]) -> None:
+    """The value an alert fires on is red; the healthy one green (the mechanisms list is neutral)."""
+    panels = {panel["title"]: panel for panel in _posture_panels(dashboard)}
+    bad = {
+        "SMB signing required": "0",
+        "SMB1 (NT LM 0.12)": "1",
+        "LDAP plain-text simple bind": "0",
+        CERT_CHECKS: "0",
+    }
+    for title, value in bad.items():
+        colors = _value_colors(panels[title])
+        assert set(colors) == {"0", "1"}, title
+        assert colors[value][1] == "red", title
+        assert colors[str(1 - int(value))][1] == "green", title
+    assert _value_colors(panels["LDAP StartTLS"]) == {"1": ("offered", "green"), "0": ("not offered", "orange")}
+
+
+def test_posture_thresholds_match_the_alerts(dashboard: dict[str, Any]) -> None:
+    """Red where the alerts fire: certificates below 14 days, clocks beyond 240 s either way."""
+    rules = RULES_PATH.read_text(encoding="utf-8")
+    assert 'portqry_tls_cert_not_after_timestamp_seconds{port=~"389|636|3269"} - time() < 14 * 86400' in rules
+    for metric in ("portqry_kerberos_clock_offset_seconds", "portqry_ldap_clock_offset_seconds"):
+        assert f"abs({metric}) > 240" in rules, metric
+    panels = {panel["title"]: panel for panel in _posture_panels(dashboard)}
+    days = panels["Certificate days left by port"]["fieldConfig"]["defaults"]
+    assert days["unit"] == "d"
+    assert [(step["color"], step["value"]) for step in days["thresholds"]["steps"]] == [
+        ("red", None),
+        ("orange", 14),
+        ("green", 30),
+    ]
+    clock = panels[CLOCK_PANEL]["fieldConfig"]["defaults"]
+    ranges = sorted(
+        (m["options"]["from"], m["options"]["to"], m["options"]["result"]["color"]) for m in clock["mappings"]
+    )
+    assert [(low, high, color) for low, high, color in ranges] == [(-1e12, -240, "red"), (240, 1e12, "red")]
+    assert {target["legendFormat"].split()[0] for target in panels[CLOCK_PANEL]["targets"]} == {"KDC", "rootDSE"}
+
+
+def test_certificate_checks_table_rows(tmp_path: Path, dashboard: dict[str, Any]) -> None:
+    """One row per address and port, one column per check (``check``), the 1/0 value; other DCs filtered out."""
+    dc = 'target="dc1.example.test",address="198.18.0.10",domain="example.test",site="HQ"'
+    other = 'target="dc2.example.test",address="198.18.0.11",domain="example.test",site="HQ"'
+    values = {("636", "verified"): 1, ("636", "server_auth"): 1, ("636", "name_match"): 1,
+              ("389", "verified"): 0, ("389", "server_auth"): 1, ("389", "name_match"): 0}  # fmt: skip
+    series = [
+        {"series": f'portqry_tls_cert_{check}{{{dc},port="{port}"}}', "values": f"{value}x5"}
+        for (port, check), value in values.items()
+    ]
+    series.append({"series": f'portqry_tls_cert_verified{{{other},port="636"}}', "values": "0x5"})
+    words = {"verified": "verified", "server_auth": "server auth", "name_match": "names the host"}
+    expected = [
+        {
+            "labels": f'{{__name__="portqry_tls_cert_{check}",{dc},port="{port}",check="{words[check]}",'
+            f'endpoint="198.18.0.10 port {port}"}}',
+            "value": value,
+        }
+        for (port, check), value in values.items()
+    ]
+    (expr,) = [expr for title, expr in dashboard_queries() if title == CERT_CHECKS]
+    query = runnable(expr, {"target": "dc1\\\\.example\\\\.test"})
+    test = {
+        "name": "certificate checks rows",
+        "interval": "1m",
+        "input_series": series,
+        "promql_expr_test": [{"expr": query, "eval_time": "3m", "exp_samples": expected}],
+    }
+    path = tmp_path / "certs.test.yml"
+    path.write_text(yaml.safe_dump({"evaluation_interval": "1m", "tests": [test]}), encoding="utf-8")
+    run_promtool("test", "rules", str(path))
+    (panel,) = [panel for panel in _posture_panels(dashboard) if panel["title"] == CERT_CHECKS]
+    (transformation,) = panel["transformations"]
+    assert transformation["id"] == "groupingToMatrix"
+    assert (transformation["options"]["rowField"], transformation["options"]["columnField"]) == ("endpoint", "check")
+    assert panel["targets"][0]["instant"] and panel["targets"][0]["format"] == "table"

@@ -67,6 +67,15 @@ REQUIRED_ALERTS = frozenset(
         "PortqryDomainTooFewReachableDcs",
         "PortqryDomainDiscoveryFailing",
         "PortqryDomainDiscoveryStale",
+        # issue 14: the DC's security posture
+        "PortqrySmbSigningNotRequired",
+        "PortqrySmb1Enabled",
+        "PortqryLdapPlaintextBindAccepted",
+        "PortqryLdapStartTlsNotOffered",
+        "PortqryTlsCertificateNotForServerAuth",
+        "PortqryTlsCertificateNameMismatch",
+        "PortqryTlsCertificateNotVerified",
+        "PortqryKdcClockSkew",
     }
 )
 # Alerts about a domain (or a site of it) as a whole: they name the domain and the exporter's instance, no target.
@@ -140,7 +149,8 @@ def test_promtool_unit_tests_fail_when_a_rule_changes(tmp_path: Path) -> None:
     assert "PortqryDcClockSkew" in result.stdout + result.stderr
 
 
-# A one-line mutation of each domain rule (and of the schedule-lag rule) and the alert whose unit tests catch it.
+# A one-line mutation of each domain rule (and of the schedule-lag and posture rules) and the alert whose unit tests
+# catch it.
 RULE_MUTATIONS = {
     "own-site join takes site empty": (
         'on (job, instance, domain, site)\n            max_over_time(portqry_client_site_info{site!=""}[15m])',
@@ -172,6 +182,45 @@ RULE_MUTATIONS = {
         "[10m]))\n          ) > 30\n",
         "PortqryExporterScheduleLagging",
     ),
+    "signing alert on every smb server": (
+        'group by (job, instance, domain, site, target) (portqry_smb_signing_required{domain!=""})',
+        "group by (job, instance, domain, site, target) (portqry_smb_signing_required)",
+        "PortqrySmbSigningNotRequired",
+    ),
+    "signing: a dc by its rootdse missed": (
+        '(portqry_smb_signing_required{domain!=""})\n              or\n'
+        "                group by (job, instance, domain, site, target) "
+        '(portqry_ldap_root_dse_info{domain_controller_functionality!=""})',
+        '(portqry_smb_signing_required{domain!=""})\n              or\n'
+        "                group by (job, instance, domain, site, target) "
+        '(portqry_ldap_root_dse_info{domain_controller_functionality="x"})',
+        "PortqrySmbSigningNotRequired",
+    ),
+    "starttls alert on every ldap server": (
+        'group by (job, instance, domain, site, target) (portqry_ldap_starttls_supported{domain!=""})',
+        "group by (job, instance, domain, site, target) (portqry_ldap_starttls_supported)",
+        "PortqryLdapStartTlsNotOffered",
+    ),
+    "expiry ignores the starttls certificate": (
+        'portqry_tls_cert_not_after_timestamp_seconds{port=~"389|636|3269"}',
+        'portqry_tls_cert_not_after_timestamp_seconds{port=~"636|3269"}',
+        "PortqryLdapsCertificateExpiringSoon",
+    ),
+    "kdc clock threshold raised": (
+        "abs(portqry_kerberos_clock_offset_seconds) > 240",
+        "abs(portqry_kerberos_clock_offset_seconds) > 260",
+        "PortqryKdcClockSkew",
+    ),
+    "kdc clock behind ignored": (
+        "abs(portqry_kerberos_clock_offset_seconds) > 240",
+        "portqry_kerberos_clock_offset_seconds > 240",
+        "PortqryKdcClockSkew",
+    ),
+    "not verified waits less": (
+        "portqry_tls_cert_verified == 0\n        for: 1h",
+        "portqry_tls_cert_verified == 0\n        for: 30m",
+        "PortqryTlsCertificateNotVerified",
+    ),
     "lag merged across exporters": (
         "sum by (job, instance, le) (rate(portqry_exporter_schedule_lag_seconds_bucket",
         "sum by (le) (rate(portqry_exporter_schedule_lag_seconds_bucket",
@@ -182,7 +231,7 @@ RULE_MUTATIONS = {
 
 @pytest.mark.parametrize(("old", "new", "alert"), RULE_MUTATIONS.values(), ids=RULE_MUTATIONS.keys())
 def test_promtool_unit_tests_catch_rule_changes(tmp_path: Path, old: str, new: str, alert: str) -> None:
-    """The domain and schedule-lag rules' unit tests are not vacuous either: each mutation fails the alert's test."""
+    """The domain, schedule-lag and posture rules' unit tests are not vacuous: each mutation fails its alert's test."""
     text = RULES.read_text(encoding="utf-8")
     assert text.count(old) == 1, f"{old!r} not found once in {RULES.name}"
     (tmp_path / RULES.name).write_text(text.replace(old, new), encoding="utf-8")
