@@ -50,6 +50,7 @@ import yaml
 
 from tests import helm
 from tests.helpers import REPO, config_check, run_promtool
+from tests.webtls import make_ca
 
 CHART = REPO / "deploy" / "helm" / "portqry-exporter"
 TEMPLATES = CHART / "templates"
@@ -798,8 +799,8 @@ def test_config_schema_mirrors_the_exporter_models() -> None:
         assert set(sections[name]["properties"]) == set(model.model_fields), name
 
 
-def _every_key_config() -> dict[str, Any]:
-    """A config that sets every key of every section to a valid value."""
+def _every_key_config(ca_file: str) -> dict[str, Any]:
+    """A config that sets every key of every section to a valid value (``ca_file``: a CA certificate file)."""
     probe_keys = {
         "ports": ["tcp/389", "both/88"],
         "services": ["DNS"],
@@ -810,6 +811,7 @@ def _every_key_config() -> dict[str, Any]:
         "udp_tries": 2,
         "protocol_probes": True,
         "posture_checks": True,
+        "tls_ca_file": ca_file,
         "snmp_community": "public",
         "snmp_version": "v2c",
         "dns_query_name": "example.test",
@@ -842,6 +844,7 @@ def _every_key_config() -> dict[str, Any]:
             "jitter_ratio": 0.2,
             "protocol_probes": False,
             "posture_checks": False,
+            "tls_ca_file": ca_file,
             "snmp_community": "monitor",
             "snmp_version": "v1",
             "addresses": "all",
@@ -871,7 +874,7 @@ def test_every_config_key_renders_and_passes_the_check(tmp_path: Path) -> None:
     """Every key the schema allows (all of them, above) passes the schema, helm, and the exporter's own check."""
     from exporter.config import Settings
 
-    config = _every_key_config()
+    config = _every_key_config(str(make_ca(tmp_path / "ca", "every-key-ca").cert))
     for name, field in Settings.model_fields.items():  # the config above does set every key
         model = _section_model(field.annotation)
         table = config[name]
