@@ -137,7 +137,8 @@ class ProbeDefaults(_Section):
     jitter_ratio: float = Field(0.1, ge=0, le=0.5, description="interval jitter, as a fraction")
     protocol_probes: bool = True
     posture_checks: bool | None = Field(
-        None, description="posture checks (SMB negotiate, LDAP plain-text bind and StartTLS on 389); default: on for domain controllers, off otherwise"
+        None,
+        description="posture checks (SMB negotiate; LDAP plain-text bind and StartTLS on 389); default: on for DCs",
     )
     snmp_community: str = "public"
     snmp_version: Literal["v1", "v2c"] = "v2c"
