@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 
 from exporter.errors import ConfigError
 
@@ -72,10 +73,13 @@ def check_ca_file(value: str | None) -> str | None:
     """
     if value:
         from cryptography import x509
+        from cryptography.utils import CryptographyDeprecationWarning
 
         try:
             _name, text = read_config_file(value)  # a regular file, bounded, never a FIFO
-            x509.load_pem_x509_certificates(text.encode())
+            with warnings.catch_warnings():  # a Samba CA's random serial may be negative (RFC 5280): still a CA
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                x509.load_pem_x509_certificates(text.encode())
         except ConfigError as exc:
             raise ValueError(f"{value[:48]!r}: {exc.problem}") from None
         except ValueError:

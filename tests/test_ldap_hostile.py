@@ -217,10 +217,16 @@ async def measured_probe(protocol: str, port: int) -> tuple[ProbeResult, float, 
     return r, wall, cpu, max(lags, default=0.0)
 
 
+#: CPU seconds a probe may spend beyond half its wall time (see assert_bounded).
+CPU_BURST = 0.2
+
+
 def assert_bounded(r: ProbeResult, wall: float, cpu: float, lag: float) -> None:
     """Ended by its deadline, at most half a core, the loop never held 0.1 s, a protocol reason, a real error text."""
     assert wall < BUDGET + 0.5, wall
-    assert cpu < wall / 2 + 0.05, (cpu, wall)
+    # a pinned core burns to the deadline; a probe that refuses a reply after reading its 1 MiB cap (the server
+    # in this process writing it) is a burst of about 0.1 s (the budget is 0.6 s: a pinned probe still fails)
+    assert cpu < wall / 2 + CPU_BURST, (cpu, wall)
     assert lag < 0.1, lag
     assert r.reason in (Reason.PROTOCOL_ERROR, Reason.PROTOCOL_NO_REPLY), r.reason
     assert r.error.strip() and not r.error.rstrip().endswith(":"), repr(r.error)
