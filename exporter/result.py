@@ -46,7 +46,8 @@ class ProbeResult:
         initial_state: when a protocol-aware follow-up ran, the state the first step saw (PortQry prints it
             before the protocol block, e.g. UDP "LISTENING or FILTERED"); else ``None``.
         error_detail: the library's own text behind ``error`` (impacket's, pyasn1's ...): the daemon logs it
-            at debug level; the CLI, ``--json`` and the metrics never show it.  ``""`` when none.
+            at debug level; the CLI, ``--json`` and the metrics never show it.  For a ``local-error`` result,
+            the errno name (``EMFILE``), the label of ``portqry_exporter_local_errors_total``.  ``""`` when none.
     """
 
     target: str

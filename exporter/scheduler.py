@@ -55,6 +55,7 @@ class Scheduler:
         self.engine = engine
         self.store = store
         self.first_round_spread_seconds = first_round_spread_seconds
+        self._rng = random.Random()  # its own: the process-wide generator is the application's (and tests')
         self.shard = shard
         self._plans: dict[str, TargetPlan] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -218,7 +219,7 @@ class Scheduler:
 
     async def _run(self, plan: TargetPlan) -> None:
         loop = asyncio.get_running_loop()
-        first = random.uniform(0, min(self.first_round_spread_seconds, plan.interval_seconds))
+        first = self._rng.uniform(0, min(self.first_round_spread_seconds, plan.interval_seconds))
         planned = loop.time() + first
         await asyncio.sleep(first)
         while True:
@@ -239,7 +240,7 @@ class Scheduler:
             self._publish(plan, results)
             self._rounds[plan.name] = self._rounds.get(plan.name, 0) + 1
             jitter = plan.interval_seconds * plan.jitter_ratio
-            planned = started + plan.interval_seconds + random.uniform(-jitter, jitter)
+            planned = started + plan.interval_seconds + self._rng.uniform(-jitter, jitter)
             await asyncio.sleep(max(0.0, planned - loop.time()))
 
     def _publish(self, plan: TargetPlan, results: list[ProbeResult]) -> None:

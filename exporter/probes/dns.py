@@ -9,7 +9,7 @@ Configurable with the target params ``dns_query_name`` and ``dns_query_type``.
 
 from __future__ import annotations
 
-import random
+import secrets
 
 import dns.exception
 import dns.flags
@@ -67,7 +67,7 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
     params = ctx.params
     name = params.dns_query_name or params.domain or PORTQRY_NAME
     rdtype = params.dns_query_type or ("SOA" if params.domain and not params.dns_query_name else "A")
-    query = build_query(name, rdtype, random.randrange(1 << 16))
+    query = build_query(name, rdtype, secrets.randbelow(1 << 16))
     wire = query.to_wire()
     if ctx.protocol == "udp":
         details = await ctx.udp_query(

@@ -12,7 +12,7 @@ written (after the TCP connect; after the UDP pacing wait) to the reply read.
 
 from __future__ import annotations
 
-import random
+import secrets
 import time
 
 from exporter.errors import DecodeError
@@ -57,7 +57,7 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
         ``details["kerberos_clock"]`` (:class:`~exporter.model.KdcClock`).
     """
     realm = realm_for(ctx.params.domain, ctx.host)
-    request = encode_as_req(realm, PROBE_PRINCIPAL, random.randrange(1, 1 << 31))
+    request = encode_as_req(realm, PROBE_PRINCIPAL, 1 + secrets.randbelow((1 << 31) - 1))
     sent = time.monotonic()
     what = "Kerberos"
     if ctx.protocol == "udp":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
+import secrets
 import time
 
 from exporter.errors import DecodeError, ProtocolError, plain_error
@@ -52,7 +52,7 @@ async def probe(ctx: ProbeContext) -> ProtocolOutcome:
 
 
 async def _probe_udp(ctx: ProbeContext) -> ProtocolOutcome:
-    msg_id = random.randrange(1, 1 << 31)
+    msg_id = 1 + secrets.randbelow((1 << 31) - 1)
     dse = await ctx.udp_query(
         encode_root_dse_search(msg_id), lambda data: parse_root_dse(decode_search_response(data)), what="LDAP"
     )
@@ -92,7 +92,7 @@ async def _probe_tcp(ctx: ProbeContext, *, tls: bool) -> ProtocolOutcome:
 
     reply_end = SearchReplyEnd()
     reply = await ctx.tcp_exchange(
-        encode_root_dse_search(random.randrange(1, 1 << 31)),
+        encode_root_dse_search(1 + secrets.randbelow((1 << 31) - 1)),
         reply_end,
         what="LDAP",
         limit=MAX_REPLY_BYTES,

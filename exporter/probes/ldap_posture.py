@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 import secrets
 import ssl
 
@@ -74,7 +73,7 @@ async def posture_details(ctx: ProbeContext) -> dict[str, Detail]:
 async def check_bind(ctx: ProbeContext) -> LdapBindCheck:
     """Send one simple bind with made-up credentials (:func:`made_up_credentials`) and read its resultCode."""
     dn, password = made_up_credentials()
-    message_id = random.randrange(1, 1 << 31)
+    message_id = 1 + secrets.randbelow((1 << 31) - 1)
     started = _now()
     try:
         reader, writer = await ctx.open_tcp()
@@ -95,7 +94,7 @@ async def check_bind(ctx: ProbeContext) -> LdapBindCheck:
 
 async def check_start_tls(ctx: ProbeContext) -> tuple[StartTlsCheck, TlsDetails | None]:
     """Send the StartTLS request; after ``success`` upgrade the connection to TLS and describe its certificate."""
-    message_id = random.randrange(1, 1 << 31)
+    message_id = 1 + secrets.randbelow((1 << 31) - 1)
     started = _now()
     try:
         reader, writer = await ctx.open_tcp()

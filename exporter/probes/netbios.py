@@ -7,7 +7,7 @@ the names, their suffixes and group flags, and the MAC with :mod:`exporter.wire.
 
 from __future__ import annotations
 
-import random
+import secrets
 
 from exporter.probes.context import ProbeContext, ProtocolOutcome
 from exporter.states import Finding
@@ -16,7 +16,7 @@ from exporter.wire.nbstat import decode_node_status_response, encode_node_status
 
 async def probe(ctx: ProbeContext) -> ProtocolOutcome:
     """Ask the node status of ``*``; details: ``details["netbios"]`` (:class:`~exporter.wire.nbstat.NodeStatus`)."""
-    tid = random.randrange(1, 1 << 16)
+    tid = 1 + secrets.randbelow((1 << 16) - 1)
     status = await ctx.udp_query(
         encode_node_status_request(tid),
         decode_node_status_response,

@@ -7,7 +7,7 @@ the error says so honestly.
 
 from __future__ import annotations
 
-import random
+import secrets
 
 from exporter.errors import DecodeError
 from exporter.probes.context import ProbeContext, ProtocolOutcome
@@ -18,7 +18,7 @@ from exporter.wire.snmp import SnmpResponse, decode_response, encode_get_request
 async def probe(ctx: ProbeContext) -> ProtocolOutcome:
     """Ask sysDescr.0; details: ``details["snmp"]`` (``SnmpResponse``)."""
     version = ctx.params.snmp_version
-    request_id = random.randrange(1, 1 << 31)
+    request_id = 1 + secrets.randbelow((1 << 31) - 1)
 
     def ours(data: bytes) -> bool:
         try:
