@@ -68,7 +68,7 @@ from exporter.errors import ResolveError
 from exporter.exposition import _SCHEDULE as PORT_SCHEDULE
 from exporter.exposition import Family, escape, join, render_target
 from exporter.logs import get_logger
-from exporter.model import PortSpec, ProbeOptions
+from exporter.model import ProbeOptions
 from exporter.plan import DEFAULT_DOMAIN_PROFILE, TargetPlan, domain_plans, module_plans
 from exporter.resolve import Resolved, literal
 from exporter.result import ProbeResult
@@ -307,9 +307,10 @@ class ProbeEndpoint:
 
         debug = request.query.get("debug", "").lower() in ("true", "1", "yes")
 
-        def note(text: str) -> None:
-            if debug:
-                lines.append(f"{time.monotonic() - started:8.3f}s {text}")
+        def log_line(text: str) -> None:
+            lines.append(f"{time.monotonic() - started:8.3f}s {text}")
+
+        note: Callable[[str], None] = log_line if debug else _silent
 
         try:
             target, module_name, module = self._parse(request)
@@ -480,7 +481,7 @@ class ProbeEndpoint:
         """Probe every (address, port) as its own task until ``deadline``; ``(results, ports cut)``."""
         loop = asyncio.get_running_loop()
         jobs = [(where, spec) for where in found for spec in module.specs]
-        tasks = [asyncio.create_task(_one(engine, target, where, spec, options)) for where, spec in jobs]
+        tasks = [asyncio.create_task(engine.probe_port(target, target, where, spec, options)) for where, spec in jobs]
         try:
             if tasks:
                 await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
@@ -492,32 +493,38 @@ class ProbeEndpoint:
                 await asyncio.gather(*pending, return_exceptions=True)
         results: list[ProbeResult] = []
         cut = 0
+        verbose = note is not _silent  # per-port notes only for &debug=true: a scrape does not format them
         for (where, spec), task in zip(jobs, tasks, strict=True):
-            name = f"{spec.protocol}/{spec.port} on {where.address}"
             if task.cancelled():
                 cut += 1
-                note(f"{name}: not finished by the deadline, no series")
+                if verbose:
+                    note(f"{spec.protocol}/{spec.port} on {where.address}: not finished by the deadline, no series")
                 continue
             exc = task.exception()
             if exc is not None:
+                name = f"{spec.protocol}/{spec.port} on {where.address}"
                 log.error("probe raised; the port has no series", port=name, exc_info=exc)
                 note(f"{name}: probe raised {type(exc).__name__}: {exc}")
                 continue
-            for r in task.result():
-                if r.reason is Reason.LOCAL_ERROR:  # this host failed: no state for the port, counted on /metrics
-                    self.host.store.count_local_error(r.error_detail)
-                    note(f"{name}: failed on this host ({r.error_detail}: {r.error}), no series")
-                    continue
+            r = task.result()
+            if r.reason is Reason.LOCAL_ERROR:  # this host failed: no state for the port, counted on /metrics
+                self.host.store.count_local_error(r.error_detail)
+                note(
+                    f"{spec.protocol}/{spec.port} on {where.address}: failed on this host ({r.error_detail}), no series"
+                )
+                continue
+            if verbose:
                 extra = f" ({r.error})" if r.error else ""
-                note(f"{name}: {r.state.value} {r.reason.value} in {r.duration_seconds:.3f}s, tries {r.tries}{extra}")
-                results.append(r)
+                note(
+                    f"{spec.protocol}/{spec.port} on {where.address}: {r.state.value} {r.reason.value} in "
+                    f"{r.duration_seconds:.3f}s, tries {r.tries}{extra}"
+                )
+            results.append(r)
         return results, cut
 
 
-async def _one(
-    engine: Engine, target: str, where: Resolved, spec: PortSpec, options: ProbeOptions
-) -> list[ProbeResult]:
-    return [await engine.probe_port(target, target, where, spec, options)]
+def _silent(_text: str) -> None:
+    """The note of a request without ``&debug=true``."""
 
 
 def _probe_help(body: bytes) -> bytes:
