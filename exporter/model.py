@@ -288,8 +288,12 @@ class StartTlsCheck:
 
     @property
     def supported(self) -> bool | None:
-        """Whether the server accepted StartTLS (resultCode success); ``None``: the check could not finish."""
-        return None if self.result_code is None else self.result_code == 0
+        """Whether StartTLS works: a success and then a TLS handshake; ``None``: the check could not finish.
+
+        A success answered and then a reset handshake is not StartTLS (Samba with ``tls enabled = no`` does this):
+        a client asking for it gets no TLS either.
+        """
+        return None if self.result_code is None else self.result_code == 0 and not self.tls_error
 
 
 @dataclass(frozen=True, slots=True)

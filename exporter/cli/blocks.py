@@ -265,7 +265,7 @@ def ldap_posture_block(
         if starttls.result_code is None:
             lines.append(f"StartTLS check: could not finish ({starttls.error})")
         else:
-            offered = "offered" if starttls.supported else "not offered"
+            offered = "offered" if starttls.supported else "not offered" if starttls.result_code else "no TLS after it"
             lines.append(f"StartTLS response: {starttls.result_name} ({starttls.result_code}): {offered}")
             if starttls.diagnostic_message:
                 lines.append(f"Diagnostic: {starttls.diagnostic_message}")
