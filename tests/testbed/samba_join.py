@@ -14,9 +14,8 @@ reaches it as it reaches the first DC), in the site ``Branch-Site``; the first D
    own site), and the site added to ``DEFAULTIPSITELINK``.
 4. ``samba-tool domain join pqtest.test DC --site=Branch-Site --machinepass=...`` inside the new
    namespace, with a private resolv.conf naming the first DC and a private krb5.conf for the realm, and
-   the posture settings opposite to the first DC's: ``server min protocol = NT1`` (SMB1 accepted),
-   ``ldap server require strong auth = no`` (a simple bind over plain LDAP is checked, not refused) and
-   ``tls enabled = no`` (no StartTLS, no LDAPS).
+   the posture settings opposite to the first DC's: ``server min protocol = NT1`` (SMB1 accepted) and
+   ``ldap server require strong auth = no`` (a simple bind over plain LDAP is checked, not refused).
 5. A second address ``198.18.M.3`` on the DC's veth (Samba listens on it too, but it is in no DNS
    record until a test adds one: ``samba_dnsupdate`` runs with ``--current-ip=198.18.M.2``), then
    ``samba -D``; wait until TCP 389/53/88/135/445 accept and the first DC's DNS lists the new DC
@@ -56,9 +55,11 @@ BRANCH_SITE: Final = "Branch-Site"
 
 LDAP_PORT: Final = 389
 
-POSTURE_OPTIONS: Final = {"server min protocol": "NT1", "ldap server require strong auth": "no", "tls enabled": "no"}
-"""The second DC's posture, opposite to the first DC's: SMB1 accepted, simple binds over plain LDAP checked, no
-TLS at all (no StartTLS on 389, nothing on 636 and 3269)."""
+POSTURE_OPTIONS: Final = {"server min protocol": "NT1", "ldap server require strong auth": "no"}
+"""The second DC's posture, opposite to the first DC's: SMB1 accepted, simple binds over plain LDAP checked.
+
+Not ``tls enabled = no``: Samba 4.17 then answers StartTLS with success and resets the connection, and in a
+full test run its LDAP server stopped answering later tests (the StartTLS-refused side is a loopback server)."""
 
 
 @dataclass
