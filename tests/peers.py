@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 
 
 @contextmanager
@@ -69,11 +70,62 @@ def udp_peer(
     Yields:
         ``(port, arrivals)``; ``arrivals`` fills while the block runs.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.bind((host, 0))
-    sock.settimeout(0.1)
     arrivals: list[tuple[float, bytes]] = []
+
+    def seen(data: bytes, peer: tuple[str, int]) -> None:
+        arrivals.append((time.monotonic(), data))
+        if sources is not None:
+            sources.append(peer[1])
+
+    with udp_replier(lambda data: [b"pong:" + data] if echo else [], host, seen=seen) as port:
+        yield port, arrivals
+
+
+#: A TCP peer's behaviour: one coroutine per connection.
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def handler_peer(handler: Handler) -> AsyncIterator[int]:
+    """An asyncio TCP server on 127.0.0.1 running ``handler`` per connection; yields its port."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)  # type: ignore[arg-type]
+        try:
+            with suppress(OSError, EOFError, asyncio.CancelledError):  # a peer gone; cancelled: the test is over
+                await handler(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(wrapped, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+@contextmanager
+def udp_replier(
+    reply: Callable[[bytes], list[bytes]],
+    host: str = "127.0.0.1",
+    *,
+    seen: Callable[[bytes, tuple[str, int]], None] | None = None,
+) -> Iterator[int]:
+    """A UDP socket on ``host`` that answers each datagram with ``reply(datagram)`` (``seen`` sees it first).
+
+    Yields:
+        its port.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.settimeout(0.05)
     stop = threading.Event()
 
     def serve() -> None:
@@ -84,16 +136,15 @@ def udp_peer(
                 continue
             except OSError:
                 return
-            arrivals.append((time.monotonic(), data))
-            if sources is not None:
-                sources.append(peer[1])
-            if echo:
-                sock.sendto(b"pong:" + data, peer)
+            if seen is not None:
+                seen(data, peer)
+            for datagram in reply(data):
+                sock.sendto(datagram, peer)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield sock.getsockname()[1], arrivals
+        yield sock.getsockname()[1]
     finally:
         stop.set()
         thread.join(2)

@@ -7,10 +7,8 @@ to fail in every way: records added and removed while the daemon runs, NXDOMAIN,
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,7 +25,7 @@ from exporter.scheduler import Scheduler
 from exporter.store import ResultStore
 from tests.cldap import CldapService, FakeDC, cldap_service
 from tests.dnsserver import Srv, dns_server
-from tests.peers import tcp_listener
+from tests.peers import tcp_listener, udp_replier
 
 DOMAIN = "corp.test"
 ALL_DCS = f"_ldap._tcp.dc._msdcs.{DOMAIN}"
@@ -117,33 +115,9 @@ async def test_no_record_is_a_failed_discovery(tmp_path: Path) -> None:
     assert queries == [f"{ALL_DCS}. SRV"]
 
 
-@contextmanager
-def garbage_dns(reply: bytes | None) -> Iterator[int]:
-    """A UDP "DNS server" on 127.0.0.1 that answers every query with ``reply`` (``None``: never answers)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.1)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if reply is not None:
-                sock.sendto(data[:2] + reply, peer)  # our ID, then junk
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(2)
-        sock.close()
+def garbage_dns(reply: bytes | None) -> AbstractContextManager[int]:
+    """A UDP "DNS server" on 127.0.0.1 that answers every query with its ID then ``reply`` (``None``: never)."""
+    return udp_replier(lambda query: [] if reply is None else [query[:2] + reply])
 
 
 @pytest.mark.parametrize(

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import ssl
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 
 import pytest
 
@@ -33,8 +31,7 @@ from exporter.states import PortState, Reason
 from exporter.wire import ldap
 from exporter.wire.rootdse import parse_root_dse
 from tests.encoders import encode_search_response
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+from tests.peers import Handler, handler_peer, udp_replier
 
 #: Per try; one TCP try, so the protocol budget is 0.3 s x 1 + 0.3 s.
 OPTIONS = ProbeOptions(timeout_seconds=0.3, tcp_tries=1, udp_tries=1)
@@ -140,59 +137,6 @@ def test_the_end_of_a_reply_is_found_in_one_pass_over_many_reads() -> None:
 # --------------------------------------------------------------------------- loopback peers
 
 
-@asynccontextmanager
-async def tcp_peer(handler: Handler) -> AsyncIterator[int]:
-    """An asyncio TCP server on 127.0.0.1 running ``handler`` per connection; yields its port."""
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)  # type: ignore[arg-type]
-        try:
-            with suppress(ConnectionError, OSError, asyncio.CancelledError):  # cancelled: the test is over
-                await handler(reader, writer)
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(wrapped, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
-
-
-@contextmanager
-def udp_peer(reply: Callable[[bytes], list[bytes]]) -> Iterator[int]:
-    """A UDP socket on 127.0.0.1 that answers each datagram with ``reply(datagram)``; yields its port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.05)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            for datagram in reply(data):
-                sock.sendto(datagram, peer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(2)
-        sock.close()
-
-
 async def measured_probe(protocol: str, port: int) -> tuple[ProbeResult, float, float, float]:
     """Probe ``protocol``/``port`` with the ``ldap`` binding: ``(result, wall s, CPU s, worst event-loop lag s)``."""
     loop = asyncio.get_running_loop()
@@ -290,7 +234,7 @@ TCP_PEERS: dict[str, tuple[Handler, str]] = {
 @pytest.mark.parametrize("name", list(TCP_PEERS))
 async def test_hostile_tcp_ldap_peer(name: str) -> None:
     handler, error = TCP_PEERS[name]
-    async with tcp_peer(handler) as port:
+    async with handler_peer(handler) as port:
         r, wall, cpu, lag = await measured_probe("tcp", port)
     assert r.state is PortState.LISTENING  # the handshake completed
     assert_bounded(r, wall, cpu, lag)
@@ -309,7 +253,7 @@ UDP_PEERS: dict[str, tuple[Callable[[bytes], list[bytes]], PortState, str]] = {
 @pytest.mark.parametrize("name", list(UDP_PEERS))
 async def test_hostile_udp_ldap_peer(name: str) -> None:
     reply, state, error = UDP_PEERS[name]
-    with udp_peer(reply) as port:
+    with udp_replier(reply) as port:
         r, wall, cpu, lag = await measured_probe("udp", port)
     assert r.state is state
     if name != "flood-of-64-KiB":  # the rootDSE at the cap is a reply; the ping then gets the same rootDSE

@@ -12,7 +12,7 @@ import asyncio
 import random
 import struct
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from exporter.states import PortState, Reason
 from exporter.wire.spnego import decode_neg_token_init
 from tests import testbed
 from tests.helpers import fuzz_settings, mutated
+from tests.peers import Handler, handler_peer
 
 OPTS = ProbeOptions(timeout_seconds=2.0, tcp_tries=1)
 FAST = ProbeOptions(timeout_seconds=0.5, tcp_tries=1)
@@ -200,7 +201,7 @@ async def test_share_level_smb1_server_gets_no_session_setup() -> None:
             writer.write(reply)
             await writer.drain()
 
-    async with serve(handle) as port:
+    async with handler_peer(handle) as port:
         result = await probe_smb("127.0.0.1", port, FAST)
     details = smb_details(result)
     assert (details.dialect, details.smb1_enabled, details.signing_required) == ("NT LM 0.12", True, False)
@@ -209,35 +210,6 @@ async def test_share_level_smb1_server_gets_no_session_setup() -> None:
 
 
 # --------------------------------------------------------------------------------------------- hostile peers
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@asynccontextmanager
-async def serve(handler: Handler) -> AsyncIterator[int]:
-    """A loopback server running ``handler`` per connection; yields its port, then stops every handler."""
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        try:
-            await handler(reader, writer)
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(run, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
 
 
 async def _random_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -288,7 +260,7 @@ async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
 )
 async def test_garbage_445_peer_gives_a_protocol_reason_by_the_deadline(handler: Handler, reasons: set[Reason]) -> None:
     loop = asyncio.get_running_loop()
-    async with serve(handler) as port:
+    async with handler_peer(handler) as port:
         began = loop.time()
         result = await probe_smb("127.0.0.1", port, FAST)
         took = loop.time() - began

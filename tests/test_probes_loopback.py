@@ -7,8 +7,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from exporter.model import ProbeOptions
 from exporter.probes import port_spec
 from exporter.states import PortState, Reason
 from tests.daemon import run_daemon
+from tests.peers import handler_peer
 
 
 @pytest.fixture(scope="module")
@@ -83,35 +83,6 @@ def tls_server(certificate: tuple[Path, Path]) -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-@asynccontextmanager
-async def serving(
-    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> AsyncIterator[int]:
-    """Run an asyncio TCP server on 127.0.0.1; on exit cancel its handlers and close their connections."""
-    tasks: set[asyncio.Task[None]] = set()
-    writers: list[asyncio.StreamWriter] = []
-
-    async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)  # type: ignore[arg-type]
-        with suppress(ConnectionError, OSError):
-            await handler(reader, writer)
-
-    server = await asyncio.start_server(wrapped, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for writer in writers:
-            writer.close()
-        await server.wait_closed()
 
 
 def test_protocol_bound_to_a_nonstandard_port_by_config(
@@ -196,7 +167,7 @@ async def test_endless_ldap_stream_is_bounded() -> None:
             await writer.drain()
 
     loop = asyncio.get_running_loop()
-    async with serving(endless) as port:
+    async with handler_peer(endless) as port:
         started = loop.time()
         [r] = await Engine().probe_target(
             "ldap",
@@ -214,7 +185,7 @@ async def test_silent_ldap_server_gives_a_result_by_the_deadline() -> None:
         await asyncio.sleep(30)
 
     loop = asyncio.get_running_loop()
-    async with serving(silent) as port:
+    async with handler_peer(silent) as port:
         started = loop.time()
         [r] = await Engine().probe_target(
             "ldap",
@@ -250,7 +221,7 @@ async def test_ldaps_that_never_finishes_the_tls_handshake(handler: str) -> None
             return
         await asyncio.sleep(30)
 
-    async with serving(peer) as port:
+    async with handler_peer(peer) as port:
         [r] = await Engine().probe_target(
             "ldaps", "127.0.0.1", [port_spec("tcp", port, binding="ldaps")], ProbeOptions(timeout_seconds=0.5)
         )
@@ -269,7 +240,7 @@ async def test_a_partial_ldap_reply_is_a_protocol_error(then: str) -> None:
             return
         await asyncio.sleep(30)
 
-    async with serving(partial) as port:
+    async with handler_peer(partial) as port:
         [r] = await Engine().probe_target(
             "ldap", "127.0.0.1", [port_spec("tcp", port, binding="ldap")], ProbeOptions(timeout_seconds=0.5)
         )
@@ -305,7 +276,7 @@ async def test_many_ldap_entries_do_not_block_the_event_loop() -> None:
             lags.append(loop.time() - before - 0.01)
 
     tick = asyncio.create_task(ticker())
-    async with serving(chatty) as port:
+    async with handler_peer(chatty) as port:
         [r] = await Engine().probe_target(
             "ldap",
             "127.0.0.1",
@@ -373,7 +344,7 @@ async def test_kdc_clock_offset_from_a_fake_kdc_600_s_ahead() -> None:
     loop = asyncio.get_running_loop()
     udp, _ = await loop.create_datagram_endpoint(Kdc, local_addr=("127.0.0.1", 0))
     try:
-        async with serving(tcp_kdc) as port:
+        async with handler_peer(tcp_kdc) as port:
             udp_port = udp.get_extra_info("sockname")[1]
             results = await Engine(udp_pacing_seconds=0).probe_target(
                 "kdc",
