@@ -139,16 +139,16 @@ ports = ["tcp/{port}", "tcp/1"]
             assert d.samples()["portqry_exporter_config_last_reload_successful"][0][1] == 1
 
 
+def exporter_run(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python3 -m exporter ARGS`` to its end (30 s at most); its exit code is the caller's to assert."""
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args], check=False, capture_output=True, text=True, timeout=30, cwd=ROOT
+    )
+
+
 def test_bad_config_at_start_exits_with_one_line(tmp_path: Path) -> None:
     cfg = write(tmp_path / "bad.toml", '[[targets]]\nname = "dc1"\nhost = "x"\nports = ["tcp/99999"]\n')
-    proc = subprocess.run(  # exit codes are asserted below
-        [sys.executable, "-m", "exporter", "--config", str(cfg)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
+    proc = exporter_run("--config", str(cfg))
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -161,14 +161,7 @@ def test_several_config_errors_at_start_are_one_line_each(tmp_path: Path) -> Non
         tmp_path / "bad.toml",
         '[exporter]\nconcurrency = 0\n[[targets]]\nname = "dc1"\nhost = "x"\nports = ["tcp/99999", "tcp/0"]\n',
     )
-    proc = subprocess.run(  # exit codes are asserted below
-        [sys.executable, "-m", "exporter", "--config", str(cfg)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
+    proc = exporter_run("--config", str(cfg))
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert [line.split(": ")[3] for line in lines] == [
@@ -186,24 +179,7 @@ def test_listen_address_in_use_is_one_line_on_stderr_and_a_log_line(tmp_path: Pa
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         address = f"127.0.0.1:{busy.getsockname()[1]}"
-        proc = subprocess.run(  # exit codes are asserted below
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config",
-                str(cfg),
-                "--web.listen-address",
-                address,
-                "--log.format",
-                "json",
-            ],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            cwd=ROOT,
-        )
+        proc = exporter_run("--config", str(cfg), "--web.listen-address", address, "--log.format", "json")
     assert proc.returncode == 4
     assert proc.stderr.splitlines() == [f"portqry-exporter: cannot listen on {address}: Address already in use"]
     logged = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -211,14 +187,8 @@ def test_listen_address_in_use_is_one_line_on_stderr_and_a_log_line(tmp_path: Pa
 
 
 def test_version_names_python_and_the_key_libraries() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "exporter", "--version"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
+    proc = exporter_run("--version")
+    assert proc.returncode == 0, proc.stderr
     name, python, libraries = proc.stdout.splitlines()
     assert name == f"portqry-exporter {__version__}"
     assert python.startswith(f"Python {platform.python_version()} (")
