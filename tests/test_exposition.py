@@ -119,3 +119,29 @@ def test_a_scrape_renders_nothing_and_a_round_renders_its_target_once(monkeypatc
     assert calls == ["dc1", "web"]  # scrapes join what is ready
     s.record("web", [result("web", 443, protocol="udp")])
     assert calls == ["dc1", "web", "web"]  # one round re-renders its own target only
+
+
+def test_the_store_keeps_a_targets_lines_deflated_and_a_scrape_inflates_them_exactly() -> None:
+    s = ResultStore(duration_buckets(2.0), "target")
+    now = time.time()
+    results = [
+        result("dc1", p, PortState.LISTENING if p % 2 else PortState.NOT_LISTENING, timestamp=now + p / 1000)
+        for p in range(20000, 20100)
+    ]
+    s.record("dc1", results, domain="corp.test", site="Hub")
+    plain = exposition.render_target(
+        sorted(results, key=lambda r: (r.address, r.protocol, r.port)),
+        "corp.test",
+        "Hub",
+        s._targets["dc1"].histograms,
+        "target",
+        target="dc1",
+        resolved=True,
+    )
+    kept = s._targets["dc1"].rendered
+    assert kept.keys() == plain.keys()
+    assert sum(map(len, kept.values())) * 8 < sum(map(len, plain.values()))  # 100 ports: about 1/20 kept
+    assert s.exposition(openmetrics=False) == exposition.join([plain], openmetrics=False)
+    assert s.exposition(openmetrics=True, names=frozenset({"portqry_probe_tries"})) == exposition.join(
+        [plain], openmetrics=True, names=frozenset({"portqry_probe_tries"})
+    )
