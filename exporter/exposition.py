@@ -3,7 +3,7 @@
 A scrape of 10,000 ports must not cost work proportional to what did not change: when a target's round lands
 (:meth:`exporter.store.ResultStore.record`), its sample lines are rendered here once, family by family; a
 scrape only joins the ready parts under one ``# HELP``/``# TYPE`` header per family.  The store keeps each part
-deflated (:func:`pack`): a target's lines repeat their labels, so a part keeps 1/10 to 1/30 of its size (the
+deflated (:func:`render_packed`): a target's lines repeat their labels, so a part keeps 1/10 to 1/30 of its size (the
 text of 10,000 ports is about 11.6 MB, packed well under 1 MB), and :func:`chunks` inflates it while joining, in
 C, at about 1 ms per megabyte of text.  The sample lines of these
 families are the same in the Prometheus text format (0.0.4) and in OpenMetrics 1.0; only the headers differ
@@ -216,16 +216,43 @@ def _render_histograms(
 
 
 PACK_LEVEL = 1
-"""zlib level of :func:`pack`: level 1 compresses these lines about as tightly as 6, at about 1 GB/s."""
+"""zlib level of :func:`render_packed`: level 1 compresses these lines about as tightly as 6, at about 1 GB/s."""
+
+PACK_SLICE = 256
+"""Ports rendered at a time by :func:`render_packed`."""
 
 
-def pack(parts: Mapping[str, bytes]) -> dict[str, bytes]:
+def render_packed(
+    results: Sequence[ProbeResult],
+    domain: str,
+    site: str,
+    histograms: Mapping[tuple[str, ...], Histogram],
+    mode: HistogramMode,
+    *,
+    target: str = "",
+    resolved: bool | None = None,
+) -> dict[str, bytes]:
     """:func:`render_target`'s parts deflated (RFC 1950 zlib streams), for keeping until the next round.
 
+    Rendered and deflated :data:`PACK_SLICE` ports at a time, so that a 10,000-port target never holds its
+    12 MB of text at once.  Arguments as :func:`render_target`'s.
+
     Returns:
-        the same keys; an empty part stays ``b""``.
+        the keys of :func:`render_target`; an empty part is ``b""``.
     """
-    return {name: zlib.compress(body, PACK_LEVEL) if body else b"" for name, body in parts.items()}
+    packers: dict[str, zlib._Compress] = {}
+    out: dict[str, list[bytes]] = {}
+    for start in range(0, len(results), PACK_SLICE):
+        rendered = render_target(results[start : start + PACK_SLICE], domain, site, {}, "none", target=target)
+        for name, body in rendered.items():
+            packer = packers.get(name) or packers.setdefault(name, zlib.compressobj(PACK_LEVEL))
+            out.setdefault(name, []).append(packer.compress(body))
+    rest = render_target((), domain, site, histograms, mode, target=target, resolved=resolved)
+    packed = {name: b"".join([*out[name], packers[name].flush()]) for name in out}
+    for name, body in rest.items():
+        if name not in packed:
+            packed[name] = zlib.compress(body, PACK_LEVEL) if body else b""
+    return packed
 
 
 def join(
@@ -254,10 +281,10 @@ def chunks(
         parts: per target (in output order) its family name -> sample lines.
         openmetrics: OpenMetrics headers (no ``# EOF``: the caller ends the exposition).
         names: ``?name[]=`` filters (sample or family names); ``None`` = every family.
-        packed: the parts are :func:`pack`'s (inflated here, one part at a time).
+        packed: the parts are :func:`render_packed`'s (inflated here, one part at a time).
 
     Raises:
-        zlib.error: a packed part is not a zlib stream (never one of :func:`pack`'s).
+        zlib.error: a packed part is not a zlib stream (never one of :func:`render_packed`'s).
     """
     batch: list[bytes] = []
     size = 0

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from exporter.exposition import Histogram, HistogramMode, chunks, histogram_key, pack, render_target
+from exporter.exposition import Histogram, HistogramMode, chunks, histogram_key, render_packed
 from exporter.history import PortHistory
 from exporter.model import DomainState
 from exporter.result import ProbeResult
@@ -180,16 +180,14 @@ class ResultStore:
             live = {(a, p, str(n)) for a, p, n in entry.results}
             entry.histograms = {k: h for k, h in entry.histograms.items() if k in live}
         ordered = [entry.results[k] for k in sorted(entry.results)]
-        entry.rendered = pack(
-            render_target(
-                ordered,
-                entry.domain,
-                entry.site,
-                entry.histograms,
-                self.histogram_mode,
-                target=entry.name,
-                resolved=entry.resolved,
-            )
+        entry.rendered = render_packed(
+            ordered,
+            entry.domain,
+            entry.site,
+            entry.histograms,
+            self.histogram_mode,
+            target=entry.name,
+            resolved=entry.resolved,
         )
         entry.detailed = tuple(r for r in ordered if r.details)
 
