@@ -43,6 +43,7 @@ from exporter.probes.tls import CertificatePolicy, describe_chain
 from exporter.resolve import Resolved, Resolver
 from exporter.result import ProbeResult
 from exporter.states import PortState, Reason
+from exporter.wire import x509 as wire_x509
 from exporter.wire.x509 import CN_FALLBACK, check_certificates
 from tests import testbed
 from tests.encoders import encode_search_response
@@ -511,3 +512,14 @@ def test_mutated_certificates_never_raise(data: st.DataObject) -> None:
     assert verify_chain([der, der]).verified is False  # self-signed or broken: never trusted by the system store
     details, _error = describe_chain([der], CertificatePolicy(HOST))
     assert details.verified is not None
+
+
+def test_a_certificate_seen_again_is_not_decoded_again() -> None:
+    """A DC presents the same certificate every round: its pyasn1 parse (about 1 ms) is kept by its bytes."""
+    leaf = issue(HOST)
+    wire_x509._parse_cached.cache_clear()
+    first, _ = describe_chain([leaf.der], CertificatePolicy(HOST))
+    again, _ = describe_chain([bytes(leaf.der)], CertificatePolicy(HOST))
+    info = wire_x509._parse_cached.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    assert again == first and again.certificate is first.certificate
