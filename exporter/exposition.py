@@ -296,14 +296,33 @@ def chunks(
             continue
         batch.append(family.header(openmetrics=openmetrics))
         for part in body:
-            piece = zlib.decompress(part) if packed else part
-            batch.append(piece)
-            size += len(piece)
-            if size >= CHUNK_BYTES:
-                yield b"".join(batch)
-                batch, size = [], 0
+            for piece in _inflated(part) if packed else (part,):
+                batch.append(piece)
+                size += len(piece)
+                if size >= CHUNK_BYTES:
+                    yield b"".join(batch)
+                    batch, size = [], 0
     if batch:
         yield b"".join(batch)
+
+
+def _inflated(part: bytes) -> Iterator[bytes]:
+    """A packed part's text, at most :data:`CHUNK_BYTES` at a time (one 10,000-port target's states are 6 MB)."""
+    if len(part) < _SMALL_PACKED:
+        yield zlib.decompress(part)
+        return
+    inflater = zlib.decompressobj()
+    piece = inflater.decompress(part, CHUNK_BYTES)
+    while piece:
+        yield piece
+        piece = inflater.decompress(inflater.unconsumed_tail, CHUNK_BYTES)
+    rest = inflater.flush()
+    if rest:
+        yield rest
+
+
+#: Packed parts under this size are inflated at once (at most about 30 times as much text).
+_SMALL_PACKED = 4096
 
 
 def _wanted(family: Family, names: frozenset[str]) -> bool:
