@@ -27,7 +27,7 @@ from exporter import __version__, version_text
 from exporter.logs import configure, get_logger
 
 if TYPE_CHECKING:  # the heavy modules are imported in main(), after the signal handlers are installed
-    from exporter.config import Settings
+    from exporter.config import ExporterSection, Settings
     from exporter.errors import ConfigError
     from exporter.plan import DomainPlan, TargetPlan
     from exporter.webconfig import WebState
@@ -36,6 +36,19 @@ if TYPE_CHECKING:  # the heavy modules are imported in main(), after the signal 
     Loaded = tuple[Settings, list[TargetPlan], list[DomainPlan]] | ConfigError
 
 log = get_logger(component="daemon")
+
+#: ``[exporter]`` keys that a reload reads but that take effect at restart: a reload names those that changed.
+RESTART_ONLY = (
+    "listen_address",
+    "concurrency",
+    "max_connections",
+    "shard",
+    "histograms",
+    "histogram_buckets",
+    "status_history",
+    "log_level",
+    "log_format",
+)
 
 
 class StartSignals:
@@ -77,8 +90,9 @@ class Daemon:
     Args:
         config_path: the TOML file (re-read on reload).
         settings: its already validated contents.
-        listen_in_file: the file's ``listen_address`` when ``--web.listen-address`` overrides it (so that a
-            reload does not warn about a change that is only the override).
+        in_file: the file's ``[exporter]`` section as read, before the command line's overrides
+            (``--web.listen-address``, ``--web.max-connections``, ``--shard``), so that a reload does not warn
+            about a change that is only an override; default ``settings.exporter``.
         web: the web config (TLS, basic auth, headers); default none.
         enable_lifecycle: ``--web.enable-lifecycle``: ``/-/reload`` from any client, not only loopback.
     """
@@ -87,7 +101,7 @@ class Daemon:
         self,
         config_path: str,
         settings: Settings,
-        listen_in_file: str = "",
+        in_file: ExporterSection | None = None,
         *,
         web: WebState | None = None,
         enable_lifecycle: bool = False,
@@ -106,7 +120,7 @@ class Daemon:
 
         self.config_path = config_path
         self.settings = settings
-        self.file_listen_address = listen_in_file or settings.exporter.listen_address
+        self._restart_only = _restart_only(in_file or settings.exporter)
         self.web = web or WebState()
         self.enable_lifecycle = enable_lifecycle
         self.status = ExporterStatus()
@@ -206,16 +220,15 @@ class Daemon:
             log.error("reload refused, keeping the last good config", error=str(loaded))
             return False, str(loaded)
         settings, plans, domains = loaded
-        if settings.exporter.listen_address != self.file_listen_address:
-            log.warning(
-                "listen_address changes take effect at restart",
-                listen_address=settings.exporter.listen_address,
-            )
-        if settings.exporter.concurrency != self.engine.concurrency:
-            log.warning("concurrency changes take effect at restart", concurrency=settings.exporter.concurrency)
-        self.file_listen_address = settings.exporter.listen_address
+        restart_only = _restart_only(settings.exporter)
+        changed = [key for key in RESTART_ONLY if restart_only[key] != self._restart_only[key]]
+        for key in changed:
+            log.warning(f"{key} changes take effect at restart", **{key: restart_only[key]})
+        self._restart_only = restart_only
         self.apply(settings, plans, domains)
         log.info("config reloaded", path=self.config_path, targets=self.status.targets)
+        if changed:
+            return True, f"config reloaded; [exporter] {', '.join(changed)}: changes take effect at restart"
         return True, "config reloaded"
 
     def sd_groups(self, *, domain: str | None = None, site: str | None = None) -> list[dict[str, Any]]:
@@ -332,6 +345,10 @@ class _ArgParser(argparse.ArgumentParser):
         self.exit(3, f"{self.prog}: error: {message}\n")
 
 
+def _restart_only(section: ExporterSection) -> dict[str, object]:
+    return {key: getattr(section, key) for key in RESTART_ONLY}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``portqry-exporter``; returns the exit code.
 
@@ -398,6 +415,7 @@ def _main(argv: Sequence[str] | None, start_signals: StartSignals) -> int:
         for line in exc.lines:  # one line per error
             print(f"portqry-exporter: config error: {line}", file=sys.stderr)
         return 1
+    in_file = settings.exporter
     if args.shard is not None:
         try:
             parse_shard(args.shard)
@@ -424,7 +442,6 @@ def _main(argv: Sequence[str] | None, start_signals: StartSignals) -> int:
         if args.web_config:
             print(f"{args.web_config}: OK ({web.scheme}, {len(web.config.users)} basic auth users)")
         return 0
-    listen_in_file = settings.exporter.listen_address
     if args.listen:
         try:
             parse_listen_address(args.listen)
@@ -435,7 +452,7 @@ def _main(argv: Sequence[str] | None, start_signals: StartSignals) -> int:
             update={"exporter": settings.exporter.model_copy(update={"listen_address": args.listen})}
         )
     configure(args.log_level or settings.exporter.log_level, args.log_format or settings.exporter.log_format)
-    daemon = Daemon(path, settings, listen_in_file, web=web, enable_lifecycle=args.enable_lifecycle)
+    daemon = Daemon(path, settings, in_file, web=web, enable_lifecycle=args.enable_lifecycle)
     daemon.start_signals = start_signals
     try:
         return asyncio.run(daemon.run())

@@ -231,3 +231,26 @@ def test_reload_that_changes_a_host_drops_its_old_series_at_once(tmp_path: Path)
             addresses = {x["address"] for x, _ in d.samples().get("portqry_probe_reason", [])}
             assert "127.0.0.1" not in addresses
             d.wait_for(lambda d: d.states() == {("a", "tcp", str(port2)): "listening"})
+
+
+def test_a_reload_names_the_keys_that_wait_for_a_restart_and_not_the_flags_overrides(tmp_path: Path) -> None:
+    with tcp_listener() as port:
+        targets = f'[[targets]]\nname = "a"\nhost = "127.0.0.1"\nports = ["tcp/{port}"]\n'
+        cfg = write(tmp_path / "c.toml", config(targets))
+        with run_daemon(cfg, args=("--shard", "0/1", "--web.max-connections", "64")) as d:
+            d.wait_for(lambda d: len(d.states()) == 1)
+            # the file has none of the flags' keys: the overrides are no change
+            assert d.post("/-/reload") == (200, "config reloaded\n")
+            changed = config(targets).replace(
+                "[exporter]\n", '[exporter]\nmax_connections = 100\nshard = "1/2"\nconcurrency = 7\n'
+            )
+            write(cfg, changed)
+            status, body = d.post("/-/reload")
+            assert status == 200
+            assert "[exporter] concurrency, max_connections, shard: changes take effect at restart" in body, body
+            wanted = {f"{key} changes take effect at restart" for key in ("concurrency", "max_connections", "shard")}
+            d.wait_for(lambda d: wanted <= {json.loads(x).get("event") for x in d.log_lines if "restart" in x})
+            # the running shard stays the one started with: target "a" is still probed and exposed
+            assert d.samples()["portqry_exporter_shard"] == [({"index": "0", "total": "1"}, 1.0)]
+            assert set(d.states()) == {("a", "tcp", str(port))}
+            assert d.post("/-/reload") == (200, "config reloaded\n")  # said once
