@@ -255,15 +255,9 @@ def render_packed(
     return packed
 
 
-def join(
-    parts: Sequence[Mapping[str, bytes]],
-    *,
-    openmetrics: bool,
-    names: frozenset[str] | None = None,
-    packed: bool = False,
-) -> bytes:
-    """The families of every target's ``parts`` at once (see :func:`chunks`)."""
-    return b"".join(chunks(parts, openmetrics=openmetrics, names=names, packed=packed))
+def join(parts: Sequence[Mapping[str, bytes]], *, openmetrics: bool, names: frozenset[str] | None = None) -> bytes:
+    """The families of every target's unpacked ``parts`` at once (see :func:`chunks`)."""
+    return b"".join(chunks(parts, openmetrics=openmetrics, names=names))
 
 
 def chunks(
@@ -306,6 +300,10 @@ def chunks(
         yield b"".join(batch)
 
 
+#: Packed parts under this size are inflated at once (at most about 30 times as much text).
+_SMALL_PACKED = 4096
+
+
 def _inflated(part: bytes) -> Iterator[bytes]:
     """A packed part's text, at most :data:`CHUNK_BYTES` at a time (one 10,000-port target's states are 6 MB)."""
     if len(part) < _SMALL_PACKED:
@@ -319,10 +317,6 @@ def _inflated(part: bytes) -> Iterator[bytes]:
     rest = inflater.flush()
     if rest:
         yield rest
-
-
-#: Packed parts under this size are inflated at once (at most about 30 times as much text).
-_SMALL_PACKED = 4096
 
 
 def _wanted(family: Family, names: frozenset[str]) -> bool:
