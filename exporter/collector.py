@@ -54,8 +54,27 @@ def render_chunks(
         names: ``?name[]=`` filters; ``None`` = everything.
     """
     yield from store.exposition_chunks(openmetrics=openmetrics, names=names)
+    yield _registry_text(registry, openmetrics=openmetrics, names=names)
+
+
+def render_gzip_chunks(
+    store: ResultStore, registry: CollectorRegistry, *, openmetrics: bool = False, names: frozenset[str] | None = None
+) -> Iterator[bytes]:
+    """The ``/metrics`` body of :func:`render_chunks` as one gzip member (RFC 1952), in pieces.
+
+    The store's families go out as the deflate blocks it keeps (:meth:`ResultStore.exposition_gzip`); only the
+    headers and ``registry``'s families are deflated at scrape time.  Arguments as :func:`render_chunks`'s.
+    """
+
+    def tail() -> Iterator[bytes]:
+        yield _registry_text(registry, openmetrics=openmetrics, names=names)
+
+    yield from store.exposition_gzip(openmetrics=openmetrics, names=names, tail=tail())
+
+
+def _registry_text(registry: CollectorRegistry, *, openmetrics: bool, names: frozenset[str] | None) -> bytes:
     source: CollectorRegistry | _Filtered = _Filtered(registry, names) if names else registry
-    yield generate_openmetrics(source) if openmetrics else generate_latest(source)  # type: ignore[no-untyped-call]
+    return generate_openmetrics(source) if openmetrics else generate_latest(source)  # type: ignore[no-untyped-call]
 
 
 class _Filtered:

@@ -19,6 +19,7 @@ Series per port (the budget is 8): ``portqry_port_state`` (a StateSet: 4), ``por
 from __future__ import annotations
 
 import bisect
+import struct
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -221,6 +222,13 @@ PACK_LEVEL = 1
 PACK_SLICE = 256
 """Ports rendered at a time by :func:`render_packed`."""
 
+#: RFC 1952 2.3: ID1 ID2, CM=8 (deflate), no flags, no MTIME, no XFL, OS=255 (unknown).
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+def _deflater() -> zlib._Compress:
+    return zlib.compressobj(PACK_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+
 
 def render_packed(
     results: Sequence[ProbeResult],
@@ -232,27 +240,34 @@ def render_packed(
     target: str = "",
     resolved: bool | None = None,
 ) -> dict[str, bytes]:
-    """:func:`render_target`'s parts deflated (RFC 1950 zlib streams), for keeping until the next round.
+    """:func:`render_target`'s parts deflated, for keeping until the next round.
 
-    Rendered and deflated :data:`PACK_SLICE` ports at a time, so that a 10,000-port target never holds its
-    12 MB of text at once.  Arguments as :func:`render_target`'s.
+    Each part is raw deflate (RFC 1951) that ends in a sync flush, with no final block and no reference before
+    its own start: it can be inflated alone (:func:`chunks`) or sent as it is inside a gzip member
+    (:func:`gzip_chunks`).  Rendered and deflated :data:`PACK_SLICE` ports at a time, so that a 10,000-port
+    target never holds its 12 MB of text at once.  Arguments as :func:`render_target`'s.
 
     Returns:
         the keys of :func:`render_target`; an empty part is ``b""``.
     """
+
+    def rendered() -> Iterator[dict[str, bytes]]:
+        for start in range(0, len(results), PACK_SLICE):
+            yield render_target(results[start : start + PACK_SLICE], domain, site, {}, "none", target=target)
+        yield render_target((), domain, site, histograms, mode, target=target, resolved=resolved)
+
     packers: dict[str, zlib._Compress] = {}
     out: dict[str, list[bytes]] = {}
-    for start in range(0, len(results), PACK_SLICE):
-        rendered = render_target(results[start : start + PACK_SLICE], domain, site, {}, "none", target=target)
-        for name, body in rendered.items():
-            packer = packers.get(name) or packers.setdefault(name, zlib.compressobj(PACK_LEVEL))
-            out.setdefault(name, []).append(packer.compress(body))
-    rest = render_target((), domain, site, histograms, mode, target=target, resolved=resolved)
-    packed = {name: b"".join([*out[name], packers[name].flush()]) for name in out}
-    for name, body in rest.items():
-        if name not in packed:
-            packed[name] = zlib.compress(body, PACK_LEVEL) if body else b""
-    return packed
+    for parts in rendered():
+        for name, body in parts.items():
+            out.setdefault(name, [])
+            if body:
+                packer = packers.get(name) or packers.setdefault(name, _deflater())
+                out[name].append(packer.compress(body))
+    return {
+        name: b"".join([*pieces, packers[name].flush(zlib.Z_SYNC_FLUSH)]) if name in packers else b""
+        for name, pieces in out.items()
+    }
 
 
 def join(parts: Sequence[Mapping[str, bytes]], *, openmetrics: bool, names: frozenset[str] | None = None) -> bytes:
@@ -275,29 +290,85 @@ def chunks(
         parts: per target (in output order) its family name -> sample lines.
         openmetrics: OpenMetrics headers (no ``# EOF``: the caller ends the exposition).
         names: ``?name[]=`` filters (sample or family names); ``None`` = every family.
-        packed: the parts are :func:`render_packed`'s (inflated here, one part at a time).
+        packed: the parts are :func:`render_packed`'s (inflated here, :data:`CHUNK_BYTES` at a time).
 
     Raises:
-        zlib.error: a packed part is not a zlib stream (never one of :func:`render_packed`'s).
+        zlib.error: a packed part is not raw deflate (never one of :func:`render_packed`'s).
     """
     batch: list[bytes] = []
     size = 0
+    for is_header, data in _families(parts, openmetrics, names):
+        for piece in _inflated(data) if packed and not is_header else (data,):
+            batch.append(piece)
+            size += len(piece)
+            if size >= CHUNK_BYTES:
+                yield b"".join(batch)
+                batch, size = [], 0
+    if batch:
+        yield b"".join(batch)
+
+
+def gzip_chunks(
+    parts: Sequence[Mapping[str, bytes]],
+    *,
+    openmetrics: bool,
+    names: frozenset[str] | None = None,
+    tail: Iterable[bytes] = (),
+) -> Iterator[bytes]:
+    """:func:`chunks`'s text of :func:`render_packed` ``parts``, then ``tail``, as one gzip member (RFC 1952).
+
+    The packed parts go into the member's deflate stream as they are kept; only the family headers and ``tail``
+    are deflated here (after a full flush before each part, so that nothing refers across a part).  The
+    member's CRC-32 needs the text, so the parts are inflated once more, which costs a third of deflating them.
+    Yields pieces of about :data:`CHUNK_BYTES`.
+
+    Raises:
+        zlib.error: a part is not raw deflate (never one of :func:`render_packed`'s).
+    """
+    deflater = _deflater()
+    crc = length = 0
+    flushed = True  # the deflater holds nothing since its last full flush
+    batch: list[bytes] = [GZIP_HEADER]
+    size = len(GZIP_HEADER)
+
+    def texts() -> Iterator[tuple[bool, bytes]]:
+        yield from _families(parts, openmetrics, names)
+        for data in tail:
+            yield True, data
+
+    for is_text, data in texts():
+        if is_text:
+            crc, length = zlib.crc32(data, crc), length + len(data)
+            pieces = [deflater.compress(data)]
+            flushed = False
+        else:
+            for piece in _inflated(data):
+                crc, length = zlib.crc32(piece, crc), length + len(piece)
+            pieces = [data] if flushed else [deflater.flush(zlib.Z_FULL_FLUSH), data]
+            flushed = True
+        for piece in pieces:
+            batch.append(piece)
+            size += len(piece)
+        if size >= CHUNK_BYTES:
+            yield b"".join(batch)
+            batch, size = [], 0
+    batch += [deflater.flush(zlib.Z_FINISH), struct.pack("<II", crc, length & 0xFFFFFFFF)]
+    yield b"".join(batch)
+
+
+def _families(
+    parts: Sequence[Mapping[str, bytes]], openmetrics: bool, names: frozenset[str] | None
+) -> Iterator[tuple[bool, bytes]]:
+    """``(True, header)`` and ``(False, part)`` in exposition order; empty parts left out."""
     for family in FAMILIES:
         if names is not None and not _wanted(family, names):
             continue
         body = [p[family.name] for p in parts if p.get(family.name)]
         if not body and family is DURATION:
             continue
-        batch.append(family.header(openmetrics=openmetrics))
+        yield True, family.header(openmetrics=openmetrics)
         for part in body:
-            for piece in _inflated(part) if packed else (part,):
-                batch.append(piece)
-                size += len(piece)
-                if size >= CHUNK_BYTES:
-                    yield b"".join(batch)
-                    batch, size = [], 0
-    if batch:
-        yield b"".join(batch)
+            yield False, part
 
 
 #: Packed parts under this size are inflated at once (at most about 30 times as much text).
@@ -306,17 +377,14 @@ _SMALL_PACKED = 4096
 
 def _inflated(part: bytes) -> Iterator[bytes]:
     """A packed part's text, at most :data:`CHUNK_BYTES` at a time (one 10,000-port target's states are 6 MB)."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     if len(part) < _SMALL_PACKED:
-        yield zlib.decompress(part)
+        yield inflater.decompress(part)
         return
-    inflater = zlib.decompressobj()
     piece = inflater.decompress(part, CHUNK_BYTES)
     while piece:
         yield piece
         piece = inflater.decompress(inflater.unconsumed_tail, CHUNK_BYTES)
-    rest = inflater.flush()
-    if rest:
-        yield rest
 
 
 def _wanted(family: Family, names: frozenset[str]) -> bool:

@@ -3,20 +3,18 @@
 ``/metrics`` joins the port families each target rendered when its round landed (:mod:`exporter.exposition`)
 with the rest of the families (:mod:`exporter.collector`, through prometheus_client), in the text format or in
 OpenMetrics when the scraper asks for it (``Accept: application/openmetrics-text``), ``?name[]=`` filters
-honoured, gzip when asked (compressed off the loop).  Beside it ``/-/healthy``, ``/-/ready``, ``/-/reload``
-(POST or PUT), ``/sd`` (Prometheus HTTP SD) and the status pages (:mod:`exporter.status_page`).  HEAD works
-where GET does; other methods get 405.  ``/-/reload`` answers 403 unless ``--web.enable-lifecycle`` is given or
-the client is on loopback.  TLS, basic auth and response headers come from the web config
-(:mod:`exporter.webconfig`), on every path.  The connection cap, time-outs and size limits are
-:mod:`exporter.http_limits`'s.  Check by hand: ``curl -s 127.0.0.1:9727/metrics | head``.
+honoured, gzip when asked (the store's kept deflate blocks as they are: :func:`exporter.exposition.gzip_chunks`).
+Beside it ``/-/healthy``, ``/-/ready``, ``/-/reload`` (POST or PUT), ``/sd`` (Prometheus HTTP SD) and the status
+pages (:mod:`exporter.status_page`).  HEAD works where GET does; other methods get 405.  ``/-/reload`` answers
+403 unless ``--web.enable-lifecycle`` is given or the client is on loopback.  TLS, basic auth and response
+headers come from the web config (:mod:`exporter.webconfig`), on every path.  The connection cap, time-outs and
+size limits are :mod:`exporter.http_limits`'s.  Check by hand: ``curl -s 127.0.0.1:9727/metrics | head``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -25,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
 
-from exporter.collector import ExporterStatus, render_chunks
+from exporter.collector import ExporterStatus, render_chunks, render_gzip_chunks
 from exporter.config import Settings
 from exporter.exposition import Histogram
 from exporter.http_limits import HANDLER_ARGS, ConnectionLimits, serve_limited
@@ -33,8 +31,6 @@ from exporter.status_page import add_status_routes
 from exporter.store import ResultStore
 from exporter.webconfig import WebState, is_loopback
 
-#: Pieces larger than this are gzipped in a worker thread rather than on the event loop, in bytes.
-GZIP_OFF_LOOP_BYTES = 64 * 1024
 SCRAPE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -97,19 +93,12 @@ def build_app(
         kind = OPENMETRICS_TYPE if openmetrics else CONTENT_TYPE_LATEST
         response = web.StreamResponse(headers={"Content-Type": kind})
         gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
-        packer = zlib.compressobj(1, zlib.DEFLATED, 31) if gzipped else None
-        if packer is not None:
+        if gzipped:
             response.headers["Content-Encoding"] = "gzip"
         await response.prepare(request)
-        for piece in render_chunks(exporter.store, exporter.registry, openmetrics=openmetrics, names=names):
-            data = piece
-            if packer is not None:
-                big = len(piece) > GZIP_OFF_LOOP_BYTES
-                data = await asyncio.to_thread(packer.compress, piece) if big else packer.compress(piece)
-            if data:
-                await response.write(data)
-        if packer is not None:
-            await response.write(packer.flush())
+        render = render_gzip_chunks if gzipped else render_chunks
+        for piece in render(exporter.store, exporter.registry, openmetrics=openmetrics, names=names):
+            await response.write(piece)
         await response.write_eof()
         hist = exporter.status.scrape_duration
         if hist is not None:

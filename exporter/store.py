@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from exporter.exposition import Histogram, HistogramMode, chunks, histogram_key, render_packed
+from exporter.exposition import Histogram, HistogramMode, chunks, gzip_chunks, histogram_key, render_packed
 from exporter.history import PortHistory
 from exporter.model import DomainState
 from exporter.result import ProbeResult
@@ -243,9 +243,18 @@ class ResultStore:
             openmetrics: OpenMetrics headers instead of the text format's.
             names: ``?name[]=`` filters; ``None`` = every family.
         """
+        return chunks(self._parts(), openmetrics=openmetrics, names=names, packed=True)
+
+    def exposition_gzip(
+        self, *, openmetrics: bool, names: frozenset[str] | None = None, tail: Iterable[bytes] = ()
+    ) -> Iterator[bytes]:
+        """The port families of every target, then ``tail``, as one gzip member in pieces (see
+        :func:`exporter.exposition.gzip_chunks`: the kept deflate blocks are sent as they are)."""
+        return gzip_chunks(self._parts(), openmetrics=openmetrics, names=names, tail=tail)
+
+    def _parts(self) -> list[dict[str, bytes]]:
         with self._lock:
-            parts = [self._targets[name].rendered for name in sorted(self._targets)]
-        return chunks(parts, openmetrics=openmetrics, names=names, packed=True)
+            return [self._targets[name].rendered for name in sorted(self._targets)]
 
     def history(self, target: str | None = None, *, rounds: bool = True) -> dict[Key, PortHistory]:
         """Copies of the port histories of ``target`` (``None``: all), for the status page; ``rounds=False``: since."""

@@ -254,3 +254,28 @@ def test_a_reload_names_the_keys_that_wait_for_a_restart_and_not_the_flags_overr
             assert d.samples()["portqry_exporter_shard"] == [({"index": "0", "total": "1"}, 1.0)]
             assert set(d.states()) == {("a", "tcp", str(port))}
             assert d.post("/-/reload") == (200, "config reloaded\n")  # said once
+
+
+def test_curl_compressed_gets_the_same_metrics_gzipped(tmp_path: Path) -> None:
+    """curl asks for gzip: the body is one gzip member (the kept deflate blocks) that decodes to the same series."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    closed = closed_port()
+    with tcp_listener() as port:
+        ports = f'["tcp/{port}", "tcp/{closed}"]'
+        cfg = write(tmp_path / "c.toml", config(f'[[targets]]\nname = "a"\nhost = "127.0.0.1"\nports = {ports}\n'))
+        with run_daemon(cfg) as d:
+            d.wait_for(lambda d: len(d.states()) == 2)
+            head, body = tmp_path / "head", tmp_path / "body"
+            curl = ["curl", "-sS", "--max-time", "20"]
+            subprocess.run([*curl, "--compressed", "-D", str(head), "-o", str(body), d.url + "/metrics"], check=True)
+            plain = subprocess.run([*curl, d.url + "/metrics"], capture_output=True, check=True).stdout.decode()
+            assert "content-encoding: gzip" in head.read_text().lower()
+            inflated = {f.name: f for f in text_string_to_metric_families(body.read_text())}  # curl inflated it
+            assert inflated.keys() == {f.name for f in text_string_to_metric_families(plain)}
+            states = {
+                (s.labels["port"], s.labels["portqry_port_state"]): s.value
+                for s in inflated["portqry_port_state"].samples
+            }
+            assert len(states) == 8
+            assert states[(str(port), "listening")] == 1 and states[(str(closed), "not_listening")] == 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import time
 import tracemalloc
+import zlib
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -11,7 +13,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from exporter import exposition, store
-from exporter.collector import ExporterStatus, PortqryCollector, render
+from exporter.collector import ExporterStatus, PortqryCollector, render, render_gzip_chunks
 from exporter.result import ProbeResult
 from exporter.states import PortState, Reason
 from exporter.store import ResultStore, duration_buckets
@@ -167,3 +169,24 @@ def test_a_10000_port_target_never_holds_its_text_at_once() -> None:
         tracemalloc.stop()
     assert sum(sizes) > 11_000_000 and max(sizes) < 2 * exposition.CHUNK_BYTES
     assert peak - kept < 8 * exposition.CHUNK_BYTES, (peak, kept)  # its 6 MB of states inflated piece by piece
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_a_gzip_scrape_sends_the_kept_blocks_and_decodes_to_the_same_body(openmetrics: bool) -> None:
+    s = ResultStore(duration_buckets(2.0), "target")
+    now = time.time()
+    for t, ports in (("big", 3 * exposition.PACK_SLICE), ("dc1", 3), ("web", 40)):
+        s.record(t, [result(t, p, timestamp=now + p / 1000) for p in range(20000, 20000 + ports)], domain="corp.test")
+    registry = CollectorRegistry()
+    registry.register(PortqryCollector(s, ExporterStatus()))
+    for names in (None, frozenset({"portqry_probe_tries", "portqry_exporter_probes_in_flight"})):
+        plain = render(s, registry, openmetrics=openmetrics, names=names)
+        pieces = list(render_gzip_chunks(s, registry, openmetrics=openmetrics, names=names))
+        body = b"".join(pieces)
+        assert gzip.decompress(body) == plain  # CRC-32 and length checked by the gzip module
+        member = zlib.decompressobj(31)
+        assert member.decompress(body) == plain and member.eof and not member.unused_data  # one member, whole
+        kept = [p for e in s._targets.values() for p in e.rendered.values() if p]
+        if names is None:
+            assert all(part in body for part in kept)  # the kept blocks, not a new compression
+            assert len(body) < len(plain) / 8
